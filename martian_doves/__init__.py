@@ -1,0 +1,41 @@
+"""Martian Doves: a distributed state-machine processor.
+
+State files (``{"state": ..., "payload": {...}}``) are ticked one transition at a
+time by many workers sharing one store, with no central coordinator::
+
+    from martian_doves import machine
+
+    @machine("traffic-light")
+    def traffic_light(payload):
+        return ("yellow", {"count": 3})
+"""
+
+from __future__ import annotations
+
+from martian_doves.api import run, status, submit, submit_paths
+from martian_doves.errors import DovesError, Retry
+from martian_doves.model import Claim, State, Status, StatusReport
+from martian_doves.registry import Registry, default_registry, machine
+from martian_doves.stores import open_store
+from martian_doves.worker import Worker, WorkerOptions
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "Claim",
+    "DovesError",
+    "Registry",
+    "Retry",
+    "State",
+    "Status",
+    "StatusReport",
+    "Worker",
+    "WorkerOptions",
+    "default_registry",
+    "machine",
+    "open_store",
+    "run",
+    "status",
+    "submit",
+    "submit_paths",
+]

@@ -1,0 +1,155 @@
+"""State files: JSON only, validated, size-limited, safely named.
+
+A state file is ``{"state": "<name>", "payload": {...}}``; successors also carry
+``"parent"``, the file they came from, which is how a successor already written by
+an earlier (crashed) attempt is recognised. Unknown top-level keys are ignored so
+files written by later versions still load. Nothing here executes or unpickles
+anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+from martian_doves.errors import InvalidDocument, MalformedJSON, UnsafeName
+from martian_doves.model import State
+
+#: Default upper bound on a state file's size; larger files are quarantined unread.
+DEFAULT_MAX_STATE_BYTES = 1024 * 1024
+#: Longest accepted file name, in UTF-8 bytes (ext4 allows 255; leave room for suffixes).
+MAX_NAME_BYTES = 200
+#: Longest accepted state (handler) name.
+MAX_STATE_NAME_CHARS = 200
+
+# ``x.state``, ``x.state-3``, ``x.state-3~2`` (a branch taken because a successor name
+# was already used by another machine's file). ``notes.statement.txt`` is not a state.
+_STATE_FILE = re.compile(r"^.+\.state(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?$")
+_LINEAGE = re.compile(r"^(?P<base>.+\.state)(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?$")
+
+
+def is_state_file_name(name: str) -> bool:
+    """Whether a directory entry is a state file by its name (``*.state``, ``*.state-N``)."""
+    return _STATE_FILE.match(name) is not None and not name.startswith(".")
+
+
+def check_name(name: str) -> None:
+    """Raise ``UnsafeName`` unless ``name`` is a safe single path component.
+
+    Raises:
+        UnsafeName: for separators, ``.``/``..``, a leading dot, control or
+            unprintable characters, or a name longer than ``MAX_NAME_BYTES``.
+    """
+    if not name or name in (".", ".."):
+        raise UnsafeName(f"unsafe name {name!r}: empty or a relative path component")
+    if "/" in name or "\\" in name or "\x00" in name:
+        raise UnsafeName(f"unsafe name {name!r}: contains a path separator or NUL")
+    if name.startswith("."):
+        raise UnsafeName(f"unsafe name {name!r}: hidden names are reserved for temporary files")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise UnsafeName(f"unsafe name {name!r}: contains control or unprintable characters")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UnsafeName(f"unsafe name {name!r}: not valid UTF-8") from e
+    if len(encoded) > MAX_NAME_BYTES:
+        raise UnsafeName(f"unsafe name: longer than {MAX_NAME_BYTES} bytes")
+
+
+def successor_names(parent: str) -> Iterator[str]:
+    """Candidate names for ``parent``'s successor, in the order a commit tries them.
+
+    The first is the seed's naming (``x.state`` → ``x.state-1`` → ``x.state-2``). If
+    that name already holds a file that is *not* this parent's successor (someone
+    submitted ``x.state-1`` as a machine of its own), the commit moves on to a branch
+    ``x.state-1~2``, ``~3`` … so nothing is ever clobbered. The sequence depends only on
+    the parent's name, so a re-run after a crash finds the successor it wrote before.
+    """
+    match = _LINEAGE.match(parent)
+    if match is None:
+        base, step, branch = parent, 0, 1
+    else:
+        base = match["base"]
+        step = int(match["step"] or 0)
+        branch = int(match["branch"] or 1)
+    for candidate_branch in range(branch, branch + 10_000):
+        suffix = "" if candidate_branch == 1 else f"~{candidate_branch}"
+        yield f"{base}-{step + 1}{suffix}"
+    raise UnsafeName(f"no free successor name for {parent!r} after 10000 branches")
+
+
+def _check_depth(obj: Any, limit: int) -> None:
+    # json.loads already stops at the interpreter's recursion limit; this keeps
+    # handlers (and our own encoder) away from payloads nested absurdly deep.
+    stack = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise InvalidDocument(f"payload nested deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+#: Deepest nesting accepted in a payload.
+MAX_DEPTH = 64
+
+
+def decode(raw: bytes, name: str) -> State:
+    """Parse and validate one state file's bytes.
+
+    Raises:
+        MalformedJSON: not UTF-8, not JSON, or nested beyond what the parser accepts.
+        InvalidDocument: JSON, but not a state document.
+    """
+    try:
+        text = raw.decode("utf-8")
+        doc = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise MalformedJSON(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e:
+        raise MalformedJSON(f"{name}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from e
+    except RecursionError as e:
+        raise MalformedJSON(f"{name}: JSON nested too deeply to parse") from e
+    return from_document(doc, name)
+
+
+def from_document(doc: Any, name: str) -> State:
+    """Validate an already-parsed document as the state named ``name``."""
+    if not isinstance(doc, dict):
+        raise InvalidDocument(f"{name}: top level must be an object, got {type(doc).__name__}")
+    state = doc.get("state")
+    if not isinstance(state, str) or not state.strip():
+        raise InvalidDocument(f"{name}: \"state\" must be a non-empty string")
+    if len(state) > MAX_STATE_NAME_CHARS or any(
+        unicodedata.category(ch).startswith("C") for ch in state
+    ):
+        raise InvalidDocument(f"{name}: \"state\" is too long or holds control characters")
+    payload = doc.get("payload", {})
+    if not isinstance(payload, dict):
+        raise InvalidDocument(f"{name}: \"payload\" must be an object, got {type(payload).__name__}")
+    _check_depth(payload, MAX_DEPTH)
+    parent = doc.get("parent")
+    if parent is not None and not isinstance(parent, str):
+        raise InvalidDocument(f"{name}: \"parent\" must be a string")
+    return State(name=name, state=state, payload=payload, parent=parent)
+
+
+def to_document(state: State) -> dict[str, Any]:
+    """The JSON document for ``state`` (``parent`` only when it has one)."""
+    doc: dict[str, Any] = {"state": state.state, "payload": state.payload}
+    if state.parent is not None:
+        doc["parent"] = state.parent
+    return doc
+
+
+def encode(state: State) -> bytes:
+    """Serialise a state the way the seed's files look (4-space indented JSON)."""
+    try:
+        return (json.dumps(to_document(state), indent=4, ensure_ascii=False) + "\n").encode()
+    except (TypeError, ValueError) as e:
+        raise InvalidDocument(f"{state.name}: payload is not JSON-serialisable: {e}") from e

@@ -1,0 +1,143 @@
+"""Error tree: one root, a subtree per layer, a stable ``code`` on each class.
+
+The ``code`` is what lands in a failed state's machine-readable reason, so it never
+changes once released. Each class's docstring is its default message.
+"""
+
+from __future__ import annotations
+
+
+class DovesError(Exception):
+    """Martian Doves error."""
+
+    #: Stable, machine-readable identifier written to ``failed/*.reason.json``.
+    code = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip().splitlines()[0])
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(DovesError):
+    """Invalid configuration."""
+
+    code = "config"
+
+
+class CodecError(DovesError):
+    """The state file cannot be read as a state."""
+
+    code = "codec"
+
+
+class MalformedJSON(CodecError):
+    """The file is not valid UTF-8 JSON."""
+
+    code = "malformed_json"
+
+
+class InvalidDocument(CodecError):
+    """The JSON is not a state document ({"state": name, "payload": {...}})."""
+
+    code = "invalid_document"
+
+
+class FileTooLarge(CodecError):
+    """The file is larger than the size limit."""
+
+    code = "file_too_large"
+
+
+class UnsafeName(CodecError):
+    """The file name is unsafe (path separators, '..', control characters, too long)."""
+
+    code = "unsafe_name"
+
+
+class NotARegularFile(CodecError):
+    """The entry is a symlink or not a regular file; state files are plain files."""
+
+    code = "not_a_regular_file"
+
+
+class RegistryError(DovesError):
+    """Machine registry error."""
+
+    code = "registry"
+
+
+class UnknownState(RegistryError):
+    """No machine is registered under this state name."""
+
+    code = "unknown_state"
+
+
+class InvalidPayload(RegistryError):
+    """The payload does not validate for this machine."""
+
+    code = "invalid_payload"
+
+
+class BadReturn(RegistryError):
+    """The handler returned something other than None, a dict or a (state, dict) pair."""
+
+    code = "bad_return"
+
+
+class MachineLoadError(RegistryError, ConfigError):
+    """The machines module could not be loaded."""
+
+    code = "machine_load"
+
+
+class TickFailed(DovesError):
+    """The tick raised on every attempt."""
+
+    code = "tick_failed"
+
+
+class TickTimeout(DovesError):
+    """The tick ran longer than the tick time limit."""
+
+    code = "tick_timeout"
+
+
+class StoreError(DovesError):
+    """Store error."""
+
+    code = "store"
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached."""
+
+    code = "store_unavailable"
+
+
+class ClaimLost(StoreError):
+    """The claim was taken over by another worker; this worker may not commit it."""
+
+    code = "claim_lost"
+
+
+class NameTaken(StoreError):
+    """A state with this name already exists in the store."""
+
+    code = "name_taken"
+
+
+class Retry(Exception):
+    """Raised by a handler to ask for this tick to run again later.
+
+    Args:
+        delay_seconds: how long to wait before the next attempt; None uses the
+            retry policy's backoff.
+    """
+
+    def __init__(self, delay_seconds: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay_seconds = delay_seconds
+        self.reason = reason

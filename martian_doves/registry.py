@@ -1,0 +1,259 @@
+"""Machine registry: state name → handler, and loading user machine modules.
+
+There is no global registry (an import-time singleton is what dramatiq users
+fought for years): ``@machine`` only marks a function or class, and a ``Registry``
+collects the marked objects of the modules it is asked to load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from martian_doves.errors import BadReturn, InvalidPayload, MachineLoadError, UnknownState
+from martian_doves.model import JSONDict
+
+#: Entry-point group scanned for machine modules of installed packages.
+ENTRY_POINT_GROUP = "martian_doves.machines"
+#: Attribute ``@machine`` sets on what it decorates.
+_MARK = "__doves_machine__"
+
+Handler = Callable[[Any], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A registered state: its handler and, optionally, the payload type it validates."""
+
+    name: str
+    handler: Handler
+    #: A dataclass type: the payload is validated into it before the tick.
+    payload_type: type | None = None
+
+
+def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
+    """Mark a function as the handler of state ``name``.
+
+    The handler takes the payload and returns ``None`` (the machine ends), a dict (a
+    successor in the same state) or a ``(state, dict)`` pair (a successor in another
+    state). With ``payload=SomeDataclass`` the payload is validated and converted
+    before the tick, and the handler may return dataclass instances instead of dicts.
+
+    Args:
+        name: the state name this handler runs.
+        payload: optional dataclass type describing the payload.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("@machine needs a non-empty state name")
+    if payload is not None and not dataclasses.is_dataclass(payload):
+        raise TypeError("@machine(payload=...) takes a dataclass type")
+
+    def mark(handler: F) -> F:
+        setattr(handler, _MARK, MachineSpec(name, handler, payload))
+        return handler
+
+    return mark
+
+
+_SIMPLE_TYPES: Mapping[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    list: (list,),
+    dict: (dict,),
+}
+
+
+def _validate_payload(spec: MachineSpec, payload: JSONDict) -> Any:
+    assert spec.payload_type is not None
+    cls = spec.payload_type
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(payload) - set(fields)
+    if unknown:
+        raise InvalidPayload(f"unexpected payload field(s) {sorted(unknown)} for {spec.name!r}")
+    for key, value in payload.items():
+        hint = hints.get(key)
+        origin = typing.get_origin(hint) or hint
+        allowed = _SIMPLE_TYPES.get(origin)
+        if allowed and (not isinstance(value, allowed) or (origin is not bool and isinstance(value, bool))):
+            raise InvalidPayload(
+                f"payload field {key!r} of {spec.name!r} must be {origin.__name__}, "
+                f"got {type(value).__name__}"
+            )
+    try:
+        return cls(**payload)
+    except TypeError as e:
+        raise InvalidPayload(f"payload does not fit {cls.__name__}: {e}") from e
+
+
+def _as_dict(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+class Registry:
+    """State name → handler. Build one, ``load`` machine modules into it, pass it to workers."""
+
+    def __init__(self, specs: Iterable[MachineSpec] = ()) -> None:
+        self._specs: dict[str, MachineSpec] = {}
+        #: Where each loaded machine module came from, so worker processes can load them too.
+        self.sources: list[str] = []
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: MachineSpec) -> None:
+        existing = self._specs.get(spec.name)
+        if existing is not None and existing.handler is not spec.handler:
+            raise MachineLoadError(f"state {spec.name!r} is defined twice")
+        self._specs[spec.name] = spec
+
+    def register(self, name: str, handler: Handler, payload: type | None = None) -> None:
+        """Register ``handler`` for ``name`` without the decorator."""
+        self.add(MachineSpec(name, handler, payload))
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def spec(self, name: str) -> MachineSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownState(f"no machine is registered for state {name!r}") from None
+
+    def validate(self, state_name: str, payload: JSONDict) -> None:
+        """Raise ``UnknownState`` or ``InvalidPayload`` if a state could not run."""
+        spec = self.spec(state_name)
+        if spec.payload_type is not None:
+            _validate_payload(spec, payload)
+
+    def tick(self, state_name: str, payload: JSONDict) -> tuple[str, JSONDict] | None:
+        """Run one tick and normalise its result to ``(state, payload)`` or ``None``.
+
+        Raises:
+            UnknownState, InvalidPayload: the state cannot run at all (not retried).
+            BadReturn: the handler returned something outside the contract.
+            Exception: whatever the handler raised (retried by the worker).
+        """
+        spec = self.spec(state_name)
+        argument: Any = payload
+        if spec.payload_type is not None:
+            argument = _validate_payload(spec, payload)
+        result = _as_dict(spec.handler(argument))
+        if result is None:
+            return None
+        if isinstance(result, dict):
+            return state_name, result
+        if (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and isinstance(result[0], str)
+            and result[0]
+            and isinstance(_as_dict(result[1]), dict)
+        ):
+            return result[0], _as_dict(result[1])
+        raise BadReturn(
+            f"handler for {state_name!r} returned {type(result).__name__}; "
+            "expected None, a dict or a (state, dict) pair"
+        )
+
+    # -- loading -----------------------------------------------------------------
+
+    def load_module(self, module: types.ModuleType) -> int:
+        """Register every ``@machine``-marked object of ``module``; return how many."""
+        found = 0
+        for _, obj in inspect.getmembers(module):
+            spec = getattr(obj, _MARK, None)
+            if isinstance(spec, MachineSpec):
+                self.add(spec)
+                found += 1
+        return found
+
+    def load(self, source: str) -> int:
+        """Load machines from an import path (``pkg.machines``) or a ``.py`` file.
+
+        Raises:
+            MachineLoadError: one clear line saying what could not be loaded and why.
+        """
+        module = _import_source(source)
+        found = self.load_module(module)
+        if found == 0:
+            raise MachineLoadError(f"{source}: no @machine handlers found")
+        self.sources.append(source)
+        return found
+
+    def load_entry_points(self) -> int:
+        """Load the modules published under the ``martian_doves.machines`` entry-point group."""
+        found = 0
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                loaded = entry.load()
+            except Exception as e:
+                raise MachineLoadError(f"entry point {entry.name!r}: {type(e).__name__}: {e}") from e
+            if isinstance(loaded, types.ModuleType):
+                found += self.load_module(loaded)
+            else:
+                spec = getattr(loaded, _MARK, None)
+                if not isinstance(spec, MachineSpec):
+                    raise MachineLoadError(f"entry point {entry.name!r} is not a @machine module")
+                self.add(spec)
+                found += 1
+        return found
+
+
+def _import_source(source: str) -> types.ModuleType:
+    path = Path(source)
+    if source.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise MachineLoadError(f"machines file not found: {source}")
+        module_name = f"doves_user_{abs(hash(str(path.resolve())))}"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise MachineLoadError(f"cannot load {source} as a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        # The file's folder goes on sys.path so it can import its neighbours.
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[module_name]
+            raise MachineLoadError(f"{source}: {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(source)
+    except Exception as e:
+        raise MachineLoadError(f"cannot import machines module {source!r}: {type(e).__name__}: {e}") from e
+
+
+def default_registry(sources: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
+    """The built-in machines, the entry-point group, then ``sources`` in order."""
+    from martian_doves import builtin
+
+    registry = Registry()
+    registry.load_module(builtin)
+    if entry_points:
+        registry.load_entry_points()
+    for source in sources:
+        registry.load(source)
+    return registry

@@ -1,0 +1,191 @@
+"""Filesystem primitives for the directory stores.
+
+Everything here relies only on operations that are atomic on local filesystems and
+on NFSv3+: ``link`` (fails if the target exists), ``rename`` of a name we own,
+``O_CREAT|O_EXCL``. Nothing ever renames *over* an existing name: that would both
+clobber and, on ext4, force a data flush on the hot path.
+
+Durability: by default a commit survives the death of any process (the kernel has
+the data). With ``durable=True`` file data and the directory entries are fsynced
+before a name becomes visible, so a commit also survives power loss.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+
+from martian_doves.errors import FileTooLarge, NotARegularFile
+
+#: Folder (inside the store) for files being written; never visible as states.
+TMP_DIR = ".doves-tmp"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each kind of file lives in a directory store (all plain folders)."""
+
+    root: str
+
+    @property
+    def pending(self) -> str:
+        return os.path.join(self.root, "pending")
+
+    @property
+    def in_progress(self) -> str:
+        return os.path.join(self.root, "in_progress")
+
+    @property
+    def done(self) -> str:
+        return os.path.join(self.root, "done")
+
+    @property
+    def failed(self) -> str:
+        return os.path.join(self.root, "failed")
+
+    @property
+    def workers(self) -> str:
+        return os.path.join(self.root, "workers")
+
+    @property
+    def tmp(self) -> str:
+        return os.path.join(self.root, TMP_DIR)
+
+    def folders(self) -> tuple[str, ...]:
+        return (self.pending, self.in_progress, self.done, self.failed, self.workers, self.tmp)
+
+    def create(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        for folder in self.folders():
+            os.makedirs(folder, exist_ok=True)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_tmp(layout: Layout, data: bytes, *, durable: bool, mtime: float | None = None) -> str:
+    """Write ``data`` to a fresh temporary file in the store and return its path."""
+    path = os.path.join(layout.tmp, f"{os.getpid()}-{secrets.token_hex(8)}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def publish(tmp_path: str, target: str, *, durable: bool) -> bool:
+    """Give ``tmp_path`` the name ``target`` unless that name exists; drop the temporary.
+
+    Returns:
+        True if ``target`` now names our data, False if the name was already taken.
+    """
+    try:
+        os.link(tmp_path, target)
+        published = True
+    except FileExistsError:
+        published = False
+    finally:
+        os.unlink(tmp_path)
+    if published and durable:
+        fsync_dir(os.path.dirname(target))
+    return published
+
+
+def write_new(layout: Layout, target: str, data: bytes, *, durable: bool, mtime: float | None = None) -> bool:
+    """Atomically create ``target`` holding ``data``; never replaces an existing file.
+
+    Readers see either no file or the whole file, never a torn one.
+    """
+    return publish(write_tmp(layout, data, durable=durable, mtime=mtime), target, durable=durable)
+
+
+def create_empty(path: str) -> bool:
+    """Create an empty marker file; False if it already exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return True
+    except FileExistsError:
+        return False
+
+
+def create_with(path: str, data: bytes) -> bool:
+    """Create ``path`` exclusively and write ``data`` in place (readers may see it partial).
+
+    For files only their creator reads back whole, such as claims; False if it exists.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_regular(path: str, max_bytes: int) -> bytes:
+    """Read a plain file, refusing symlinks, devices, FIFOs and files over ``max_bytes``.
+
+    Raises:
+        NotARegularFile, FileTooLarge: the entry must not be read (it is quarantined).
+        FileNotFoundError: the entry vanished.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO someone dropped in must not hang the worker.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotARegularFile(f"{os.path.basename(path)}: is a symlink") from e
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{os.path.basename(path)}: not a regular file")
+        if info.st_size > max_bytes:
+            raise FileTooLarge(f"{os.path.basename(path)}: {info.st_size} bytes is over the {max_bytes}-byte limit")
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise FileTooLarge(f"{os.path.basename(path)}: grew over the {max_bytes}-byte limit")
+        return data
+    finally:
+        os.close(fd)
+
+
+def unlink_quiet(path: str) -> bool:
+    """Remove a file; False if it was already gone."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def listdir_quiet(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,733 @@
+"""Directory store, lease mode (the default): leaderless atomic claims on a folder.
+
+Layout (all plain folders, readable with ``ls``)::
+
+    STORE/x.state, x.state-1 ...   state files, immutable once written (the lineage)
+    STORE/pending/x.state          a hint that x.state may run; mtime = not before
+    STORE/in_progress/x.state@T    a claim with fencing token T; ctime = last heartbeat
+    STORE/done/x.state             committed (who ran it inside; ctime = when)
+    STORE/failed/x.state           a failed state, next to x.state.reason.json
+    STORE/workers/NAME             a live worker; mtime = last heartbeat
+
+The protocol, one atomic operation per step:
+
+- claim: ``rename(pending/x, in_progress/x@T)``: one worker wins, the others get ENOENT.
+- heartbeat: ``utime(in_progress/x@T)``; ENOENT means the claim was taken over.
+- takeover: ``rename(in_progress/x@T, in_progress/x@T2)`` once ctime is older than
+  the lease; the old owner's next heartbeat or commit then fails.
+- commit: link the successor under its deterministic name (never overwriting; if the
+  name already holds *our* successor an earlier attempt wrote it), then
+  ``link(in_progress/x@T, done/x)`` - the fencing point: it fails if T was taken over.
+
+Finding work lists ``pending/`` only (what is pending), never the whole history;
+files copied into the folder by hand are admitted by a root scan that runs on start,
+on inotify events and every ``scan_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from martian_doves import codec
+from martian_doves.clock import Clock, SystemClock
+from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName
+from martian_doves.model import (
+    Claim,
+    Failure,
+    HistoryEntry,
+    JSONDict,
+    State,
+    Status,
+    StatusReport,
+    WorkerInfo,
+)
+from martian_doves.stores import fsops
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+#: Separates a state name from its claim token in ``in_progress/``.
+TOKEN_SEP = "@"
+#: Suffix of the machine-readable reason next to a failed state.
+REASON_SUFFIX = ".reason.json"
+
+
+@dataclass(frozen=True)
+class DirectoryOptions:
+    """Tuning shared by both directory modes."""
+
+    #: A claim whose heartbeat is older than this is taken over by another worker.
+    lease_seconds: float = 30.0
+    #: fsync data and directories before a name becomes visible (survives power loss).
+    durable: bool = False
+    #: Larger state files are quarantined unread.
+    max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
+    #: A file copied in by hand is admitted once it is this old (its writer is done).
+    admission_grace_seconds: float = 1.0
+    #: How often the whole folder is re-listed for files copied in without an event
+    #: (NFS delivers no inotify events for other hosts' writes).
+    scan_seconds: float = 10.0
+
+    def validate(self) -> DirectoryOptions:
+        if self.lease_seconds <= 0:
+            raise ConfigError("--lease-seconds must be positive")
+        if self.max_state_bytes < 64:
+            raise ConfigError("--max-state-bytes is too small")
+        if self.scan_seconds <= 0 or self.admission_grace_seconds < 0:
+            raise ConfigError("--scan-seconds must be positive")
+        return self
+
+
+def _claim_path(layout: fsops.Layout, name: str, token: str) -> str:
+    return os.path.join(layout.in_progress, f"{name}{TOKEN_SEP}{token}")
+
+
+def _split_claim(entry: str) -> tuple[str, str]:
+    name, _, token = entry.rpartition(TOKEN_SEP)
+    return name, token
+
+
+def _safe_failed_name(name: str) -> str:
+    try:
+        codec.check_name(name)
+        return name
+    except UnsafeName:
+        cleaned = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in name).lstrip(".")
+        return f"unsafe-name-{secrets.token_hex(4)}-{cleaned[:80]}"
+
+
+class LeaseStore:
+    """Directory store with lease-based claims. See the module docstring for the protocol."""
+
+    mode = "lease"
+
+    def __init__(self, root: str | os.PathLike[str], options: DirectoryOptions | None = None,
+                 clock: Clock | None = None) -> None:
+        self.options = (options or DirectoryOptions()).validate()
+        self.clock = clock or SystemClock()
+        self.layout = fsops.Layout(os.path.abspath(os.fspath(root)))
+        if os.path.exists(self.layout.root) and not os.path.isdir(self.layout.root):
+            raise ConfigError(f"store {self.layout.root} exists and is not a directory")
+        try:
+            self.layout.create()
+        except OSError as e:
+            raise ConfigError(f"cannot use {self.layout.root} as a store: {e.strerror}") from e
+        self.description = f"{self.layout.root} ({self.mode} mode)"
+        self._candidates: deque[str] = deque()
+        #: Root entries already admitted or quarantined by this process.
+        self._known: set[str] = set()
+        #: Root entries seen but too young to admit yet.
+        self._deferred: set[str] = set()
+        self._next_root_scan = 0.0
+        self._next_takeover = 0.0
+        self._next_due: float | None = None
+        self._watcher = Watcher([self.layout.pending, self.layout.root])
+        self._remove_stale_tmp()
+
+    # -- paths -----------------------------------------------------------------------
+
+    def _state_path(self, name: str) -> str:
+        return os.path.join(self.layout.root, name)
+
+    def _done_path(self, name: str) -> str:
+        return os.path.join(self.layout.done, name)
+
+    def _hint_path(self, name: str) -> str:
+        return os.path.join(self.layout.pending, name)
+
+    def _reason_path(self, name: str) -> str:
+        return os.path.join(self.layout.failed, name + REASON_SUFFIX)
+
+    # -- submitting and admitting -------------------------------------------------------
+
+    def submit(self, states: Sequence[State]) -> list[SubmitResult]:
+        results = []
+        for state in states:
+            try:
+                codec.check_name(state.name)
+                if not codec.is_state_file_name(state.name):
+                    raise UnsafeName(f"{state.name}: state file names end in .state")
+                data = codec.encode(State(state.name, state.state, state.payload))
+            except CodecError as e:
+                results.append(SubmitResult(state.name, False, e.message))
+                continue
+            if os.path.lexists(os.path.join(self.layout.failed, state.name)) or not fsops.write_new(
+                self.layout, self._state_path(state.name), data, durable=self.options.durable
+            ):
+                results.append(SubmitResult(state.name, False, NameTaken.__doc__))
+                continue
+            fsops.create_empty(self._hint_path(state.name))
+            self._known.add(state.name)
+            results.append(SubmitResult(state.name, True))
+        return results
+
+    def _marker_exists(self, name: str, claimed: set[str]) -> bool:
+        # Checked in the direction states move (pending → in_progress → done/failed) so a
+        # concurrent move cannot slip past; a move backwards (release) is caught by O_EXCL.
+        return (
+            os.path.lexists(self._hint_path(name))
+            or name in claimed
+            or os.path.lexists(self._done_path(name))
+            or os.path.lexists(self._reason_path(name))
+        )
+
+    def _claimed_names(self) -> set[str]:
+        return {_split_claim(entry)[0] for entry in fsops.listdir_quiet(self.layout.in_progress)}
+
+    def _admit(self, names: Iterable[str]) -> int:
+        """Create hints for root files that have none (copied in by hand, or orphaned)."""
+        now = self.clock.time()
+        claimed: set[str] | None = None
+        admitted = 0
+        for name in names:
+            if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
+                continue
+            path = self._state_path(name)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                self._deferred.discard(name)
+                continue
+            if 0 <= now - info.st_mtime < self.options.admission_grace_seconds:
+                self._deferred.add(name)  # its writer may still be busy, or mid-commit
+                continue
+            self._deferred.discard(name)
+            if claimed is None:
+                claimed = self._claimed_names()
+            if not self._marker_exists(name, claimed):
+                try:
+                    codec.check_name(name)
+                except UnsafeName as e:
+                    self._quarantine(name, e.code, e.message)
+                    continue
+                if fsops.create_empty(self._hint_path(name)):
+                    admitted += 1
+            self._known.add(name)
+        if admitted:
+            log.info("admitted %d state file(s) found in %s", admitted, self.layout.root,
+                     extra={"action": "admit"})
+        return admitted
+
+    def _scan_root(self) -> None:
+        self._admit(fsops.listdir_quiet(self.layout.root))
+        self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
+
+    # -- quarantine and failure -----------------------------------------------------------
+
+    def _write_reason(self, failed_name: str, reason: JSONDict) -> None:
+        data = json.dumps(reason, indent=2, ensure_ascii=False).encode()
+        fsops.write_new(self.layout, self._reason_path(failed_name), data, durable=self.options.durable)
+
+    def _quarantine(self, name: str, code: str, message: str) -> None:
+        """Move an unusable root entry into failed/ with a reason; never read it again."""
+        failed_name = _safe_failed_name(name)
+        self._write_reason(failed_name, {
+            "name": name, "code": code, "message": message, "traceback": None,
+            "attempts": 0, "errors": [], "failed_at": self.clock.time(),
+        })
+        try:
+            os.rename(self._state_path(name), os.path.join(self.layout.failed, failed_name))
+        except FileNotFoundError:
+            pass
+        fsops.unlink_quiet(self._hint_path(name))
+        self._known.add(name)
+        log.warning("quarantined %r: %s", name, message, extra={"action": "quarantine", "code": code})
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _eligible(self, mtime: float, now: float) -> bool:
+        """Whether a hint with this mtime may be claimed now (overridden by semaphore mode)."""
+        return mtime <= now
+
+    def _refill(self, now: float) -> None:
+        entries = []
+        self._next_due = None
+        try:
+            with os.scandir(self.layout.pending) as listing:
+                for entry in listing:
+                    try:
+                        mtime = entry.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if self._eligible(mtime, now):
+                        entries.append(entry.name)
+                    elif self._next_due is None or mtime < self._next_due:
+                        self._next_due = mtime
+        except FileNotFoundError:
+            pass
+        # Each worker walks the hints in its own order so they rarely race for one.
+        random.shuffle(entries)
+        self._candidates.extend(entries)
+
+    def _maintain(self) -> None:
+        mono = self.clock.monotonic()
+        if self._watcher.take_events(self.layout.root):
+            self._admit(self._watcher.names(self.layout.root))
+        if mono >= self._next_root_scan:
+            self._scan_root()
+        elif self._deferred:
+            self._admit(list(self._deferred))
+
+    def claim(self, worker: str, limit: int) -> list[Claim]:
+        claims = self._takeovers(worker, limit)
+        self._maintain()
+        now = self.clock.time()
+        if not self._candidates:
+            self._refill(now)
+        while self._candidates and len(claims) < limit:
+            claim = self._claim_hint(self._candidates.popleft(), worker)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _claim_hint(self, name: str, worker: str) -> Claim | None:
+        token = secrets.token_hex(8)
+        claim_path = _claim_path(self.layout, name, token)
+        try:
+            os.rename(self._hint_path(name), claim_path)
+        except FileNotFoundError:
+            return None  # another worker got there first
+        return self._open_claim(name, token, claim_path, worker)
+
+    def _open_claim(self, name: str, token: str, claim_path: str, worker: str,
+                    taken_over: bool = False) -> Claim | None:
+        """Load the claimed state; settle stale claims and quarantine unreadable files."""
+        if os.path.lexists(self._done_path(name)) or os.path.lexists(self._reason_path(name)):
+            fsops.unlink_quiet(claim_path)  # a stale hint: the state is already settled
+            return None
+        try:
+            info = json.loads(fsops.read_regular(claim_path, 1 << 20) or b"{}")
+        except (ValueError, FileNotFoundError, CodecError):
+            info = {}
+        attempts = int(info.get("attempts", 0)) + (1 if taken_over else 0)
+        errors = tuple(info.get("errors", ())) + (
+            (f"worker {info.get('worker', '?')} stopped renewing its lease",) if taken_over else ()
+        )
+        try:
+            state = codec.decode(fsops.read_regular(self._state_path(name), self.options.max_state_bytes), name)
+        except FileNotFoundError:
+            # A hint without a file: the file was removed by hand. Nothing to run.
+            fsops.unlink_quiet(claim_path)
+            return None
+        except CodecError as e:
+            self._quarantine(name, e.code, e.message)
+            fsops.unlink_quiet(claim_path)
+            return None
+        self._write_claim_info(claim_path, worker, token, attempts, errors)
+        return Claim(state, token, worker, attempts, errors)
+
+    def _write_claim_info(self, claim_path: str, worker: str, token: str, attempts: int,
+                          errors: tuple[str, ...]) -> None:
+        # Written in place: the claim file is ours, and a taker rewrites its own copy.
+        try:
+            with open(claim_path, "w") as handle:
+                json.dump({"worker": worker, "token": token, "attempts": attempts,
+                           "errors": list(errors), "claimed_at": self.clock.time()}, handle)
+        except FileNotFoundError:
+            pass
+
+    def _takeovers(self, worker: str, limit: int) -> list[Claim]:
+        mono = self.clock.monotonic()
+        if mono < self._next_takeover:
+            return []
+        self._next_takeover = mono + max(0.05, self.options.lease_seconds / 4)
+        now = self.clock.time()
+        claims: list[Claim] = []
+        try:
+            with os.scandir(self.layout.in_progress) as listing:
+                expired = []
+                for entry in listing:
+                    try:
+                        changed = entry.stat(follow_symlinks=False).st_ctime
+                    except FileNotFoundError:
+                        continue
+                    if now - changed > self.options.lease_seconds:
+                        expired.append(entry.name)
+        except FileNotFoundError:
+            return []
+        for entry in expired:
+            name, old_token = _split_claim(entry)
+            if not old_token:
+                # A seed-era flag (in_progress/x.state) from an interrupted run: drop it,
+                # the state is admitted again by the root scan.
+                fsops.unlink_quiet(os.path.join(self.layout.in_progress, entry))
+                self._known.discard(name)
+                continue
+            token = secrets.token_hex(8)
+            claim_path = _claim_path(self.layout, name, token)
+            try:
+                os.rename(os.path.join(self.layout.in_progress, entry), claim_path)
+            except FileNotFoundError:
+                continue
+            log.warning("took over %s from a worker whose lease expired", name, extra={"action": "takeover"})
+            if len(claims) >= limit:
+                self._give_back(name, claim_path, None, 0.0, None)
+                continue
+            claim = self._open_claim(name, token, claim_path, worker, taken_over=True)
+            if claim is not None:
+                claims.append(claim)
+        self._remove_stale_tmp()
+        return claims
+
+    def _remove_stale_tmp(self) -> None:
+        cutoff = self.clock.time() - max(60.0, 2 * self.options.lease_seconds)
+        for entry in fsops.listdir_quiet(self.layout.tmp):
+            path = os.path.join(self.layout.tmp, entry)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    fsops.unlink_quiet(path)
+            except FileNotFoundError:
+                pass
+
+    def wait_for_work(self, timeout_seconds: float) -> None:
+        if self._candidates:
+            return
+        if self._next_due is not None:
+            timeout_seconds = min(timeout_seconds, max(0.0, self._next_due - self.clock.time()))
+        self._watcher.wait(timeout_seconds)
+
+    # -- leases --------------------------------------------------------------------------
+
+    def _worker_path(self, worker: str) -> str:
+        return os.path.join(self.layout.workers, worker)
+
+    def register_worker(self, worker: str) -> None:
+        codec.check_name(worker)
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "mode": self.mode,
+                "started_at": self.clock.time()}
+        path = self._worker_path(worker)
+        fsops.unlink_quiet(path)
+        fsops.write_new(self.layout, path, json.dumps(info).encode(), durable=False)
+        self._prune_dead_workers()
+
+    def _prune_dead_workers(self) -> None:
+        cutoff = self.clock.time() - 10 * self.options.lease_seconds
+        for entry in fsops.listdir_quiet(self.layout.workers):
+            path = self._worker_path(entry)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    fsops.unlink_quiet(path)
+            except FileNotFoundError:
+                pass
+
+    def unregister_worker(self, worker: str) -> None:
+        fsops.unlink_quiet(self._worker_path(worker))
+
+    def _touch_worker(self, worker: str) -> None:
+        try:
+            os.utime(self._worker_path(worker))
+        except FileNotFoundError:
+            self.register_worker(worker)
+
+    def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
+        self._touch_worker(worker)
+        lost = []
+        for claim in claims:
+            try:
+                os.utime(_claim_path(self.layout, claim.name, claim.token))
+            except FileNotFoundError:
+                lost.append(claim)
+        return lost
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _write_successor(self, parent: Claim, successor: Successor) -> str:
+        """Write the successor under its deterministic name, exactly once across attempts."""
+        data = codec.encode(State("", successor[0], successor[1], parent=parent.name))
+        tmp = fsops.write_tmp(self.layout, data, durable=self.options.durable)
+        try:
+            for name in codec.successor_names(parent.name):
+                # A successor already processed and failed lives in failed/, not the root.
+                owner = self._parent_in(self.layout.failed, name)
+                if owner is None:
+                    try:
+                        os.link(tmp, self._state_path(name))
+                        if self.options.durable:
+                            fsops.fsync_dir(self.layout.root)
+                        return name
+                    except FileExistsError:
+                        owner = self._parent_in(self.layout.root, name)
+                if owner == parent.name:
+                    return name  # an earlier attempt of this tick already wrote it
+                log.warning("successor name %s is taken by another machine; trying the next branch",
+                            name, extra={"action": "branch"})
+        finally:
+            fsops.unlink_quiet(tmp)
+        raise UnsafeName(f"no free successor name for {parent.name}")
+
+    def _parent_in(self, folder: str, name: str) -> str | None:
+        """The parent recorded in ``folder/name``: '' for a root or unreadable file, None if absent."""
+        try:
+            raw = fsops.read_regular(os.path.join(folder, name), self.options.max_state_bytes)
+            return codec.decode(raw, name).parent or ""
+        except FileNotFoundError:
+            return None
+        except CodecError:
+            return ""
+
+    def _parent_of(self, name: str) -> str | None:
+        """The parent recorded in the state file ``name`` wherever it is; None if none exists."""
+        owner = self._parent_in(self.layout.root, name)
+        return owner if owner is not None else self._parent_in(self.layout.failed, name)
+
+    def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        claim_path = _claim_path(self.layout, claim.name, claim.token)
+        if not os.path.lexists(claim_path):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+        child: Claim | None = None
+        child_name = self._write_successor(claim, successor) if successor is not None else None
+        if child_name is not None and successor is not None:
+            if keep:
+                token = secrets.token_hex(8)
+                child_path = _claim_path(self.layout, child_name, token)
+                info = {"worker": claim.worker, "token": token, "attempts": 0, "errors": [],
+                        "claimed_at": self.clock.time()}
+                fsops.create_with(child_path, json.dumps(info).encode())
+                child = Claim(State(child_name, successor[0], successor[1], claim.name), token, claim.worker)
+            else:
+                fsops.create_empty(self._hint_path(child_name))
+        try:
+            os.link(claim_path, self._done_path(claim.name))  # the fencing point
+        except FileNotFoundError:
+            if child is not None:  # hand the successor to whoever took the parent over
+                self._give_back(child.name, _claim_path(self.layout, child.name, child.token), None, 0.0, None)
+            raise ClaimLost(f"claim on {claim.name} was taken over before commit") from None
+        except FileExistsError:
+            pass  # committed already by an attempt we lost track of
+        if self.options.durable:
+            fsops.fsync_dir(self.layout.done)
+        fsops.unlink_quiet(claim_path)
+        return child
+
+    def _give_back(self, name: str, claim_path: str, attempts_info: JSONDict | None, delay_seconds: float,
+                   claim: Claim | None) -> None:
+        """Turn a claim back into a hint (due after ``delay_seconds``); fenced by the claim."""
+        if claim is not None and not os.path.lexists(claim_path):
+            raise ClaimLost(f"claim on {name} was taken over")
+        data = json.dumps(attempts_info).encode() if attempts_info else b""
+        fsops.write_new(self.layout, self._hint_path(name), data, durable=self.options.durable,
+                        mtime=self.clock.time() + delay_seconds)
+        fsops.unlink_quiet(claim_path)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+        info = {"attempts": claim.attempts + 1, "errors": [*claim.errors, error]}
+        self._give_back(claim.name, _claim_path(self.layout, claim.name, claim.token), info,
+                        delay_seconds, claim)
+
+    def release(self, claim: Claim) -> None:
+        info = {"attempts": claim.attempts, "errors": list(claim.errors)} if claim.attempts else None
+        self._give_back(claim.name, _claim_path(self.layout, claim.name, claim.token), info, 0.0, claim)
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        claim_path = _claim_path(self.layout, claim.name, claim.token)
+        if not os.path.lexists(claim_path):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+        self._write_reason(claim.name, {"name": claim.name, "worker": claim.worker,
+                                        "failed_at": self.clock.time(), **failure.as_dict()})
+        try:
+            os.rename(self._state_path(claim.name), os.path.join(self.layout.failed, claim.name))
+        except FileNotFoundError:
+            pass
+        fsops.unlink_quiet(claim_path)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _count(self, folder: str, suffix: str = "") -> int:
+        return sum(1 for entry in fsops.listdir_quiet(folder) if entry.endswith(suffix))
+
+    def _workers(self) -> list[WorkerInfo]:
+        now = self.clock.time()
+        workers = []
+        for entry in sorted(fsops.listdir_quiet(self.layout.workers)):
+            path = self._worker_path(entry)
+            try:
+                seen = os.lstat(path).st_mtime
+                info = json.loads(fsops.read_regular(path, 65536) or b"{}")
+            except (OSError, ValueError, CodecError):
+                continue
+            workers.append(WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
+                                      now - seen < self._liveness_seconds()))
+        return workers
+
+    def _liveness_seconds(self) -> float:
+        return self.options.lease_seconds
+
+    def _reason(self, name: str) -> JSONDict | None:
+        try:
+            return dict(json.loads(fsops.read_regular(self._reason_path(name), 1 << 22)))
+        except (OSError, ValueError, CodecError):
+            return None
+
+    def status(self) -> StatusReport:
+        oldest: float | None = None
+        pending = 0
+        with os.scandir(self.layout.pending) as listing:
+            for entry in listing:
+                pending += 1
+                try:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+                oldest = mtime if oldest is None else min(oldest, mtime)
+        reasons = sorted(
+            (entry for entry in fsops.listdir_quiet(self.layout.failed) if entry.endswith(REASON_SUFFIX)),
+            key=lambda entry: os.path.getmtime(os.path.join(self.layout.failed, entry)),
+        )
+        recent = []
+        for entry in reasons[-5:]:
+            reason = self._reason(entry[: -len(REASON_SUFFIX)]) or {}
+            recent.append((entry[: -len(REASON_SUFFIX)], str(reason.get("code")), str(reason.get("message"))))
+        return StatusReport(
+            pending=pending,
+            in_progress=self._count(self.layout.in_progress),
+            done=self._count(self.layout.done),
+            failed=len(reasons),
+            workers=self._workers(),
+            oldest_pending_at=oldest,
+            recent_failures=recent,
+            details={"store": self.layout.root, "mode": self.mode},
+        )
+
+    def _entry(self, name: str, claimed: dict[str, str]) -> HistoryEntry | None:
+        folder = self.layout.root
+        if not os.path.lexists(self._state_path(name)):
+            folder = self.layout.failed
+        try:
+            state = codec.decode(fsops.read_regular(os.path.join(folder, name), self.options.max_state_bytes), name)
+        except (FileNotFoundError, CodecError):
+            return None
+        done = self._done_path(name)
+        if os.path.lexists(done):
+            info: JSONDict = {}
+            try:
+                info = json.loads(fsops.read_regular(done, 65536) or b"{}")
+            except (ValueError, CodecError):
+                pass
+            return HistoryEntry(name, state.state, Status.DONE, state.payload, info.get("worker"),
+                                os.lstat(done).st_ctime, int(info.get("attempts", 0)))
+        reason = self._reason(name)
+        if reason is not None:
+            return HistoryEntry(name, state.state, Status.FAILED, state.payload, reason.get("worker"),
+                                reason.get("failed_at"), int(reason.get("attempts", 0)),
+                                f"{reason.get('code')}: {reason.get('message')}")
+        if name in claimed:
+            return HistoryEntry(name, state.state, Status.IN_PROGRESS, state.payload, claimed[name])
+        return HistoryEntry(name, state.state, Status.PENDING, state.payload)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        claimed: dict[str, str] = {}
+        for entry in fsops.listdir_quiet(self.layout.in_progress):
+            state_name, _ = _split_claim(entry)
+            try:
+                claimed[state_name] = json.loads(
+                    fsops.read_regular(os.path.join(self.layout.in_progress, entry), 65536) or b"{}"
+                ).get("worker")
+            except (OSError, ValueError, CodecError):
+                claimed[state_name] = "?"
+        first = self._entry(name, claimed)
+        if first is None:
+            return []
+        seen = {name}
+        root = name
+        while True:  # walk up to the root through recorded parents
+            current = self._entry(root, claimed)
+            parent = self._parent_of(root)
+            if current is None or not parent or parent in seen:
+                break
+            seen.add(parent)
+            root = parent
+        entries = []
+        current_name: str | None = root
+        while current_name is not None:
+            entry = self._entry(current_name, claimed)
+            if entry is None:
+                break
+            entries.append(entry)
+            next_name = None
+            for candidate in codec.successor_names(current_name):
+                owner = self._parent_of(candidate)
+                if owner is None:
+                    break
+                if owner == current_name:
+                    next_name = candidate
+                    break
+            current_name = next_name
+        return entries
+
+    def is_finished(self) -> bool:
+        if self.clock.monotonic() >= self._next_root_scan:
+            self._scan_root()
+        if self._deferred:
+            return False
+        for folder in (self.layout.pending, self.layout.in_progress):
+            with os.scandir(folder) as listing:
+                if next(listing, None) is not None:
+                    return False
+        return True
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def reset(self, *, successors: bool) -> int:
+        live = [w.name for w in self._workers() if w.alive]
+        if live:
+            raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
+        for folder in (self.layout.in_progress, self.layout.done, self.layout.pending, self.layout.workers):
+            for entry in fsops.listdir_quiet(folder):
+                fsops.unlink_quiet(os.path.join(folder, entry))
+        for entry in fsops.listdir_quiet(self.layout.failed):
+            path = os.path.join(self.layout.failed, entry)
+            if entry.endswith(REASON_SUFFIX):
+                fsops.unlink_quiet(path)
+            elif not os.path.lexists(self._state_path(entry)):
+                os.rename(path, self._state_path(entry))
+        names = [n for n in fsops.listdir_quiet(self.layout.root) if codec.is_state_file_name(n)]
+        kept = 0
+        for name in names:
+            if successors and self._is_successor(name):
+                fsops.unlink_quiet(self._state_path(name))
+                continue
+            fsops.create_empty(self._hint_path(name))
+            kept += 1
+        self._known.clear()
+        self._candidates.clear()
+        return kept
+
+    def _is_successor(self, name: str) -> bool:
+        parent = self._parent_of(name)
+        if parent:
+            return True
+        # Seed-era successors carry no parent field: x.state-N next to its x.state.
+        match = codec._LINEAGE.match(name)
+        return bool(match and match["step"] and os.path.lexists(self._state_path(match["base"])))
+
+    def retry_failed(self, names: Sequence[str] | None = None) -> int:
+        chosen = names if names is not None else [
+            entry[: -len(REASON_SUFFIX)] for entry in fsops.listdir_quiet(self.layout.failed)
+            if entry.endswith(REASON_SUFFIX)
+        ]
+        count = 0
+        for name in chosen:
+            if not os.path.lexists(self._reason_path(name)):
+                continue
+            failed_path = os.path.join(self.layout.failed, name)
+            if os.path.lexists(failed_path) and not os.path.lexists(self._state_path(name)):
+                os.rename(failed_path, self._state_path(name))
+            fsops.unlink_quiet(self._reason_path(name))
+            fsops.create_empty(self._hint_path(name))
+            self._known.discard(name)
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self._watcher.close()
+
+

@@ -1,0 +1,87 @@
+"""Wake-ups on new files without busy polling: inotify where the kernel has it.
+
+On filesystems that deliver no events (NFS for other hosts' writes, or a kernel
+without inotify) ``wait`` simply sleeps for its timeout, so callers keep a slow poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+try:  # inotify is Linux-only; elsewhere we fall back to polling.
+    import inotify_simple
+except ImportError:  # pragma: no cover - exercised only off Linux
+    inotify_simple = None
+
+
+class Watcher:
+    """Collects the names created in a few folders and wakes a waiting worker."""
+
+    def __init__(self, folders: list[str]) -> None:
+        self._names: dict[str, set[str]] = {folder: set() for folder in folders}
+        self._by_wd: dict[int, str] = {}
+        self._inotify = None
+        if inotify_simple is None:
+            return
+        flags = inotify_simple.flags
+        try:
+            self._inotify = inotify_simple.INotify(nonblocking=True)
+            for folder in folders:
+                mask = flags.CLOSE_WRITE | flags.MOVED_TO
+                if os.path.basename(folder) == "pending":
+                    mask |= flags.CREATE | flags.ATTRIB
+                self._by_wd[self._inotify.add_watch(folder, mask)] = folder
+        except OSError as e:
+            log.info("no inotify (%s); polling instead", e)
+            self.close()
+
+    @property
+    def active(self) -> bool:
+        return self._inotify is not None
+
+    def _collect(self, timeout_seconds: float) -> bool:
+        if self._inotify is None:
+            return False
+        try:
+            events = self._inotify.read(timeout=int(timeout_seconds * 1000), read_delay=None)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
+        for event in events:
+            folder = self._by_wd.get(event.wd)
+            if folder is not None and event.name:
+                self._names[folder].add(event.name)
+        return bool(events)
+
+    def wait(self, timeout_seconds: float) -> None:
+        """Block until something is created in a watched folder, or ``timeout_seconds``."""
+        if timeout_seconds <= 0:
+            return
+        if self._inotify is None:
+            time.sleep(timeout_seconds)
+            return
+        self._collect(timeout_seconds)
+
+    def take_events(self, folder: str) -> bool:
+        """Whether names arrived in ``folder`` since the last ``names(folder)``."""
+        self._collect(0)
+        return bool(self._names.get(folder))
+
+    def names(self, folder: str) -> list[str]:
+        """The names that arrived in ``folder``, forgetting them."""
+        names = list(self._names.get(folder, ()))
+        self._names[folder] = set()
+        return names
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            try:
+                self._inotify.close()
+            except OSError:
+                pass
+            self._inotify = None

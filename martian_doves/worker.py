@@ -1,0 +1,360 @@
+"""The worker loop: claim → tick → commit, one testable ``step`` at a time.
+
+``Worker.step()`` does one round and returns what happened; ``run()`` only loops it
+on ``concurrency`` threads, keeps leases alive from a heartbeat thread and stops in
+the order dramatiq and procrastinate taught: stop claiming, let in-flight ticks
+finish within a grace period, release what is left, unregister.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from martian_doves.clock import Clock, SystemClock
+from martian_doves.errors import (
+    BadReturn,
+    ClaimLost,
+    CodecError,
+    ConfigError,
+    InvalidPayload,
+    Retry,
+    TickFailed,
+    TickTimeout,
+    UnknownState,
+)
+from martian_doves.model import Claim, Failure
+from martian_doves.registry import Registry
+from martian_doves.retry import RetryPolicy
+from martian_doves.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+#: Exit status of a worker process replaced because a tick overran ``tick_timeout``.
+EXIT_TICK_TIMEOUT = 75
+
+
+class Event(str, enum.Enum):
+    """What a worker reports to ``on_event`` hooks (and metrics)."""
+
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    RETRIED = "retried"
+    FAILED = "failed"
+    LOST = "lost"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker process behaves. Every field has a ``doves run`` flag."""
+
+    name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    #: Ticks run at once in this process (threads).
+    concurrency: int = 1
+    #: States claimed per request; more saves round trips, fewer balances slow ticks.
+    prefetch: int = 1
+    #: How often leases are renewed. Must be well below the store's lease.
+    heartbeat_seconds: float = 2.0
+    #: Longest sleep between looks for work when no wake-up arrives.
+    poll_seconds: float = 1.0
+    #: Exit when the store has nothing pending or claimed (``--watch`` turns it off).
+    exit_when_finished: bool = True
+    #: A tick running longer than this is retried (or failed) and the process replaced.
+    tick_timeout_seconds: float | None = None
+    #: On stop, how long in-flight ticks may run before their claims are released.
+    shutdown_grace_seconds: float = 10.0
+    #: Follow a machine's lineage in this worker while it runs (saves a claim per tick).
+    chain: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def validate(self) -> WorkerOptions:
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        if self.prefetch < 1:
+            raise ConfigError("--prefetch must be at least 1")
+        if self.heartbeat_seconds <= 0 or self.poll_seconds <= 0:
+            raise ConfigError("heartbeat and poll intervals must be positive")
+        if self.tick_timeout_seconds is not None and self.tick_timeout_seconds <= 0:
+            raise ConfigError("--tick-timeout must be positive")
+        self.retry.validate()
+        return self
+
+
+@dataclass
+class StepResult:
+    """What one ``step`` did."""
+
+    claimed: int = 0
+    committed: int = 0
+    retried: int = 0
+    failed: int = 0
+    lost: int = 0
+
+    def add(self, other: StepResult) -> None:
+        for name in ("claimed", "committed", "retried", "failed", "lost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+EventHook = Callable[[Event, Claim], None]
+
+
+class Worker:
+    """Runs ticks of the states it claims from ``store`` until stopped or finished."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        options: WorkerOptions | None = None,
+        *,
+        clock: Clock | None = None,
+        hooks: list[EventHook] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.options = (options or WorkerOptions()).validate()
+        self.clock = clock or SystemClock()
+        self.hooks = list(hooks or [])
+        self.log = logging.LoggerAdapter(log, {"worker": self.options.name})
+        self.totals = StepResult()
+        self._stopping = threading.Event()
+        #: Claims this process holds: name -> (claim, monotonic time its tick started).
+        self._held: dict[str, tuple[Claim, float]] = {}
+        self._held_lock = threading.Lock()
+        self._busy_threads = 0
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    # -- one step ------------------------------------------------------------------
+
+    def step(self, limit: int | None = None) -> StepResult:
+        """Claim up to ``limit`` states and run each (and, if chaining, its lineage).
+
+        Returns:
+            Counts of what happened; ``claimed == 0`` means there was nothing to do.
+        """
+        result = StepResult()
+        claims = self.store.claim(self.name, limit or self.options.prefetch)
+        for index, claim in enumerate(claims):
+            if self._stopping.is_set():
+                for rest in claims[index:]:
+                    self._release(rest)
+                break
+            self._run_lineage(claim, result)
+        with self._held_lock:
+            self.totals.add(result)
+        return result
+
+    def _emit(self, event: Event, claim: Claim) -> None:
+        for hook in self.hooks:
+            try:
+                hook(event, claim)
+            except Exception:  # a broken hook is logged, never fatal
+                self.log.exception("event hook %r failed on %s", hook, event.value)
+
+    def _hold(self, claim: Claim) -> None:
+        with self._held_lock:
+            self._held[claim.name] = (claim, self.clock.monotonic())
+
+    def _drop(self, claim: Claim) -> None:
+        with self._held_lock:
+            self._held.pop(claim.name, None)
+
+    def _run_lineage(self, claim: Claim | None, result: StepResult) -> None:
+        while claim is not None:
+            result.claimed += 1
+            self._emit(Event.CLAIMED, claim)
+            self._hold(claim)
+            claim = self._run_one(claim, result)
+            if claim is not None and self._stopping.is_set():
+                self._release(claim)
+                claim = None
+
+    def _run_one(self, claim: Claim, result: StepResult) -> Claim | None:
+        """Tick ``claim`` and record the outcome; return a chained claim on its successor."""
+        try:
+            try:
+                successor = self.registry.tick(claim.state.state, claim.state.payload)
+            except (UnknownState, InvalidPayload, BadReturn) as e:
+                self._fail(claim, Failure(e.code, e.message, None, claim.attempts + 1, claim.errors), result)
+                return None
+            except Retry as e:
+                self._retry(claim, f"Retry: {e.reason}", None, e.delay_seconds, result)
+                return None
+            except Exception as e:
+                self._retry(claim, f"{type(e).__name__}: {e}", traceback.format_exc(), None, result)
+                return None
+            try:
+                keep = self.options.chain and not self._stopping.is_set()
+                next_claim = self.store.commit(claim, successor, keep=keep)
+            except CodecError as e:  # the handler returned a payload we cannot write
+                self._fail(claim, Failure(BadReturn.code, e.message, None, claim.attempts + 1, claim.errors), result)
+                return None
+            self._drop(claim)
+            result.committed += 1
+            self._emit(Event.COMMITTED, claim)
+            self.log.debug("committed %s", claim.name, extra={"action": "commit", "state_name": claim.name})
+            return next_claim
+        except ClaimLost:
+            self._drop(claim)
+            result.lost += 1
+            self._emit(Event.LOST, claim)
+            self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
+                             extra={"action": "lost", "state_name": claim.name})
+            return None
+
+    def _retry(self, claim: Claim, error: str, trace: str | None, delay: float | None,
+               result: StepResult) -> None:
+        failed_attempts = claim.attempts + 1
+        backoff = self.options.retry.delay_after(failed_attempts)
+        if backoff is None:
+            failure = Failure(TickFailed.code, error, trace, failed_attempts, (*claim.errors, error))
+            self._fail(claim, failure, result)
+            return
+        self.store.retry_later(claim, backoff if delay is None else delay, error)
+        self._drop(claim)
+        result.retried += 1
+        self._emit(Event.RETRIED, claim)
+        self.log.warning("tick of %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                         claim.name, failed_attempts, self.options.retry.max_attempts,
+                         backoff if delay is None else delay, error,
+                         extra={"action": "retry", "state_name": claim.name})
+
+    def _fail(self, claim: Claim, failure: Failure, result: StepResult) -> None:
+        self.store.fail(claim, failure)
+        self._drop(claim)
+        result.failed += 1
+        self._emit(Event.FAILED, claim)
+        self.log.error("state %s failed (%s): %s", claim.name, failure.code, failure.message,
+                       extra={"action": "fail", "state_name": claim.name})
+
+    def _release(self, claim: Claim) -> None:
+        try:
+            self.store.release(claim)
+            self._emit(Event.RELEASED, claim)
+        except ClaimLost:
+            pass
+        finally:
+            self._drop(claim)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` then drains and returns. Safe from a signal handler."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._held_lock:
+                self._busy_threads += 1
+            try:
+                result = self.step()
+            finally:
+                with self._held_lock:
+                    self._busy_threads -= 1
+            if result.claimed:
+                continue
+            if self.options.exit_when_finished and self._finished():
+                self._stopping.set()
+                break
+            self.store.wait_for_work(self.options.poll_seconds)
+
+    def _finished(self) -> bool:
+        with self._held_lock:
+            if self._busy_threads or self._held:
+                return False
+        return self.store.is_finished()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._threads_done.wait(self.options.heartbeat_seconds):
+            with self._held_lock:
+                held = list(self._held.values())
+            claims = [claim for claim, _ in held]
+            try:
+                lost = self.store.heartbeat(self.name, claims)
+            except Exception:
+                self.log.exception("heartbeat failed; will try again", extra={"action": "heartbeat"})
+                continue
+            for claim in lost:
+                self.log.warning("lease on %s was taken over", claim.name, extra={"action": "lost"})
+            self._check_tick_timeout(held)
+
+    def _check_tick_timeout(self, held: list[tuple[Claim, float]]) -> None:
+        limit = self.options.tick_timeout_seconds
+        if limit is None:
+            return
+        now = self.clock.monotonic()
+        overran = [claim for claim, started in held if now - started > limit]
+        if not overran:
+            return
+        for claim in overran:
+            error = f"{TickTimeout.code}: tick ran longer than {limit:g} s"
+            try:
+                self._retry(claim, error, None, None, StepResult())
+            except ClaimLost:
+                pass
+        # A thread cannot be killed: the process is replaced by its supervisor, and
+        # the claims of other ticks still running here are released first.
+        with self._held_lock:
+            rest = [claim for claim, _ in self._held.values()]
+        for claim in rest:
+            self._release(claim)
+        self.log.error("tick overran %.1f s; exiting so the supervisor replaces this worker", limit,
+                       extra={"action": "tick_timeout"})
+        logging.shutdown()
+        os._exit(EXIT_TICK_TIMEOUT)
+
+    def run(self) -> StepResult:
+        """Register, run ``concurrency`` loops until stopped or finished, drain, unregister."""
+        self.store.register_worker(self.name)
+        self.log.info("worker started on %s (concurrency %d)", self.store.description,
+                      self.options.concurrency, extra={"action": "start"})
+        self._threads_done = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"{self.name}-heartbeat", daemon=True)
+        heartbeat.start()
+        threads = [
+            threading.Thread(target=self._guarded_loop, name=f"{self.name}-{i}", daemon=True)
+            for i in range(self.options.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive() and not self._stopping.is_set():
+                    thread.join(0.2)
+            # Stopping: in-flight ticks get the grace period, heartbeats continue meanwhile.
+            deadline = self.clock.monotonic() + self.options.shutdown_grace_seconds
+            for thread in threads:
+                thread.join(max(0.0, deadline - self.clock.monotonic()))
+        finally:
+            with self._held_lock:
+                leftover = [claim for claim, _ in self._held.values()]
+            for claim in leftover:
+                self.log.warning("releasing %s unfinished at shutdown", claim.name, extra={"action": "release"})
+                self._release(claim)
+            self._threads_done.set()
+            self.store.unregister_worker(self.name)
+            self.log.info("worker stopped: %d committed, %d retried, %d failed", self.totals.committed,
+                          self.totals.retried, self.totals.failed, extra={"action": "stop"})
+        return self.totals
+
+    def _guarded_loop(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            # A store that keeps failing must not leave a worker spinning with claims it
+            # cannot renew: stop, release, and let the supervisor decide.
+            self.log.exception("worker loop crashed; stopping", extra={"action": "crash"})
+            self._stopping.set()
