@@ -9,7 +9,7 @@ from typing import Any
 JSONDict = dict[str, Any]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where a state is in its life. String values are what ``status --json`` prints."""
 
     PENDING = "pending"

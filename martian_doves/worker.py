@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 EXIT_TICK_TIMEOUT = 75
 
 
-class Event(str, enum.Enum):
+class Event(enum.StrEnum):
     """What a worker reports to ``on_event`` hooks (and metrics)."""
 
     CLAIMED = "claimed"
