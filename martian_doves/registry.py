@@ -90,7 +90,7 @@ def _validate_payload(spec: MachineSpec, payload: JSONDict) -> Any:
         allowed = _SIMPLE_TYPES.get(origin)
         if allowed and (not isinstance(value, allowed) or (origin is not bool and isinstance(value, bool))):
             raise InvalidPayload(
-                f"payload field {key!r} of {spec.name!r} must be {origin.__name__}, "
+                f"payload field {key!r} of {spec.name!r} must be {allowed[-1].__name__}, "
                 f"got {type(value).__name__}"
             )
     try:

@@ -45,4 +45,4 @@ class RetryPolicy:
             return None
         raw = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (failed_attempts - 1))
         factor = 1 - self.jitter * (rng or random).random()
-        return raw * factor
+        return float(raw * factor)

@@ -39,7 +39,8 @@ def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, 
             raise ConfigError(
                 "PostgreSQL support is not installed: pip install 'martian-doves[postgres]'"
             ) from e
-        return PostgresStore(target, _pick(PostgresOptions, options), clock=clock)
+        store: Store = PostgresStore(target, _pick(PostgresOptions, options), clock=clock)
+        return store
     if "://" in target:
         raise ConfigError(f"unsupported store URL {target!r}: use a directory or postgresql://")
     if mode == "lease":

@@ -165,7 +165,7 @@ class LeaseStore:
             ):
                 results.append(SubmitResult(state.name, False, NameTaken.__doc__))
                 continue
-            fsops.create_empty(self._hint_path(state.name))
+            self._create_hint(state.name)
             self._known.add(state.name)
             results.append(SubmitResult(state.name, True))
         return results
@@ -179,6 +179,17 @@ class LeaseStore:
             or os.path.lexists(self._done_path(name))
             or os.path.lexists(self._reason_path(name))
         )
+
+    def _create_hint(self, name: str, data: bytes = b"", delay_seconds: float = 0.0) -> bool:
+        """Mark ``name`` runnable after ``delay_seconds``; False if a hint already exists.
+
+        The hint's mtime is the earliest time it may be claimed. A plain hint gets the
+        filesystem's own timestamp; only a delayed one is stamped explicitly.
+        """
+        if not data and delay_seconds <= 0:
+            return fsops.create_empty(self._hint_path(name))
+        return fsops.write_new(self.layout, self._hint_path(name), data, durable=self.options.durable,
+                               mtime=self.clock.time() + delay_seconds)
 
     def _claimed_names(self) -> set[str]:
         return {_split_claim(entry)[0] for entry in fsops.listdir_quiet(self.layout.in_progress)}
@@ -209,7 +220,7 @@ class LeaseStore:
                 except UnsafeName as e:
                     self._quarantine(name, e.code, e.message)
                     continue
-                if fsops.create_empty(self._hint_path(name)):
+                if self._create_hint(name):
                     admitted += 1
             self._known.add(name)
         if admitted:
@@ -354,18 +365,18 @@ class LeaseStore:
                         expired.append(entry.name)
         except FileNotFoundError:
             return []
-        for entry in expired:
-            name, old_token = _split_claim(entry)
+        for expired_entry in expired:
+            name, old_token = _split_claim(expired_entry)
             if not old_token:
                 # A seed-era flag (in_progress/x.state) from an interrupted run: drop it,
                 # the state is admitted again by the root scan.
-                fsops.unlink_quiet(os.path.join(self.layout.in_progress, entry))
+                fsops.unlink_quiet(os.path.join(self.layout.in_progress, expired_entry))
                 self._known.discard(name)
                 continue
             token = secrets.token_hex(8)
             claim_path = _claim_path(self.layout, name, token)
             try:
-                os.rename(os.path.join(self.layout.in_progress, entry), claim_path)
+                os.rename(os.path.join(self.layout.in_progress, expired_entry), claim_path)
             except FileNotFoundError:
                 continue
             log.warning("took over %s from a worker whose lease expired", name, extra={"action": "takeover"})
@@ -485,6 +496,8 @@ class LeaseStore:
             raise ClaimLost(f"claim on {claim.name} was taken over")
         child: Claim | None = None
         child_name = self._write_successor(claim, successor) if successor is not None else None
+        if child_name is not None:
+            self._known.add(child_name)  # ours: the root scan need not look at it
         if child_name is not None and successor is not None:
             if keep:
                 token = secrets.token_hex(8)
@@ -494,7 +507,7 @@ class LeaseStore:
                 fsops.create_with(child_path, json.dumps(info).encode())
                 child = Claim(State(child_name, successor[0], successor[1], claim.name), token, claim.worker)
             else:
-                fsops.create_empty(self._hint_path(child_name))
+                self._create_hint(child_name)
         try:
             os.link(claim_path, self._done_path(claim.name))  # the fencing point
         except FileNotFoundError:
@@ -513,9 +526,7 @@ class LeaseStore:
         """Turn a claim back into a hint (due after ``delay_seconds``); fenced by the claim."""
         if claim is not None and not os.path.lexists(claim_path):
             raise ClaimLost(f"claim on {name} was taken over")
-        data = json.dumps(attempts_info).encode() if attempts_info else b""
-        fsops.write_new(self.layout, self._hint_path(name), data, durable=self.options.durable,
-                        mtime=self.clock.time() + delay_seconds)
+        self._create_hint(name, json.dumps(attempts_info).encode() if attempts_info else b"", delay_seconds)
         fsops.unlink_quiet(claim_path)
 
     def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
@@ -583,9 +594,10 @@ class LeaseStore:
             key=lambda entry: os.path.getmtime(os.path.join(self.layout.failed, entry)),
         )
         recent = []
-        for entry in reasons[-5:]:
-            reason = self._reason(entry[: -len(REASON_SUFFIX)]) or {}
-            recent.append((entry[: -len(REASON_SUFFIX)], str(reason.get("code")), str(reason.get("message"))))
+        for reason_file in reasons[-5:]:
+            failed_name = reason_file[: -len(REASON_SUFFIX)]
+            reason = self._reason(failed_name) or {}
+            recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
         return StatusReport(
             pending=pending,
             in_progress=self._count(self.layout.in_progress),
@@ -625,11 +637,11 @@ class LeaseStore:
 
     def history(self, name: str) -> list[HistoryEntry]:
         claimed: dict[str, str] = {}
-        for entry in fsops.listdir_quiet(self.layout.in_progress):
-            state_name, _ = _split_claim(entry)
+        for claim_file in fsops.listdir_quiet(self.layout.in_progress):
+            state_name, _ = _split_claim(claim_file)
             try:
                 claimed[state_name] = json.loads(
-                    fsops.read_regular(os.path.join(self.layout.in_progress, entry), 65536) or b"{}"
+                    fsops.read_regular(os.path.join(self.layout.in_progress, claim_file), 65536) or b"{}"
                 ).get("worker")
             except (OSError, ValueError, CodecError):
                 claimed[state_name] = "?"
@@ -648,10 +660,10 @@ class LeaseStore:
         entries = []
         current_name: str | None = root
         while current_name is not None:
-            entry = self._entry(current_name, claimed)
-            if entry is None:
+            found = self._entry(current_name, claimed)
+            if found is None:
                 break
-            entries.append(entry)
+            entries.append(found)
             next_name = None
             for candidate in codec.successor_names(current_name):
                 owner = self._parent_of(candidate)
@@ -695,7 +707,7 @@ class LeaseStore:
             if successors and self._is_successor(name):
                 fsops.unlink_quiet(self._state_path(name))
                 continue
-            fsops.create_empty(self._hint_path(name))
+            self._create_hint(name)
             kept += 1
         self._known.clear()
         self._candidates.clear()
@@ -722,7 +734,7 @@ class LeaseStore:
             if os.path.lexists(failed_path) and not os.path.lexists(self._state_path(name)):
                 os.rename(failed_path, self._state_path(name))
             fsops.unlink_quiet(self._reason_path(name))
-            fsops.create_empty(self._hint_path(name))
+            self._create_hint(name)
             self._known.discard(name)
             count += 1
         return count

@@ -1,0 +1,385 @@
+"""Directory store, semaphore mode: the seed's temporal semaphore, kept and fixed.
+
+Time is cut into cycles of phases derived from ``time % cycle`` (seed defaults:
+assignment 3 s, commitment 3 s, update 3 s, with 1 s buffers between them)::
+
+    0 ─ assignment ─ 3 ─ buffer ─ 4 ─ commitment ─ 7 ─ buffer ─ 8 ─ update ─ 11 ─ buffer ─ 12
+
+- **Update**: a worker with nothing queued stamps its registration ``workers/NAME``.
+  That is the only moment registrations change, so in the next cycle every worker
+  reads the same set of *available* workers: those stamped during the previous cycle.
+- **Assignment**: each worker lists the hints in ``pending/`` stamped before the
+  cycle began and computes, with rendezvous hashing over the available workers, which
+  are its own. Every worker computes the same owner for a state from the same frozen
+  registrations, whatever else it saw, so the assignment needs no messages.
+- **Commitment**: each worker claims its share with the lease mode's atomic
+  ``rename`` and works through it, for as many cycles as it takes; leases are kept
+  alive by heartbeats, so a slow tick keeps its claim and a dead worker's claims are
+  taken over when they expire.
+
+Successors a worker commits while following a lineage are claimed at once (never
+offered to the cycle), new and released hints wait for the next cycle's listing, and
+files copied in mid-cycle are admitted as new hints, so views never split.
+
+The protocol is safe while clock skew plus filesystem propagation delay stays below
+the buffer: a worker measures its skew against the shared filesystem's own
+timestamps every cycle and refuses to take part while it exceeds ``max_skew_seconds``
+(half a buffer by default). Beyond the bound, the atomic claim still prevents a
+state from running twice; what breaks is only the semaphore's promise that workers
+never contend (counted in ``contended``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from martian_doves.clock import Clock
+from martian_doves.errors import ConfigError
+from martian_doves.model import Claim, StatusReport
+from martian_doves.stores import fsops
+from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+
+log = logging.getLogger(__name__)
+
+
+class Phase(enum.StrEnum):
+    ASSIGNMENT = "assignment"
+    COMMITMENT = "commitment"
+    UPDATE = "update"
+    BUFFER = "buffer"
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Phase arithmetic: which phase a wall-clock time falls in, and when the next begins."""
+
+    assignment_seconds: float = 3.0
+    commitment_seconds: float = 3.0
+    update_seconds: float = 3.0
+    buffer_seconds: float = 1.0
+
+    @property
+    def cycle_seconds(self) -> float:
+        return self.assignment_seconds + self.commitment_seconds + self.update_seconds + 3 * self.buffer_seconds
+
+    def starts(self) -> list[tuple[float, Phase]]:
+        """Offsets within a cycle at which each phase (and buffer) begins."""
+        a, c, u, b = self.assignment_seconds, self.commitment_seconds, self.update_seconds, self.buffer_seconds
+        return [
+            (0.0, Phase.ASSIGNMENT), (a, Phase.BUFFER), (a + b, Phase.COMMITMENT),
+            (a + b + c, Phase.BUFFER), (a + 2 * b + c, Phase.UPDATE), (a + 2 * b + c + u, Phase.BUFFER),
+        ]
+
+    def at(self, now: float) -> tuple[int, Phase, float]:
+        """(cycle number, phase, seconds into the cycle) at wall time ``now``."""
+        cycle = int(now // self.cycle_seconds)
+        offset = now - cycle * self.cycle_seconds
+        phase = Phase.BUFFER
+        for start, candidate in self.starts():
+            if offset >= start:
+                phase = candidate
+        return cycle, phase, offset
+
+    def cycle_start(self, cycle: int) -> float:
+        return cycle * self.cycle_seconds
+
+    def next_boundary(self, now: float) -> float:
+        """Wall time at which the next phase or buffer begins."""
+        cycle, _, offset = self.at(now)
+        for start, _phase in self.starts():
+            if start > offset + 1e-9:
+                return self.cycle_start(cycle) + start
+        return self.cycle_start(cycle + 1)
+
+    def validate(self) -> Phases:
+        if min(self.assignment_seconds, self.commitment_seconds, self.update_seconds) <= 0:
+            raise ConfigError("semaphore phases must be longer than 0 s")
+        if self.buffer_seconds < 0:
+            raise ConfigError("--buffer-seconds must not be negative")
+        return self
+
+
+def rendezvous_owner(state_name: str, workers: Sequence[str]) -> str | None:
+    """The worker that owns ``state_name``: highest hash of (worker, state).
+
+    Balanced (each worker gets about 1/N), deterministic, and independent of which
+    other states a worker happened to list; when a worker leaves, only its own states
+    move.
+    """
+    best: tuple[bytes, str] | None = None
+    for worker in workers:
+        score = hashlib.blake2b(f"{worker}\x00{state_name}".encode(), digest_size=8).digest()
+        if best is None or score > best[0]:
+            best = (score, worker)
+    return None if best is None else best[1]
+
+
+def available_workers(registrations: dict[str, float], cycle_start: float, cycle_seconds: float) -> list[str]:
+    """Workers stamped during the cycle before ``cycle_start``, sorted."""
+    return sorted(name for name, stamp in registrations.items()
+                  if cycle_start - cycle_seconds <= stamp < cycle_start)
+
+
+@dataclass(frozen=True)
+class SkewReading:
+    """One measurement of this host's clock against the shared filesystem's."""
+
+    #: Filesystem time minus local time, seconds.
+    skew_seconds: float
+    #: Half the time the measurement took: the skew is known only to within this.
+    uncertainty_seconds: float
+
+    def within(self, limit_seconds: float) -> bool:
+        return abs(self.skew_seconds) + self.uncertainty_seconds <= limit_seconds
+
+
+def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], float]) -> SkewReading:
+    """Measure skew: local time before and after asking the filesystem for its time."""
+    before = local_time()
+    remote = filesystem_time()
+    after = local_time()
+    return SkewReading(remote - (before + after) / 2, (after - before) / 2)
+
+
+@dataclass(frozen=True)
+class SemaphoreOptions(DirectoryOptions):
+    """Directory options plus the semaphore's phase lengths (seed defaults)."""
+
+    assignment_seconds: float = 3.0
+    commitment_seconds: float = 3.0
+    update_seconds: float = 3.0
+    buffer_seconds: float = 1.0
+    #: Largest |skew| tolerated; default half a buffer (the other half is left for
+    #: filesystem propagation delay).
+    max_skew_seconds: float | None = None
+
+    @property
+    def phases(self) -> Phases:
+        return Phases(self.assignment_seconds, self.commitment_seconds, self.update_seconds,
+                      self.buffer_seconds).validate()
+
+    @property
+    def skew_limit_seconds(self) -> float:
+        return self.buffer_seconds / 2 if self.max_skew_seconds is None else self.max_skew_seconds
+
+
+class SemaphoreStore(LeaseStore):
+    """The temporal semaphore over the lease store's files. See the module docstring."""
+
+    mode = "semaphore"
+
+    def __init__(self, root: str | os.PathLike[str], options: SemaphoreOptions | None = None,
+                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
+        self.options: SemaphoreOptions = options or SemaphoreOptions()
+        super().__init__(root, self.options, clock)
+        self.phases = self.options.phases
+        self._filesystem_time = filesystem_time or self._probe_filesystem_time
+        self._lock = threading.RLock()
+        #: Claims taken for this worker in a commitment phase, not yet handed out.
+        self._queue: deque[Claim] = deque()
+        self._assignment: list[str] = []
+        self._assigned_cycle = -1
+        self._claimed_cycle = -1
+        self._stamped_cycle = -1
+        self._worker: str | None = None
+        #: Whether the last skew reading was beyond the limit (not taking part).
+        self.refusing = False
+        self.last_skew: SkewReading | None = None
+        #: Assigned states another worker had claimed first: 0 while the protocol holds.
+        self.contended = 0
+
+    # -- time ----------------------------------------------------------------------------
+
+    def _probe_filesystem_time(self) -> float:
+        # The filesystem (the NFS server, for a shared volume) stamps the probe with its
+        # own clock; reading the stamp back tells us that clock.
+        path = os.path.join(self.layout.tmp, f"clock-probe-{socket.gethostname()}-{os.getpid()}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        os.utime(path)
+        return os.stat(path).st_mtime
+
+    def check_skew(self) -> bool:
+        """Measure skew now; log when this worker stops or resumes taking part."""
+        reading = read_skew(self.clock.time, self._filesystem_time)
+        self.last_skew = reading
+        limit = self.options.skew_limit_seconds
+        refusing = not reading.within(limit)
+        if refusing and not self.refusing:
+            log.error("clock skew %+.3f s (±%.3f) against the shared filesystem exceeds the %.3f s "
+                      "the buffers absorb; not taking part until it is fixed (sync this host's clock)",
+                      reading.skew_seconds, reading.uncertainty_seconds, limit,
+                      extra={"action": "skew_refused", "skew_seconds": reading.skew_seconds})
+        elif not refusing and self.refusing:
+            log.warning("clock skew back to %+.3f s; taking part again", reading.skew_seconds,
+                        extra={"action": "skew_ok", "skew_seconds": reading.skew_seconds})
+        self.refusing = refusing
+        return not refusing
+
+    def _stamp(self, path: str) -> None:
+        now = self.clock.time()
+        os.utime(path, (now, now))
+
+    def _create_hint(self, name: str, data: bytes = b"", delay_seconds: float = 0.0) -> bool:
+        # Stamped with our clock (within the skew bound of everyone's), so the hint
+        # joins the listing of the first cycle that begins after it exists.
+        return fsops.write_new(self.layout, self._hint_path(name), data, durable=self.options.durable,
+                               mtime=self.clock.time() + delay_seconds)
+
+    # -- registration --------------------------------------------------------------------
+
+    def _registrations(self) -> dict[str, float]:
+        stamps = {}
+        for entry in fsops.listdir_quiet(self.layout.workers):
+            path = self._worker_path(entry)
+            try:
+                stamp = os.lstat(path).st_mtime
+                info = json.loads(fsops.read_regular(path, 65536) or b"{}")
+            except (OSError, ValueError):
+                continue
+            if info.get("mode") == self.mode:
+                stamps[entry] = stamp
+        return stamps
+
+    def register_worker(self, worker: str) -> None:
+        """Wait for the update phase (as the seed does), then register."""
+        self._worker = worker
+        while True:
+            now = self.clock.time()
+            cycle, phase, _ = self.phases.at(now)
+            if phase is Phase.UPDATE:
+                break
+            self.clock.sleep(max(0.001, self.phases.next_boundary(now) - now))
+        super().register_worker(worker)
+        with self._lock:
+            self._stamp_registration(worker, cycle)
+
+    def _stamp_registration(self, worker: str, cycle: int) -> None:
+        self._stamped_cycle = cycle
+        if not self.check_skew():
+            return
+        if self._queue:
+            return  # still busy with this cycle's share: not available for the next
+        path = self._worker_path(worker)
+        if not os.path.lexists(path):
+            LeaseStore.register_worker(self, worker)
+        self._stamp(path)
+
+    def unregister_worker(self, worker: str) -> None:
+        with self._lock:
+            while self._queue:
+                claim = self._queue.popleft()
+                self.release(claim)
+        super().unregister_worker(worker)
+
+    def _touch_worker(self, worker: str) -> None:
+        pass  # registrations change only in the update phase (see _on_phase)
+
+    def _liveness_seconds(self) -> float:
+        return 3 * self.phases.cycle_seconds
+
+    # -- the cycle -----------------------------------------------------------------------
+
+    def _on_phase(self, worker: str) -> None:
+        """Do what the current phase asks of this worker, once per cycle."""
+        now = self.clock.time()
+        cycle, phase, _ = self.phases.at(now)
+        if phase is Phase.UPDATE and self._stamped_cycle != cycle:
+            self._stamp_registration(worker, cycle)
+        elif phase in (Phase.ASSIGNMENT, Phase.COMMITMENT) and self._assigned_cycle != cycle:
+            self._assigned_cycle = cycle
+            self._assignment = self._assign(worker, cycle) if self.check_skew() else []
+        if phase is Phase.COMMITMENT and self._claimed_cycle != cycle and self._assigned_cycle == cycle:
+            self._claimed_cycle = cycle
+            if not self.refusing:
+                self._queue.extend(self._claim_assignment(worker))
+
+    def _assign(self, worker: str, cycle: int) -> list[str]:
+        """This worker's share of the hints stamped before ``cycle`` began."""
+        start = self.phases.cycle_start(cycle)
+        workers = available_workers(self._registrations(), start, self.phases.cycle_seconds)
+        if worker not in workers:
+            return []
+        mine = []
+        with os.scandir(self.layout.pending) as listing:
+            for entry in listing:
+                try:
+                    stamp = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+                if stamp < start and rendezvous_owner(entry.name, workers) == worker:
+                    mine.append(entry.name)
+        return sorted(mine)
+
+    def _claim_assignment(self, worker: str) -> list[Claim]:
+        claims = []
+        for name in self._assignment:
+            if not os.path.lexists(self._hint_path(name)):
+                continue  # committed or claimed meanwhile, e.g. by a lease-mode worker
+            claim = self._claim_hint(name, worker)
+            if claim is not None:
+                claims.append(claim)
+            elif not os.path.lexists(self._done_path(name)) and not os.path.lexists(self._reason_path(name)):
+                self.contended += 1
+        if claims:
+            log.info("claimed %d state(s) in cycle %d", len(claims), self._claimed_cycle,
+                     extra={"action": "assign", "count": len(claims)})
+        self._assignment = []
+        return claims
+
+    def claim(self, worker: str, limit: int) -> list[Claim]:
+        with self._lock:
+            self._on_phase(worker)
+            claims: list[Claim] = []
+            if not self.refusing:
+                claims = self._takeovers(worker, limit)
+                self._maintain()
+            while self._queue and len(claims) < limit:
+                claims.append(self._queue.popleft())
+            return claims
+
+    def wait_for_work(self, timeout_seconds: float) -> None:
+        if self._queue:
+            return
+        now = self.clock.time()
+        self.clock.sleep(max(0.0, min(timeout_seconds, self.phases.next_boundary(now) - now + 0.001)))
+
+    def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
+        with self._lock:
+            queued = list(self._queue)
+        lost = super().heartbeat(worker, [*claims, *queued])
+        with self._lock:
+            if lost:
+                gone = {claim.name for claim in lost}
+                self._queue = deque(c for c in self._queue if c.name not in gone)
+            self._on_phase(worker)
+        return [claim for claim in lost if claim not in queued]
+
+    def is_finished(self) -> bool:
+        return not self._queue and super().is_finished()
+
+    def status(self) -> StatusReport:
+        report = super().status()
+        cycle, phase, _ = self.phases.at(self.clock.time())
+        details = {
+            **report.details,
+            "cycle": cycle,
+            "phase": phase.value,
+            "cycle_seconds": self.phases.cycle_seconds,
+            "max_skew_seconds": self.options.skew_limit_seconds,
+        }
+        reading = read_skew(self.clock.time, self._filesystem_time)
+        details["skew_seconds"] = round(reading.skew_seconds, 4)
+        return StatusReport(report.pending, report.in_progress, report.done, report.failed, report.workers,
+                            report.oldest_pending_at, report.recent_failures, details)
+
+
