@@ -27,13 +27,15 @@ MAX_STATE_NAME_CHARS = 200
 
 # ``x.state``, ``x.state-3``, ``x.state-3~2`` (a branch taken because a successor name
 # was already used by another machine's file). ``notes.statement.txt`` is not a state.
-_STATE_FILE = re.compile(r"^.+\.state(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?$")
-_LINEAGE = re.compile(r"^(?P<base>.+\.state)(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?$")
+# DOTALL and fullmatch: a line break inside a name must not hide it from the stores
+# (they quarantine unsafe state-file names), nor may "$" accept a trailing newline.
+_STATE_FILE = re.compile(r".+\.state(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?", re.DOTALL)
+_LINEAGE = re.compile(r"(?P<base>.+\.state)(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?", re.DOTALL)
 
 
 def is_state_file_name(name: str) -> bool:
     """Whether a directory entry is a state file by its name (``*.state``, ``*.state-N``)."""
-    return _STATE_FILE.match(name) is not None and not name.startswith(".")
+    return _STATE_FILE.fullmatch(name) is not None and not name.startswith(".")
 
 
 def check_name(name: str) -> None:
@@ -68,7 +70,7 @@ def successor_names(parent: str) -> Iterator[str]:
     ``x.state-1~2``, ``~3`` … so nothing is ever clobbered. The sequence depends only on
     the parent's name, so a re-run after a crash finds the successor it wrote before.
     """
-    match = _LINEAGE.match(parent)
+    match = _LINEAGE.fullmatch(parent)
     if match is None:
         base, step, branch = parent, 0, 1
     else:
@@ -99,6 +101,12 @@ def _check_depth(obj: Any, limit: int) -> None:
 MAX_DEPTH = 64
 
 
+def _refuse_constant(constant: str) -> Any:
+    # Python's json accepts NaN and Infinity; they are not JSON (RFC 8259), other tools
+    # (jq, PostgreSQL jsonb) refuse them, so neither do we read nor write them.
+    raise ValueError(f"{constant} is not valid JSON")
+
+
 def decode(raw: bytes, name: str) -> State:
     """Parse and validate one state file's bytes.
 
@@ -108,13 +116,15 @@ def decode(raw: bytes, name: str) -> State:
     """
     try:
         text = raw.decode("utf-8")
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError as e:
         raise MalformedJSON(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise MalformedJSON(f"{name}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from e
     except RecursionError as e:
         raise MalformedJSON(f"{name}: JSON nested too deeply to parse") from e
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit, or NaN
+        raise MalformedJSON(f"{name}: invalid JSON: {e}") from e
     return from_document(doc, name)
 
 
@@ -150,6 +160,6 @@ def to_document(state: State) -> dict[str, Any]:
 def encode(state: State) -> bytes:
     """Serialise a state the way the seed's files look (4-space indented JSON)."""
     try:
-        return (json.dumps(to_document(state), indent=4, ensure_ascii=False) + "\n").encode()
+        return (json.dumps(to_document(state), indent=4, ensure_ascii=False, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as e:
         raise InvalidDocument(f"{state.name}: payload is not JSON-serialisable: {e}") from e

@@ -245,16 +245,19 @@ def test_is_state_file_name_rejects(name: str) -> None:
     assert not codec.is_state_file_name(name)
 
 
-@pytest.mark.parametrize("name", ["a\nb.state", "x.state\n", "a\rb.state"])
-def test_names_with_line_breaks_are_seen_consistently(name: str) -> None:
-    """A name with a line break that ends like a state file is a state file (then refused as unsafe).
+@pytest.mark.parametrize(
+    ("name", "is_state"),
+    [("a\nb.state", True), ("a\rb.state", True), ("x.state\n", False), ("x.state\n-1", False)],
+    ids=["inner-lf", "inner-cr", "trailing-lf", "lf-before-step"],
+)
+def test_names_with_line_breaks_are_judged_by_their_end(name: str, is_state: bool) -> None:
+    """Whether a name is a state file depends only on how it ends, line breaks or not.
 
-    ``is_state_file_name`` decides whether a store quarantines an entry; if a line break
-    hid ``a<LF>b.state`` from it, that unsafe name would sit in the store forever instead of
-    going to ``failed/`` with ``unsafe_name``.
+    ``is_state_file_name`` decides whether a store picks an entry up (and quarantines it
+    if unsafe); if a line break hid ``a<LF>b.state`` from it, that unsafe name would sit
+    in the store forever instead of going to ``failed/`` as ``unsafe_name``.
     """
-    looks_like_state = name.rstrip("\n").endswith(".state") or name.endswith(".state")
-    assert codec.is_state_file_name(name) == looks_like_state
+    assert codec.is_state_file_name(name) is is_state
     with pytest.raises(UnsafeName):
         codec.check_name(name)
 
@@ -271,7 +274,8 @@ def test_successor_names_follow_the_seed() -> None:
 
 def test_successor_names_branch_when_taken() -> None:
     """When the seed's name is taken by another machine, the candidates are branches ~2, ~3 ..."""
-    assert list(islice(codec.successor_names("x.state"), 4)) == ["x.state-1", "x.state-1~2", "x.state-1~3", "x.state-1~4"]
+    expected = ["x.state-1", "x.state-1~2", "x.state-1~3", "x.state-1~4"]
+    assert list(islice(codec.successor_names("x.state"), 4)) == expected
 
 
 def test_a_branch_keeps_its_branch() -> None:
