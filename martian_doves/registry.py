@@ -205,7 +205,7 @@ class Registry:
             try:
                 loaded = entry.load()
             except Exception as e:
-                raise MachineLoadError(f"entry point {entry.name!r}: {type(e).__name__}: {e}") from e
+                raise MachineLoadError(f"entry point {entry.name!r}: {_one_line(e)}") from e
             if isinstance(loaded, types.ModuleType):
                 found += self.load_module(loaded)
             else:
@@ -215,6 +215,11 @@ class Registry:
                 self.add(spec)
                 found += 1
         return found
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` on one line, whatever the user's exception put in its message."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _import_source(source: str) -> types.ModuleType:
@@ -238,12 +243,12 @@ def _import_source(source: str) -> types.ModuleType:
             spec.loader.exec_module(module)
         except Exception as e:
             del sys.modules[module_name]
-            raise MachineLoadError(f"{source}: {type(e).__name__}: {e}") from e
+            raise MachineLoadError(f"{source}: {_one_line(e)}") from e
         return module
     try:
         return importlib.import_module(source)
     except Exception as e:
-        raise MachineLoadError(f"cannot import machines module {source!r}: {type(e).__name__}: {e}") from e
+        raise MachineLoadError(f"cannot import machines module {source!r}: {_one_line(e)}") from e
 
 
 def default_registry(sources: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
