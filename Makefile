@@ -1,0 +1,34 @@
+# Two commands for a fresh machine (Python >= 3.11 with venv):
+#   make demo   set up .venv, then run the seed's examples on a local store with 4 workers
+#   make test   set up .venv with the test tools, then lint, type-check and run the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(BIN)/doves: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[postgres,dev]'
+	@touch $@
+
+demo: $(BIN)/doves
+	$(BIN)/doves demo
+
+lint: $(BIN)/doves
+	$(BIN)/ruff check martian_doves tests bench
+
+typecheck: $(BIN)/doves
+	$(BIN)/mypy
+
+pytest: $(BIN)/doves
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(BIN)/doves
+	$(BIN)/python bench/bench_doves.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
