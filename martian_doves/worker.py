@@ -24,6 +24,7 @@ from martian_doves.errors import (
     ConfigError,
     InvalidPayload,
     Retry,
+    StoreUnavailable,
     TickFailed,
     TickTimeout,
     UnknownState,
@@ -31,7 +32,7 @@ from martian_doves.errors import (
 from martian_doves.model import Claim, Failure
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
-from martian_doves.stores.base import Store
+from martian_doves.stores.base import Store, Successor
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,7 @@ class Worker:
                 self._retry(claim, f"{type(e).__name__}: {e}", traceback.format_exc(), None, result)
                 return None
             try:
-                keep = self.options.chain and not self._stopping.is_set()
-                next_claim = self.store.commit(claim, successor, keep=keep)
+                next_claim = self._commit(claim, successor)
             except CodecError as e:  # the handler returned a payload we cannot write
                 self._fail(claim, Failure(BadReturn.code, e.message, None, claim.attempts + 1, claim.errors), result)
                 return None
@@ -210,6 +210,25 @@ class Worker:
             self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
                              extra={"action": "lost", "state_name": claim.name})
             return None
+
+    def _commit(self, claim: Claim, successor: Successor | None) -> Claim | None:
+        """Commit, riding out a store that is briefly unreachable (a restarting database).
+
+        Commits are idempotent and fenced, so trying again is safe: either it lands
+        once, or the claim was taken over meanwhile and ``ClaimLost`` ends it.
+        """
+        delay = 0.1
+        while True:
+            keep = self.options.chain and not self._stopping.is_set()
+            try:
+                return self.store.commit(claim, successor, keep=keep)
+            except StoreUnavailable as e:
+                if self._stopping.is_set() and delay > 5:
+                    raise
+                self.log.warning("store unavailable while committing %s (%s); retrying in %.1f s",
+                                 claim.name, e.message, delay, extra={"action": "store_unavailable"})
+                self.clock.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def _retry(self, claim: Claim, error: str, trace: str | None, delay: float | None,
                result: StepResult) -> None:
@@ -256,11 +275,21 @@ class Worker:
         return self._stopping.is_set()
 
     def _loop(self) -> None:
+        outage_delay = 0.1
         while not self._stopping.is_set():
             with self._held_lock:
                 self._busy_threads += 1
             try:
                 result = self.step()
+                outage_delay = 0.1
+            except StoreUnavailable as e:
+                # Keep going through a store outage (a database restart): leases may
+                # expire meanwhile, and fencing keeps late commits out.
+                self.log.warning("store unavailable (%s); retrying in %.1f s", e.message, outage_delay,
+                                 extra={"action": "store_unavailable"})
+                self.clock.sleep(outage_delay)
+                outage_delay = min(5.0, outage_delay * 2)
+                continue
             finally:
                 with self._held_lock:
                     self._busy_threads -= 1
