@@ -1,0 +1,395 @@
+"""The worker loop, one ``step`` at a time, on the reference store and a fake clock.
+
+Every test drives ``Worker.step()`` by hand against a real ``MemoryStore`` whose time
+is a ``FakeClock``, so retries and delays are checked by moving the clock, never by
+sleeping. ``RecordingStore`` is the real memory store plus a list of the failures it
+was given, because a ``Failure``'s traceback is not part of ``history``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from martian_doves.clock import FakeClock
+from martian_doves.errors import ConfigError, Retry
+from martian_doves.model import Claim, Failure, State, Status
+from martian_doves.registry import Registry
+from martian_doves.retry import RetryPolicy
+from martian_doves.stores.memory import MemoryStore, expire_all
+from martian_doves.worker import Event, Worker, WorkerOptions
+
+
+class RecordingStore(MemoryStore):
+    """The memory store, also keeping every ``Failure`` handed to ``fail``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.failures: dict[str, Failure] = {}
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        super().fail(claim, failure)
+        self.failures[claim.name] = failure
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(clock: FakeClock) -> RecordingStore:
+    return RecordingStore(clock)
+
+
+def _worker(store: MemoryStore, registry: Registry, clock: FakeClock, name: str = "w1", **options: Any) -> Worker:
+    options.setdefault("retry", RetryPolicy(max_attempts=3, base_delay_seconds=2, max_delay_seconds=60, jitter=0))
+    return Worker(store, registry, WorkerOptions(name=name, **options), clock=clock)
+
+
+def _registry(**handlers: Callable[[Any], Any]) -> Registry:
+    registry = Registry()
+    for name, handler in handlers.items():
+        registry.register(name.replace("_", "-"), handler)
+    return registry
+
+
+def _count_down(payload: dict[str, Any]) -> dict[str, Any] | None:
+    count = int(payload["count"]) - 1
+    return {"count": count} if count > 0 else None
+
+
+def _submit(store: MemoryStore, name: str, state: str, payload: dict[str, Any]) -> None:
+    assert store.submit([State(name, state, payload)])[0].added
+
+
+# -- outcomes ----------------------------------------------------------------------------
+
+
+def test_successor_is_committed(store: RecordingStore, clock: FakeClock) -> None:
+    """One step ticks one state and writes its successor under the seed's name, pending."""
+    _submit(store, "c.state", "count", {"count": 2})
+    worker = _worker(store, _registry(count=_count_down), clock, chain=False)
+    result = worker.step()
+    assert (result.claimed, result.committed, result.retried, result.failed) == (1, 1, 0, 0)
+    history = store.history("c.state")
+    assert [(e.name, e.status, e.payload) for e in history] == [
+        ("c.state", Status.DONE, {"count": 2}),
+        ("c.state-1", Status.PENDING, {"count": 1}),
+    ]
+    assert history[0].worker == "w1"
+
+
+def test_machine_end_commits_without_successor(store: RecordingStore, clock: FakeClock) -> None:
+    """A handler returning None ends the machine: done, and nothing new."""
+    _submit(store, "c.state", "count", {"count": 1})
+    result = _worker(store, _registry(count=_count_down), clock).step()
+    assert result.committed == 1
+    assert [e.name for e in store.history("c.state")] == ["c.state"]
+    assert store.is_finished()
+    assert _worker(store, _registry(count=_count_down), clock).step().claimed == 0
+
+
+def test_successor_in_another_state(store: RecordingStore, clock: FakeClock) -> None:
+    """A (state, payload) pair switches the successor's state."""
+    _submit(store, "t.state", "green", {"n": 1})
+    registry = _registry(green=lambda p: ("yellow", p), yellow=lambda p: None)
+    _worker(store, registry, clock).step()
+    assert [(e.state, e.status) for e in store.history("t.state")] == [
+        ("green", Status.DONE), ("yellow", Status.DONE)]
+
+
+def test_failing_tick_retries_with_backoff_then_fails_with_traceback(store: RecordingStore,
+                                                                     clock: FakeClock) -> None:
+    """Guarantee 5: a raising tick is retried after 2 s, then 4 s, then failed with its traceback
+    and the history of every attempt."""
+    calls: list[int] = []
+
+    def flaky(payload: dict[str, Any]) -> None:
+        calls.append(len(calls) + 1)
+        raise ValueError(f"boom {len(calls)}")
+
+    _submit(store, "f.state", "flaky", {})
+    worker = _worker(store, _registry(flaky=flaky), clock)
+
+    assert worker.step().retried == 1
+    clock.advance(1.9)
+    assert worker.step().claimed == 0, "claimed before its backoff elapsed"
+    clock.advance(0.2)
+    assert worker.step().retried == 1
+    clock.advance(3.9)
+    assert worker.step().claimed == 0
+    clock.advance(0.2)
+    assert worker.step().failed == 1
+    assert calls == [1, 2, 3]
+
+    failure = store.failures["f.state"]
+    assert failure.code == "tick_failed"
+    assert failure.attempts == 3
+    assert failure.errors == ("ValueError: boom 1", "ValueError: boom 2", "ValueError: boom 3")
+    assert failure.traceback is not None
+    assert "Traceback" in failure.traceback and "ValueError: boom 3" in failure.traceback
+    assert "flaky" in failure.traceback
+    status = store.status()
+    assert (status.failed, status.pending, status.in_progress) == (1, 0, 0)
+    assert status.recent_failures == [("f.state", "tick_failed", "ValueError: boom 3")]
+    assert store.is_finished()
+
+
+def test_retry_then_success(store: RecordingStore, clock: FakeClock) -> None:
+    """A tick that fails once and then succeeds commits normally on its second attempt."""
+    attempts: list[int] = []
+
+    def once(payload: dict[str, Any]) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("transient")
+
+    _submit(store, "o.state", "once", {})
+    worker = _worker(store, _registry(once=once), clock)
+    assert worker.step().retried == 1
+    clock.advance(2)
+    assert worker.step().committed == 1
+    entry = store.history("o.state")[0]
+    assert entry.status is Status.DONE
+
+
+def test_retry_delay_requested_by_handler_is_honoured(store: RecordingStore, clock: FakeClock) -> None:
+    """``raise Retry(30)`` puts the state back for exactly 30 s instead of the backoff."""
+    calls: list[int] = []
+
+    def waits(payload: dict[str, Any]) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Retry(30, "not ready")
+
+    _submit(store, "r.state", "waits", {})
+    worker = _worker(store, _registry(waits=waits), clock)
+    assert worker.step().retried == 1
+    clock.advance(29)
+    assert worker.step().claimed == 0
+    clock.advance(1.5)
+    assert worker.step().committed == 1
+    assert len(calls) == 2
+
+
+def test_retry_without_delay_uses_backoff(store: RecordingStore, clock: FakeClock) -> None:
+    """``raise Retry()`` waits the policy's backoff (2 s here)."""
+    calls: list[int] = []
+
+    def waits(payload: dict[str, Any]) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Retry()
+
+    _submit(store, "r.state", "waits", {})
+    worker = _worker(store, _registry(waits=waits), clock)
+    assert worker.step().retried == 1
+    clock.advance(1.5)
+    assert worker.step().claimed == 0
+    clock.advance(0.5)
+    assert worker.step().committed == 1
+
+
+def test_endless_retry_requests_use_up_the_attempts(store: RecordingStore, clock: FakeClock) -> None:
+    """A handler that always asks to retry does not loop forever: it fails after max_attempts."""
+
+    def never(payload: dict[str, Any]) -> None:
+        raise Retry(1, "still waiting")
+
+    _submit(store, "n.state", "never", {})
+    worker = _worker(store, _registry(never=never), clock)
+    for _ in range(2):
+        assert worker.step().retried == 1
+        clock.advance(1)
+    assert worker.step().failed == 1
+    assert store.failures["n.state"].code == "tick_failed"
+    assert "still waiting" in store.failures["n.state"].message
+
+
+def test_unknown_state_fails_without_retry(store: RecordingStore, clock: FakeClock) -> None:
+    """A state no machine handles fails at once (retrying cannot help) with unknown_state."""
+    _submit(store, "u.state", "no-such-machine", {})
+    result = _worker(store, _registry(count=_count_down), clock).step()
+    assert (result.failed, result.retried) == (1, 0)
+    failure = store.failures["u.state"]
+    assert failure.code == "unknown_state"
+    assert failure.attempts == 1
+    assert "no-such-machine" in failure.message
+
+
+def test_invalid_payload_fails_without_retry(store: RecordingStore, clock: FakeClock) -> None:
+    """A payload the typed machine refuses fails at once with invalid_payload; the handler never runs."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Count:
+        count: int
+
+    ran: list[object] = []
+    registry = Registry()
+    registry.register("typed", ran.append, Count)
+    _submit(store, "t.state", "typed", {"count": "three"})
+    result = _worker(store, registry, clock).step()
+    assert (result.failed, result.retried) == (1, 0)
+    assert store.failures["t.state"].code == "invalid_payload"
+    assert ran == []
+
+
+@pytest.mark.parametrize("returned", [[1, 2], "next", ("", {}), 7])
+def test_bad_return_fails_without_retry(store: RecordingStore, clock: FakeClock, returned: object) -> None:
+    """A return value outside the contract fails the state with bad_return, no retries."""
+    _submit(store, "b.state", "bad", {})
+    result = _worker(store, _registry(bad=lambda p: returned), clock).step()
+    assert (result.failed, result.retried, result.committed) == (1, 0, 0)
+    assert store.failures["b.state"].code == "bad_return"
+
+
+def test_hook_that_raises_is_logged_and_ignored(store: RecordingStore, clock: FakeClock,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A broken event hook never stops the loop; it is logged with its traceback."""
+    seen: list[Event] = []
+
+    def broken(event: Event, claim: Claim) -> None:
+        raise RuntimeError("hook bug")
+
+    def recorder(event: Event, claim: Claim) -> None:
+        seen.append(event)
+
+    _submit(store, "c.state", "count", {"count": 1})
+    worker = Worker(store, _registry(count=_count_down), WorkerOptions(name="w1"), clock=clock,
+                    hooks=[broken, recorder])
+    with caplog.at_level(logging.ERROR, logger="martian_doves.worker"):
+        result = worker.step()
+    assert result.committed == 1
+    assert seen == [Event.CLAIMED, Event.COMMITTED]
+    hook_errors = [r for r in caplog.records if "event hook" in r.getMessage()]
+    assert len(hook_errors) == 2
+    assert hook_errors[0].exc_info is not None
+
+
+def test_claim_lost_after_takeover_is_counted_and_new_owner_commits_once(store: RecordingStore,
+                                                                         clock: FakeClock) -> None:
+    """Guarantee 2: a worker whose lease was taken over mid-tick cannot commit; the new owner
+    commits the transition exactly once."""
+    ticks: list[str] = []
+    other: list[Worker] = []
+
+    def slow(payload: dict[str, Any]) -> dict[str, Any] | None:
+        ticks.append(payload["who"])
+        if len(ticks) == 1:
+            # While A is still ticking, its lease runs out and B takes the state over.
+            expire_all(store)
+            assert other[0].step().committed == 1
+            return {"who": "from A"}
+        return None if payload["who"] != "root" else {"who": "from B"}
+
+    registry = _registry(slow=slow)
+    worker_a = _worker(store, registry, clock, name="A", chain=False)
+    worker_b = _worker(store, registry, clock, name="B", chain=False)
+    other.append(worker_b)
+    _submit(store, "s.state", "slow", {"who": "root"})
+
+    result = worker_a.step()
+    assert (result.claimed, result.committed, result.lost) == (1, 0, 1)
+    assert worker_b.totals.committed == 1
+    history = store.history("s.state")
+    assert [(e.name, e.status, e.worker) for e in history] == [
+        ("s.state", Status.DONE, "B"), ("s.state-1", Status.PENDING, None)]
+    assert history[1].payload == {"who": "from B"}
+    assert history[0].attempts == 1  # the takeover used one attempt
+    assert store.status().pending == 1
+
+
+def test_chaining_keeps_the_lineage_in_one_worker(store: RecordingStore, clock: FakeClock) -> None:
+    """With chaining, one step runs the whole lineage in the worker that claimed its root."""
+    _submit(store, "c.state", "count", {"count": 4})
+    worker_a = _worker(store, _registry(count=_count_down), clock, name="A", chain=True)
+    worker_b = _worker(store, _registry(count=_count_down), clock, name="B", chain=True)
+    result = worker_a.step()
+    assert (result.claimed, result.committed) == (4, 4)
+    assert worker_b.step().claimed == 0
+    history = store.history("c.state")
+    assert [e.name for e in history] == ["c.state", "c.state-1", "c.state-2", "c.state-3"]
+    assert {e.worker for e in history} == {"A"}
+    assert all(e.status is Status.DONE for e in history)
+
+
+def test_without_chaining_each_tick_is_a_claim(store: RecordingStore, clock: FakeClock) -> None:
+    """With chaining off, successors go back to the store where any worker may claim them."""
+    _submit(store, "c.state", "count", {"count": 3})
+    worker_a = _worker(store, _registry(count=_count_down), clock, name="A", chain=False)
+    worker_b = _worker(store, _registry(count=_count_down), clock, name="B", chain=False)
+    assert worker_a.step().committed == 1
+    assert worker_b.step().committed == 1
+    assert worker_a.step().committed == 1
+    assert [e.worker for e in store.history("c.state")] == ["A", "B", "A"]
+
+
+def test_stop_releases_unprocessed_claims(store: RecordingStore, clock: FakeClock) -> None:
+    """Guarantee 6: after stop() the worker finishes the tick in hand and releases the rest of its
+    prefetched claims, immediately claimable and without using an attempt."""
+    for i in range(3):
+        _submit(store, f"s{i}.state", "count", {"count": 1})
+    worker = _worker(store, _registry(count=_count_down), clock, name="A", prefetch=3)
+    released: list[str] = []
+
+    def stop_on_claim(event: Event, claim: Claim) -> None:
+        if event is Event.CLAIMED:
+            worker.stop()
+        if event is Event.RELEASED:
+            released.append(claim.name)
+
+    worker.hooks.append(stop_on_claim)
+    result = worker.step()
+    assert (result.claimed, result.committed) == (1, 1)
+    assert len(released) == 2
+    status = store.status()
+    assert (status.done, status.pending, status.in_progress) == (1, 2, 0)
+    claims = store.claim("B", 5)
+    assert sorted(c.name for c in claims) == sorted(released)
+    assert all(c.attempts == 0 for c in claims)
+
+
+def test_stop_ends_a_chain_after_the_current_tick(store: RecordingStore, clock: FakeClock) -> None:
+    """A chained lineage stops at the tick in hand; its successor is left pending for others."""
+    _submit(store, "c.state", "count", {"count": 5})
+    worker = _worker(store, _registry(count=_count_down), clock, name="A", chain=True)
+    worker.hooks.append(lambda event, claim: worker.stop() if claim.name == "c.state-1" else None)
+    result = worker.step()
+    assert result.committed == 2
+    status = store.status()
+    assert (status.done, status.pending, status.in_progress) == (2, 1, 0)
+
+
+def test_run_processes_everything_and_unregisters(store: RecordingStore, clock: FakeClock) -> None:
+    """``run`` loops ``step`` until the store is finished, then returns its totals and unregisters."""
+    for i in range(5):
+        _submit(store, f"c{i}.state", "count", {"count": 3})
+    _submit(store, "u.state", "unknown", {})
+    worker = _worker(store, _registry(count=_count_down), clock, name="A", concurrency=2, poll_seconds=0.05)
+    totals = worker.run()
+    assert (totals.committed, totals.failed) == (15, 1)
+    status = store.status()
+    assert (status.done, status.failed, status.pending, status.in_progress) == (15, 1, 0, 0)
+    assert status.workers == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"concurrency": 0},
+        {"prefetch": 0},
+        {"heartbeat_seconds": 0},
+        {"poll_seconds": -1},
+        {"tick_timeout_seconds": 0},
+        {"retry": RetryPolicy(max_attempts=0)},
+    ],
+)
+def test_worker_options_are_validated(options: dict[str, Any]) -> None:
+    """Impossible worker settings are a ConfigError when the worker is built."""
+    with pytest.raises(ConfigError):
+        Worker(MemoryStore(), Registry(), WorkerOptions(**options))
