@@ -1,0 +1,697 @@
+"""PostgreSQL store: states in a table, SKIP LOCKED claims, fenced one-statement commits.
+
+For a fleet that outgrows one shared volume. The protocol, one autocommit statement
+(one round trip, one transaction) per step; the SQL is in ``sql/queries.sql``:
+
+- claim: lock up to N rows with ``FOR UPDATE SKIP LOCKED`` (expired leases first,
+  then due pending states) and mark them claimed with a fresh token and a lease.
+  Expired leases are recovered by every claim (one attempt used, an error recorded),
+  never by a task someone has to remember to run.
+- commit: mark the parent done *only if* it is still claimed with our token, and in
+  the same statement insert its successor under the first free name from
+  ``codec.successor_names``, optionally already claimed by us (chaining). A worker
+  whose claim was taken over commits nothing (``ClaimLost``).
+- heartbeat: extend the leases whose tokens still match; the others were lost.
+
+Tokens stay on a row after its claim ends, so an operation retried after a lost
+connection (its outcome unknown) can tell "my earlier attempt did it" from "my claim
+was taken over": a successor is written exactly once. Leases are measured by the
+database's clock, so the worker hosts' clocks never matter. Wake-ups use
+``LISTEN/NOTIFY`` with a polling fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from itertools import islice
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.conninfo
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from martian_doves import codec
+from martian_doves.clock import Clock, SystemClock
+from martian_doves.errors import (
+    ClaimLost,
+    CodecError,
+    ConfigError,
+    FileTooLarge,
+    InvalidDocument,
+    NameTaken,
+    StoreError,
+    StoreUnavailable,
+    UnsafeName,
+)
+from martian_doves.model import Claim, Failure, HistoryEntry, State, Status, StatusReport, WorkerInfo
+from martian_doves.stores import fsops
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.lease import REASON_SUFFIX
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+#: Schema used when neither the URL (``?schema=``) nor the options name one.
+DEFAULT_SCHEMA = "doves"
+#: Schema names are restricted so they need no quoting anywhere (search_path, channel).
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+#: Successor names offered to a commit at first; more only when all are taken.
+_FIRST_CANDIDATES = 4
+#: Rows per statement when importing states.
+_SUBMIT_CHUNK = 1000
+
+
+def _load_queries() -> dict[str, str]:
+    text = (resources.files("martian_doves.stores") / "sql" / "queries.sql").read_text("utf-8")
+    queries: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            name = line.split(":", 1)[1].strip()
+            queries[name] = ""
+        elif name is not None and not line.lstrip().startswith("--"):
+            queries[name] += line + "\n"
+    return {key: body.strip() for key, body in queries.items()}
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """The numbered migration scripts (``0001_initial.sql`` ...) in version order."""
+    folder = resources.files("martian_doves.stores") / "sql" / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
+        if match:
+            found.append((int(match[1]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+Q = _load_queries()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    """Tuning of the PostgreSQL store."""
+
+    #: A claim not renewed for this long (database clock) is taken over by the next claim.
+    lease_seconds: float = 30.0
+    #: Schema holding the tables; overrides the URL's ``?schema=``; default ``doves``.
+    schema: str | None = None
+    #: States locked per claim round trip; extras wait in this process (renewed by its
+    #: heartbeats) for the next ``claim``. More saves round trips, fewer balances better.
+    claim_batch: int = 1
+    #: Most connections this process opens (plus one for LISTEN). Keep it at least the
+    #: worker's concurrency + 1 (the heartbeat thread) so threads do not queue.
+    pool_size: int = 4
+    #: Longest wait for a NOTIFY before looking again (missed wake-ups, leases expiring).
+    poll_seconds: float = 5.0
+    #: Wait for the WAL flush on every commit. ``False`` makes commits much cheaper, but a
+    #: *server* crash may then forget the last few hundred milliseconds of transitions:
+    #: their states run again (ticks are at-least-once anyway) and nothing is ever
+    #: half-written or doubled, because the WAL is replayed in order. Process crashes of
+    #: workers are unaffected either way.
+    synchronous_commit: bool = True
+    #: How long an operation keeps retrying on a lost connection (a restarting server)
+    #: before giving up with ``StoreUnavailable``.
+    reconnect_seconds: float = 30.0
+    #: Time allowed to open a connection.
+    connect_timeout_seconds: float = 10.0
+
+    def validate(self) -> PostgresOptions:
+        """Check the values.
+
+        Returns:
+            ``self``, so it chains.
+
+        Raises:
+            ConfigError: a value is out of range (one line, naming the option).
+        """
+        if self.lease_seconds <= 0:
+            raise ConfigError("--lease-seconds must be positive")
+        if self.claim_batch < 1 or self.pool_size < 1:
+            raise ConfigError("claim_batch and pool_size must be at least 1")
+        if self.poll_seconds <= 0 or self.reconnect_seconds < 0 or self.connect_timeout_seconds <= 0:
+            raise ConfigError("poll, reconnect and connect timeouts must be positive")
+        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+            raise ConfigError(f"schema {self.schema!r}: use lowercase letters, digits and _ (at most 50)")
+        return self
+
+
+def parse_url(url: str, schema: str | None = None) -> tuple[str, str, str]:
+    """Split a store URL into what libpq gets, the schema, and a password-free description.
+
+    Args:
+        url: ``postgresql://user@host:port/db?schema=NAME&...``.
+        schema: overrides the URL's ``schema`` parameter.
+
+    Returns:
+        ``(conninfo, schema, description)``.
+
+    Raises:
+        ConfigError: the URL or schema name is unusable.
+    """
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError as e:
+        raise ConfigError(f"invalid PostgreSQL URL: {e}") from e
+    from_url = [value for key, value in query if key == "schema"]
+    chosen = schema or (from_url[-1] if from_url else None) or DEFAULT_SCHEMA
+    if not _SCHEMA_NAME.match(chosen):
+        raise ConfigError(f"schema {chosen!r}: use lowercase letters, digits and _ (at most 50)")
+    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+    try:
+        psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as e:
+        raise ConfigError(f"invalid PostgreSQL URL: {_one_line(e)}") from e
+    user = f"{parts.username}@" if parts.username else ""
+    return conninfo, chosen, f"postgresql://{user}{host}{port}{parts.path} (schema {chosen})"
+
+
+def _claim_from(row: Sequence[Any], worker: str) -> Claim:
+    name, state, payload, parent, token, attempts, errors = row[:7]
+    return Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors))
+
+
+class PostgresStore:
+    """Store on a PostgreSQL schema. See the module docstring for the protocol."""
+
+    mode = "postgres"
+
+    def __init__(self, url: str, options: PostgresOptions | None = None, clock: Clock | None = None) -> None:
+        """Connect, create or migrate the schema, and open the connection pool.
+
+        Args:
+            url: ``postgresql://`` URL; a ``?schema=NAME`` parameter picks the schema.
+            options: tuning; ``options.schema`` wins over the URL's.
+            clock: used for retry back-off and waits (leases use the database clock).
+
+        Raises:
+            ConfigError: bad URL, schema name or options.
+            StoreUnavailable: the server cannot be reached or refuses the connection.
+        """
+        self.options = (options or PostgresOptions()).validate()
+        self.clock = clock or SystemClock()
+        self.conninfo, self.schema, self.description = parse_url(url, self.options.schema)
+        self.channel = f"doves_{self.schema}"
+        self._host = socket.gethostname()
+        self._closed = False
+        #: Claims locked by a batch claim but not handed out yet (see ``claim_batch``).
+        self._spare: list[Claim] = []
+        self._spare_lock = threading.Lock()
+        self._listener: Conn | None = None
+        self._listen_lock = threading.Lock()
+        self._woken = threading.Condition()
+        self.migrate()
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
+            timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}",
+            open=True,
+        )
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        settings = f"-c search_path={self.schema}"
+        if not self.options.synchronous_commit:
+            settings += " -c synchronous_commit=off"
+        return {"autocommit": True, "options": settings, "connect_timeout": int(self.options.connect_timeout_seconds)}
+
+    def _connect(self) -> Conn:
+        try:
+            return psycopg.connect(self.conninfo, **self._connect_kwargs())
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"cannot connect to {self.description}: {_one_line(e)}") from e
+
+    def _run(self, what: str, operation: Callable[[Conn, int], T]) -> T:
+        """Run ``operation(conn, attempt)``, retrying on lost connections for a while.
+
+        ``attempt`` > 0 tells the operation its earlier try may have taken effect.
+
+        Raises:
+            StoreUnavailable: the server stayed unreachable for ``reconnect_seconds``.
+            StoreError: any other database error.
+        """
+        deadline = self.clock.monotonic() + self.options.reconnect_seconds
+        delay = 0.05
+        attempt = 0
+        while True:
+            try:
+                with self._pool.connection() as conn:
+                    return operation(conn, attempt)
+            except psycopg.OperationalError as e:
+                if self._closed or self.clock.monotonic() >= deadline:
+                    raise StoreUnavailable(f"{what}: {self.description} is unreachable: {_one_line(e)}") from e
+                log.warning("%s: database connection lost (%s); retrying", what, _one_line(e),
+                            extra={"action": "reconnect"})
+            except psycopg.Error as e:
+                raise StoreError(f"{what} failed on {self.description}: {_one_line(e)}") from e
+            self.clock.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            attempt += 1
+
+    def migrate(self) -> int:
+        """Create the schema or bring it to the latest version; safe to run concurrently.
+
+        Returns:
+            The schema version reached.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached.
+            ConfigError: the schema is newer than this release understands.
+        """
+        scripts = _migrations()
+        with self._connect() as conn:
+            try:
+                with conn.transaction():
+                    # Serialises concurrent first opens (two workers starting at once).
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"doves-migrate:{self.schema}",))
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                                 " applied_at timestamptz NOT NULL DEFAULT now())")
+                    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+                    current = int(row[0]) if row else 0
+                    latest = scripts[-1][0] if scripts else 0
+                    if current > latest:
+                        raise ConfigError(f"schema {self.schema} is at version {current}, newer than this "
+                                          f"release supports ({latest}); upgrade martian-doves")
+                    for version, script in scripts:
+                        if version > current:
+                            conn.execute(script.encode())
+                            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                            log.info("schema %s migrated to version %d", self.schema, version,
+                                     extra={"action": "migrate"})
+                            current = version
+            except psycopg.OperationalError as e:
+                raise StoreUnavailable(f"cannot migrate {self.description}: {_one_line(e)}") from e
+            except psycopg.Error as e:
+                raise StoreError(f"cannot migrate {self.description}: {_one_line(e)}") from e
+        return current
+
+    # -- submitting --------------------------------------------------------------------
+
+    def submit(self, states: Sequence[State]) -> list[SubmitResult]:
+        """Import root states; a name that exists already is refused, never replaced.
+
+        Returns:
+            One result per state, in order.
+        """
+        results: dict[int, SubmitResult] = {}
+        rows: list[tuple[int, str, str, str]] = []
+        for index, state in enumerate(states):
+            try:
+                codec.check_name(state.name)
+                if not codec.is_state_file_name(state.name):
+                    raise UnsafeName(f"{state.name}: state file names end in .state")
+                data = codec.encode(State(state.name, state.state, state.payload))
+                if len(data) > codec.DEFAULT_MAX_STATE_BYTES:
+                    raise FileTooLarge(f"{state.name}: over the {codec.DEFAULT_MAX_STATE_BYTES}-byte limit")
+                rows.append((index, state.name, state.state, json.dumps(state.payload)))
+            except CodecError as e:
+                results[index] = SubmitResult(state.name, False, e.message)
+        for start in range(0, len(rows), _SUBMIT_CHUNK):
+            chunk = rows[start:start + _SUBMIT_CHUNK]
+            added = self._submit_chunk([r[1] for r in chunk], [r[2] for r in chunk], [r[3] for r in chunk])
+            seen: set[str] = set()
+            for index, name, _, _ in chunk:
+                ok = name in added and name not in seen
+                seen.add(name)
+                results[index] = SubmitResult(name, ok, None if ok else NameTaken.__doc__)
+        return [results[index] for index in range(len(states))]
+
+    def _submit_chunk(self, names: list[str], states: list[str], payloads: list[str]) -> set[str]:
+        batch = secrets.token_hex(8)
+        params = {"names": names, "states": states, "payloads": payloads, "batch": batch, "channel": self.channel}
+
+        def insert(conn: Conn, attempt: int) -> set[str]:
+            with conn.transaction():
+                added = {row[0] for row in conn.execute(Q["submit"], params)}
+                if attempt:  # an earlier try may have committed before its reply was lost
+                    added |= {row[0] for row in conn.execute(Q["submitted"], params)}
+            return added
+
+        return self._run("submit", insert)
+
+    # -- workers -----------------------------------------------------------------------
+
+    def _worker_params(self, worker: str) -> dict[str, Any]:
+        return {"worker": worker, "host": self._host, "pid": os.getpid(), "lease": self.options.lease_seconds,
+                "channel": self.channel}
+
+    def register_worker(self, worker: str) -> None:
+        """Record ``worker`` as alive (and drop registrations dead for ten leases)."""
+        self._run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
+
+    def unregister_worker(self, worker: str) -> None:
+        """Remove ``worker``'s registration and give back every state it still holds."""
+        with self._spare_lock:
+            self._spare = [c for c in self._spare if c.worker != worker]
+        self._run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], self._worker_params(worker)))
+
+    # -- claiming ----------------------------------------------------------------------
+
+    def claim(self, worker: str, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` runnable states, taking over expired leases first.
+
+        Returns:
+            The claims, ``[]`` when nothing is runnable now.
+        """
+        with self._spare_lock:
+            mine = [c for c in self._spare if c.worker == worker][:limit]
+            self._spare = [c for c in self._spare if c not in mine]
+        if mine:
+            return mine
+        batch = secrets.token_hex(8)
+        params = {"limit": max(limit, self.options.claim_batch), "worker": worker, "batch": batch,
+                  "lease": self.options.lease_seconds, "pattern": f"{batch}.%"}
+
+        def take(conn: Conn, attempt: int) -> list[tuple[Any, ...]]:
+            if attempt:  # the claim may have been made before the connection dropped: adopt it
+                adopted = conn.execute(Q["adopt"], params).fetchall()
+                if adopted:
+                    return adopted
+            return conn.execute(Q["claim"], params).fetchall()
+
+        rows = self._run("claim", take)
+        claims = []
+        for row in rows:
+            claims.append(_claim_from(row, worker))
+            if row[7]:
+                log.warning("took over %s from a worker that stopped renewing its lease", row[0],
+                            extra={"action": "takeover", "state_name": row[0]})
+        if len(claims) > limit:
+            with self._spare_lock:
+                self._spare.extend(claims[limit:])
+        return claims[:limit]
+
+    def wait_for_work(self, timeout_seconds: float) -> None:
+        """Block until a NOTIFY arrives, a delayed state falls due, or the timeout passes."""
+        with self._spare_lock:
+            if self._spare:
+                return
+        timeout = min(timeout_seconds, self.options.poll_seconds)
+        try:
+            due = self._run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
+        except StoreError:
+            due = None
+        if due and due[0] is not None:
+            timeout = min(timeout, max(0.01, float(due[0])))
+        if timeout <= 0:
+            return
+        if not self._listen_lock.acquire(blocking=False):
+            # Another thread of this process listens; it wakes us all on a notification.
+            with self._woken:
+                self._woken.wait(timeout)
+            return
+        try:
+            self._listen(timeout)
+        finally:
+            self._listen_lock.release()
+        with self._woken:
+            self._woken.notify_all()
+
+    def _listen(self, timeout: float) -> None:
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = self._connect()
+                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except (psycopg.Error, StoreError) as e:
+            # The polling fallback carries on; the listener is rebuilt on the next wait.
+            log.debug("LISTEN connection failed (%s); polling", _one_line(e))
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            self.clock.sleep(min(timeout, 0.5))
+
+    # -- leases and outcomes ---------------------------------------------------------------
+
+    def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
+        """Extend the leases of ``claims`` and of claims this process holds for ``worker``.
+
+        Returns:
+            The claims whose tokens no longer match (taken over); drop them.
+        """
+        with self._spare_lock:
+            spare = [c for c in self._spare if c.worker == worker]
+        every = [*claims, *spare]
+        params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
+        renewed = self._run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
+        lost_spare = [c for c in spare if c.token not in renewed]
+        if lost_spare:
+            with self._spare_lock:
+                self._spare = [c for c in self._spare if c not in lost_spare]
+        return [c for c in claims if c.token not in renewed]
+
+    def _settled_by(self, conn: Conn, claim: Claim, status: Status) -> bool:
+        """After a fenced update matched nothing: True if our own earlier try did it."""
+        row = conn.execute(Q["owner"], {"name": claim.name}).fetchone()
+        return row is not None and row[1] == claim.token and row[0] == status.value
+
+    def _fenced(self, what: str, query: str, claim: Claim, status: Status, params: dict[str, Any]) -> None:
+        full = {"name": claim.name, "token": claim.token, "channel": self.channel, **params}
+
+        def apply(conn: Conn, _: int) -> bool:
+            return bool(conn.execute(query, full).fetchall()) or self._settled_by(conn, claim, status)
+
+        if not self._run(what, apply):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+
+    def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        """Write ``successor`` exactly once and mark the claimed state done, atomically.
+
+        Args:
+            claim: the claim being committed.
+            successor: ``(state name, payload)`` or None when the machine ends.
+            keep: insert the successor already claimed by the same worker and return
+                that claim (declined, None, when the successor existed already).
+
+        Returns:
+            The claim on the successor when ``keep`` was honoured, else None.
+
+        Raises:
+            ClaimLost: the claim was taken over; nothing was committed.
+            CodecError: the successor payload cannot be stored as JSON.
+        """
+        payload: str | None = None
+        if successor is not None:
+            try:
+                # jsonb has no NaN or Infinity: refuse them here, as a bad return value.
+                payload = json.dumps(successor[1], allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
+        params: dict[str, Any] = {
+            "name": claim.name, "token": claim.token, "state": successor[0] if successor else None,
+            "payload": payload, "keep": keep and successor is not None, "worker": claim.worker,
+            "child_token": secrets.token_hex(8), "lease": self.options.lease_seconds, "channel": self.channel,
+            "candidates": list(islice(codec.successor_names(claim.name), _FIRST_CANDIDATES)),
+        }
+
+        def write(conn: Conn, _: int) -> tuple[bool, str | None]:
+            for tries in range(100):
+                try:
+                    row = conn.execute(Q["commit"], params).fetchone()
+                except psycopg.errors.UniqueViolation:
+                    if tries == 99:
+                        raise
+                    continue  # the chosen name was inserted concurrently: choose again
+                assert row is not None
+                if row[0]:
+                    return True, row[1]
+                owner = conn.execute(Q["owner"], {"name": claim.name}).fetchone()
+                if owner is None or owner[1] != claim.token:
+                    return False, None
+                if owner[0] == Status.DONE.value:  # our earlier try committed; its reply was lost
+                    child = conn.execute(Q["kept_child"], params).fetchone()
+                    return True, child[0] if child else None
+                if owner[0] != Status.IN_PROGRESS.value or len(params["candidates"]) > _FIRST_CANDIDATES:
+                    return False, None
+                # Every first candidate holds another machine's state: offer all the branches.
+                params["candidates"] = list(codec.successor_names(claim.name))
+            raise AssertionError("unreachable")
+
+        committed, child = self._run("commit", write)
+        if not committed:
+            raise ClaimLost(f"claim on {claim.name} was taken over before commit")
+        if not params["keep"] or child is None or successor is None:
+            return None
+        return Claim(State(child, successor[0], successor[1], claim.name), params["child_token"], claim.worker)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+        """Give the state back, due after ``delay_seconds``, one attempt used.
+
+        Raises:
+            ClaimLost: the claim was taken over.
+        """
+        self._fenced("retry", Q["retry_later"], claim, Status.PENDING, {"delay": delay_seconds, "error": error})
+
+    def release(self, claim: Claim) -> None:
+        """Give the state back at once without using an attempt.
+
+        Raises:
+            ClaimLost: the claim was taken over.
+        """
+        self._fenced("release", Q["release"], claim, Status.PENDING, {})
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        """Mark the state failed with ``failure`` as its machine-readable reason.
+
+        Raises:
+            ClaimLost: the claim was taken over.
+        """
+        reason = {"name": claim.name, "worker": claim.worker, "failed_at": self.clock.time(), **failure.as_dict()}
+        self._fenced("fail", Q["fail"], claim, Status.FAILED, {
+            "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason),
+        })
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def status(self) -> StatusReport:
+        """Counts, workers, oldest pending state and recent failures."""
+        params = {"lease": self.options.lease_seconds}
+
+        def read(conn: Conn, _: int) -> StatusReport:
+            counts = {status: 0 for status in Status}
+            for status, count in conn.execute(Q["counts"]):
+                counts[Status(status)] = int(count)
+            oldest = conn.execute(Q["oldest_pending"]).fetchone()
+            workers = [WorkerInfo(*row) for row in conn.execute(Q["workers"], params)]
+            failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
+            return StatusReport(
+                counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE], counts[Status.FAILED],
+                workers, oldest[0] if oldest else None, failures,
+                {"store": self.description, "mode": self.mode, "schema": self.schema},
+            )
+
+        return self._run("status", read)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """The lineage containing ``name`` (from its submitted root), oldest first."""
+        rows = self._run("history", lambda conn, _: conn.execute(Q["history"], {"name": name}).fetchall())
+        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in rows]
+
+    def is_finished(self) -> bool:
+        """True when no state is pending (due now or later) and none is claimed."""
+        row = self._run("is_finished", lambda conn, _: conn.execute(Q["is_finished"]).fetchone())
+        return bool(row and row[0])
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def reset(self, *, successors: bool) -> int:
+        """Forget every outcome so every state runs again; optionally delete successors.
+
+        Returns:
+            How many states are pending again.
+
+        Raises:
+            ConfigError: live workers are registered on this store.
+        """
+        def apply(conn: Conn, _: int) -> int:
+            with conn.transaction():
+                live = [row[0] for row in conn.execute(Q["live_workers"], {"lease": self.options.lease_seconds})]
+                if live:
+                    raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
+                if successors:
+                    conn.execute(Q["delete_successors"])
+                row = conn.execute(Q["reset"], {"everything": True, "names": None, "channel": self.channel}).fetchone()
+                return int(row[0]) if row else 0
+
+        return self._run("reset", apply)
+
+    def retry_failed(self, names: Sequence[str] | None = None) -> int:
+        """Make failed states (all, or those named) pending again with fresh attempts.
+
+        Returns:
+            How many states were made pending.
+        """
+        params = {"everything": False, "names": None if names is None else list(names), "channel": self.channel}
+        row = self._run("retry_failed", lambda conn, _: conn.execute(Q["reset"], params).fetchone())
+        return int(row[0]) if row else 0
+
+    def export(self, directory: str) -> int:
+        """Write every state to ``directory`` in the directory-store layout (lease mode).
+
+        State files are named by their lineage name; ``done/`` markers, ``failed/NAME`` with
+        ``NAME.reason.json``, and ``pending/`` hints (claimed states too) as ``lease.py``
+        lays them out, so ``doves run DIRECTORY`` or any file tool can read them. Existing
+        files are never overwritten.
+
+        Returns:
+            How many state files were written.
+        """
+        layout = fsops.Layout(os.path.abspath(directory))
+        try:
+            layout.create()
+        except OSError as e:
+            raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
+
+        def dump(conn: Conn, attempt: int) -> int:
+            written = 0
+            with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
+                cursor.itersize = 500
+                for row in cursor.execute(Q["export"]):
+                    written += self._export_one(layout, row)
+            return written
+
+        return self._run("export", dump)
+
+    def _export_one(self, layout: fsops.Layout, row: Sequence[Any]) -> int:
+        name, state, payload, parent, status, attempts, errors, not_before, worker, token, claimed_at, reason = row
+        try:
+            codec.check_name(name)
+            data = codec.encode(State(name, state, payload, parent))
+        except CodecError as e:
+            log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
+            return 0
+        folder = layout.failed if status == Status.FAILED.value else layout.root
+        if not fsops.write_new(layout, os.path.join(folder, name), data, durable=False):
+            log.warning("not exporting %s: the name exists in %s", name, folder, extra={"action": "export"})
+            return 0
+        info = {"attempts": attempts, "errors": errors}
+        if status == Status.DONE.value:
+            marker = {"worker": worker, "token": token, "claimed_at": claimed_at, **info}
+            fsops.write_new(layout, os.path.join(layout.done, name), json.dumps(marker).encode(), durable=False)
+        elif status == Status.FAILED.value:
+            text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2)
+            fsops.write_new(layout, os.path.join(layout.failed, name + REASON_SUFFIX), text.encode(), durable=False)
+        else:  # pending or claimed here: runnable there (a claim means nothing in another store)
+            fsops.write_new(layout, os.path.join(layout.pending, name), json.dumps(info).encode() if attempts else b"",
+                            durable=False, mtime=not_before)
+        return 1
+
+    def close(self) -> None:
+        """Give back spare claims and close every connection."""
+        with self._spare_lock:
+            spare, self._spare = self._spare, []
+        for claim in spare:
+            try:
+                self.release(claim)
+            except (ClaimLost, StoreError):
+                pass
+        self._closed = True
+        self._pool.close()
+        if self._listener is not None:
+            self._listener.close()
+
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresOptions", "PostgresStore", "parse_url"]

@@ -1,0 +1,219 @@
+-- Named queries of the PostgreSQL store. Each starts at a "-- name: NAME" line.
+-- Every one is a single statement run in autocommit: one round trip, one
+-- transaction, atomic. Times come from the database clock (now()), so the clocks of
+-- the worker hosts never matter for leases. %(channel)s is the store's NOTIFY channel.
+
+-- name: claim
+-- Takes over expired leases first (one attempt used, an error recorded), then the
+-- oldest due pending states; SKIP LOCKED lets concurrent claimers pass each other.
+WITH expired AS (
+    SELECT id FROM states
+    WHERE status = 'in_progress' AND lease_expires < now()
+    ORDER BY lease_expires
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM states
+    WHERE status = 'pending' AND not_before <= now()
+    ORDER BY not_before, id
+    LIMIT greatest(%(limit)s - (SELECT count(*) FROM expired), 0)
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, true AS taken_over FROM expired UNION ALL SELECT id, false FROM due
+)
+UPDATE states AS s SET
+    attempts = s.attempts + CASE WHEN s.status = 'in_progress' THEN 1 ELSE 0 END,
+    errors = CASE WHEN s.status = 'in_progress'
+        THEN s.errors || jsonb_build_array('worker ' || coalesce(s.worker, '?') || ' stopped renewing its lease')
+        ELSE s.errors END,
+    status = 'in_progress',
+    worker = %(worker)s,
+    token = %(batch)s::text || '.' || s.id,
+    claimed_at = now(),
+    lease_expires = now() + %(lease)s * interval '1 second'
+FROM picked
+WHERE s.id = picked.id
+RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, picked.taken_over
+
+-- name: adopt
+-- After a claim whose reply was lost with the connection: the rows it did claim.
+SELECT name, state, payload, parent, token, attempts, errors, false AS taken_over
+FROM states
+WHERE status = 'in_progress' AND token LIKE %(pattern)s
+
+-- name: commit
+-- Fenced commit: the parent is marked done only while it is still claimed with this
+-- token, and only together with its successor (inserted claimed by the same worker
+-- when %(keep)s). The successor takes the first candidate name that is free; a
+-- candidate that already holds this parent's successor (a lineage re-run after
+-- `reset`) is reused, one held by another machine's state is skipped. A concurrent
+-- insert of the chosen name aborts the whole statement (unique violation): retried.
+WITH target AS (
+    SELECT c.candidate AS name, s.name IS NOT NULL AS existing
+    FROM unnest(%(candidates)s::text[]) WITH ORDINALITY AS c(candidate, position)
+    LEFT JOIN states s ON s.name = c.candidate
+    WHERE s.name IS NULL OR s.parent = %(name)s
+    ORDER BY c.position
+    LIMIT 1
+), parent AS (
+    UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+      AND (%(state)s::text IS NULL OR EXISTS (SELECT 1 FROM target))
+    RETURNING name, root, step
+), child AS (
+    INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires)
+    SELECT target.name, parent.name, parent.root, parent.step + 1, %(state)s::text, %(payload)s::jsonb,
+           CASE WHEN %(keep)s THEN 'in_progress' ELSE 'pending' END,
+           CASE WHEN %(keep)s THEN %(worker)s::text END,
+           CASE WHEN %(keep)s THEN %(child_token)s::text END,
+           CASE WHEN %(keep)s THEN now() END,
+           CASE WHEN %(keep)s THEN now() + %(lease)s * interval '1 second' END
+    FROM parent, target
+    WHERE %(state)s::text IS NOT NULL AND NOT target.existing
+    RETURNING name, status
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM child WHERE status = 'pending'
+)
+SELECT (SELECT count(*) FROM parent) AS committed,
+       (SELECT name FROM child) AS child,
+       (SELECT count(*) FROM wake) AS woken
+
+-- name: owner
+-- Who holds a state now: decides between "already done by me" and "taken over".
+SELECT status, token FROM states WHERE name = %(name)s
+
+-- name: kept_child
+-- The successor an earlier attempt of this commit inserted already claimed for us.
+SELECT name, state, payload, parent, token, attempts, errors, false AS taken_over
+FROM states
+WHERE parent = %(name)s AND token = %(child_token)s AND status = 'in_progress'
+
+-- name: heartbeat
+WITH seen AS (
+    INSERT INTO workers (name, host, pid) VALUES (%(worker)s, %(host)s, %(pid)s)
+    ON CONFLICT (name) DO UPDATE SET last_seen = now()
+)
+UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
+FROM unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token)
+WHERE s.name = c.name AND s.token = c.token AND s.status = 'in_progress'
+RETURNING s.token
+
+-- name: retry_later
+WITH given AS (
+    UPDATE states SET status = 'pending', attempts = attempts + 1, errors = errors || jsonb_build_array(%(error)s::text),
+        not_before = now() + %(delay)s * interval '1 second', lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM given
+)
+SELECT name FROM given, (SELECT count(*) FROM wake) AS w
+
+-- name: release
+WITH given AS (
+    UPDATE states SET status = 'pending', not_before = now(), lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM given
+)
+SELECT name FROM given, (SELECT count(*) FROM wake) AS w
+
+-- name: fail
+UPDATE states SET status = 'failed', finished_at = now(), lease_expires = NULL,
+    attempts = %(attempts)s, errors = %(errors)s::jsonb, reason = %(reason)s::jsonb
+WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+RETURNING name
+
+-- name: register_worker
+WITH pruned AS (
+    -- Registrations silent for ten leases belong to workers that died long ago.
+    DELETE FROM workers WHERE last_seen < now() - 10 * %(lease)s * interval '1 second'
+)
+INSERT INTO workers (name, host, pid) VALUES (%(worker)s, %(host)s, %(pid)s)
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = now(), last_seen = now()
+
+-- name: unregister_worker
+WITH gone AS (
+    DELETE FROM workers WHERE name = %(worker)s
+), given AS (
+    UPDATE states SET status = 'pending', not_before = now(), lease_expires = NULL
+    WHERE status = 'in_progress' AND worker = %(worker)s
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM given LIMIT 1) AS g
+)
+SELECT (SELECT count(*) FROM given), (SELECT count(*) FROM wake)
+
+-- name: submit
+WITH added AS (
+    INSERT INTO states (name, root, state, payload, batch)
+    SELECT n, n, s, p::jsonb, %(batch)s::text
+    FROM unnest(%(names)s::text[], %(states)s::text[], %(payloads)s::text[]) AS u(n, s, p)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM added LIMIT 1) AS a
+)
+SELECT name FROM added, (SELECT count(*) FROM wake) AS w
+
+-- name: submitted
+-- After a submit whose reply was lost with the connection: the rows it did add.
+SELECT name FROM states WHERE batch = %(batch)s AND name = ANY(%(names)s::text[])
+
+-- name: counts
+SELECT status, count(*) FROM states GROUP BY status
+
+-- name: oldest_pending
+SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 'pending'
+
+-- name: workers
+SELECT name, host, pid, extract(epoch FROM last_seen)::float8,
+       last_seen > now() - %(lease)s * interval '1 second'
+FROM workers ORDER BY name
+
+-- name: recent_failures
+SELECT name, coalesce(reason ->> 'code', 'error'), coalesce(reason ->> 'message', '')
+FROM states WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
+
+-- name: history
+SELECT name, state, status, payload, worker, extract(epoch FROM finished_at)::float8, attempts,
+       CASE WHEN reason IS NOT NULL THEN (reason ->> 'code') || ': ' || (reason ->> 'message') END
+FROM states
+WHERE root = (SELECT root FROM states WHERE name = %(name)s)
+ORDER BY step, id
+
+-- name: is_finished
+SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending')
+   AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress')
+
+-- name: next_due
+-- Seconds until something may become claimable without a NOTIFY: a delayed retry
+-- falling due, or a lease expiring (its worker may be dead).
+SELECT extract(epoch FROM least(
+    (SELECT min(not_before) FROM states WHERE status = 'pending'),
+    (SELECT min(lease_expires) FROM states WHERE status = 'in_progress')
+) - now())::float8
+
+-- name: live_workers
+SELECT name FROM workers WHERE last_seen > now() - %(lease)s * interval '1 second' ORDER BY name
+
+-- name: delete_successors
+DELETE FROM states WHERE parent IS NOT NULL
+
+-- name: reset
+WITH fresh AS (
+    UPDATE states SET status = 'pending', attempts = 0, errors = '[]'::jsonb, not_before = now(),
+        claimed_at = NULL, finished_at = NULL, worker = NULL, lease_expires = NULL, token = NULL, reason = NULL
+    WHERE %(everything)s
+       OR (status = 'failed' AND (%(names)s::text[] IS NULL OR name = ANY(%(names)s::text[])))
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM fresh LIMIT 1) AS f
+)
+SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM wake)
+
+-- name: export
+SELECT name, state, payload, parent, status, attempts, errors, extract(epoch FROM not_before)::float8,
+       worker, token, extract(epoch FROM claimed_at)::float8, reason
+FROM states ORDER BY id
