@@ -1,0 +1,293 @@
+"""What ``doves status``, ``history`` and ``run`` show: tables, JSON, progress.
+
+Formatting lives here, not in the stores: a store returns ``StatusReport`` and
+``HistoryEntry`` records, this module turns them into rich tables for a terminal,
+plain aligned text for pipes and logs, or JSON. Nothing here coordinates anything,
+and nothing here prints: the CLI decides where the output goes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport
+
+log = logging.getLogger("martian_doves.progress")
+
+#: Colours of the status words on a terminal.
+_STATUS_STYLES = {
+    Status.PENDING: "yellow",
+    Status.IN_PROGRESS: "cyan",
+    Status.DONE: "green",
+    Status.FAILED: "bold red",
+}
+#: Columns of ``doves history``.
+HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "attempts", "reason")
+
+
+def format_time(epoch_seconds: float | None) -> str:
+    """Local wall time of an epoch timestamp, or ``-``."""
+    if epoch_seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_seconds))
+
+
+def format_age(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``2.5 h``, ``4.0 d``: how long ago, roughly."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split()) or "-"
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last column is not padded."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths[:-1], strict=True)]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    return "\n".join([line([h.upper() for h in headers]), *(line(row) for row in rows)])
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def status_dict(report: StatusReport) -> JSONDict:
+    """The ``status --json`` object: at least pending, in_progress, done, failed, workers."""
+    return report.as_dict()
+
+
+def _worker_rows(report: StatusReport, now: float) -> list[list[str]]:
+    return [
+        [w.name, w.host, str(w.pid), f"{format_age(now - w.last_seen)} ago", "alive" if w.alive else "silent"]
+        for w in report.workers
+    ]
+
+
+def _count_lines(report: StatusReport, now: float) -> list[tuple[str, str]]:
+    oldest = ""
+    if report.oldest_pending_at is not None and report.pending:
+        oldest = f"  (oldest since {format_age(now - report.oldest_pending_at)})"
+    alive = sum(1 for w in report.workers if w.alive)
+    lines = [(str(key), str(value)) for key, value in report.details.items()]
+    lines += [
+        ("pending", f"{report.pending}{oldest}"),
+        ("in progress", str(report.in_progress)),
+        ("done", str(report.done)),
+        ("failed", str(report.failed)),
+        ("workers", f"{alive} alive, {len(report.workers)} registered"),
+    ]
+    return lines
+
+
+def status_text(report: StatusReport, now: float | None = None) -> str:
+    """``doves status`` for a pipe or a log: aligned plain text."""
+    now = time.time() if now is None else now
+    counts = _count_lines(report, now)
+    width = max(len(key) for key, _ in counts) + 1
+    parts = ["\n".join(f"{key + ':':<{width}} {value}" for key, value in counts)]
+    if report.workers:
+        parts.append(plain_table(("worker", "host", "pid", "last seen", "state"), _worker_rows(report, now)))
+    if report.recent_failures:
+        rows = [[name, code, _one_line(message)] for name, code, message in report.recent_failures]
+        parts.append("recent failures:\n" + plain_table(("state file", "code", "message"), rows))
+    return "\n\n".join(parts)
+
+
+def status_renderable(report: StatusReport, now: float | None = None) -> RenderableType:
+    """``doves status`` for a terminal: rich tables."""
+    now = time.time() if now is None else now
+    counts = Table.grid(padding=(0, 2))
+    counts.add_column(style="bold")
+    counts.add_column()
+    styles = {"pending": "yellow", "in progress": "cyan", "done": "green", "failed": "red"}
+    for key, value in _count_lines(report, now):
+        style = styles.get(key, "")
+        if key == "failed" and report.failed == 0:
+            style = ""
+        counts.add_row(key, Text(value, style=style))
+    parts: list[RenderableType] = [counts]
+    if report.workers:
+        workers = Table("worker", "host", "pid", "last seen", "state", title="workers", title_justify="left")
+        for row in _worker_rows(report, now):
+            workers.add_row(*row[:-1], Text(row[-1], style="green" if row[-1] == "alive" else "dim"))
+        parts.append(workers)
+    if report.recent_failures:
+        failures = Table("state file", "code", "message", title="recent failures", title_justify="left")
+        for name, code, message in report.recent_failures:
+            failures.add_row(name, Text(code, style="red"), _one_line(message))
+        parts.append(failures)
+    return Group(*parts)
+
+
+# -- history ------------------------------------------------------------------------------
+
+
+def history_rows(entries: Sequence[HistoryEntry]) -> list[list[str]]:
+    """One row of ``HISTORY_COLUMNS`` per state of the lineage."""
+    return [
+        [
+            entry.name,
+            entry.state,
+            entry.status.value,
+            entry.worker or "-",
+            format_time(entry.finished_at),
+            str(entry.attempts),
+            _one_line(entry.reason),
+        ]
+        for entry in entries
+    ]
+
+
+def history_dicts(entries: Sequence[HistoryEntry]) -> list[JSONDict]:
+    """``history --json``: one object per state of the lineage, oldest first."""
+    return [
+        {
+            "name": entry.name,
+            "state": entry.state,
+            "status": entry.status.value,
+            "worker": entry.worker,
+            "finished_at": entry.finished_at,
+            "attempts": entry.attempts,
+            "reason": entry.reason,
+            "payload": entry.payload,
+        }
+        for entry in entries
+    ]
+
+
+def history_text(entries: Sequence[HistoryEntry]) -> str:
+    """``doves history`` for a pipe: an aligned plain table."""
+    return plain_table(HISTORY_COLUMNS, history_rows(entries))
+
+
+def history_renderable(entries: Sequence[HistoryEntry]) -> RenderableType:
+    """``doves history`` for a terminal: a rich table with coloured statuses."""
+    table = Table(*HISTORY_COLUMNS)
+    for entry, row in zip(entries, history_rows(entries), strict=True):
+        table.add_row(*row[:2], Text(row[2], style=_STATUS_STYLES.get(entry.status, "")), *row[3:])
+    return table
+
+
+# -- progress of ``doves run`` --------------------------------------------------------------
+
+
+class RateMeter:
+    """Transitions per second over a sliding window of (time, finished count) samples."""
+
+    def __init__(self, window_seconds: float = 10.0) -> None:
+        self.window_seconds = window_seconds
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, at: float, finished: int) -> float:
+        """Record that ``finished`` states were done or failed at monotonic time ``at``; the rate."""
+        self._samples.append((at, finished))
+        while len(self._samples) > 2 and at - self._samples[1][0] >= self.window_seconds:
+            self._samples.popleft()
+        first_at, first = self._samples[0]
+        if at <= first_at:
+            return 0.0
+        return max(0, finished - first) / (at - first_at)
+
+
+def progress_line(report: StatusReport, running: int, rate: float) -> str:
+    """``12.0 transitions/s, 10 pending, 4 in progress, 120 done, 0 failed, 4 workers``."""
+    return (
+        f"{rate:.1f} transitions/s, {report.pending} pending, {report.in_progress} in progress, "
+        f"{report.done} done, {report.failed} failed, {running} worker(s) running"
+    )
+
+
+class LiveProgress:
+    """A live one-line display at the bottom of the terminal; log lines scroll above it.
+
+    Use as a context manager around the run, give it to the supervisor as its progress
+    sink, and route log and worker output through ``write`` while it is shown.
+    """
+
+    def __init__(self, console: Console, title: str = "doves") -> None:
+        self.console = console
+        self.title = title
+        self._meter = RateMeter()
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._line: RenderableType = Text(f"{title}: starting workers ...", style="dim")
+        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False,
+                          redirect_stdout=False, redirect_stderr=False, get_renderable=self._render)
+
+    def _render(self) -> RenderableType:
+        return self._line
+
+    def __enter__(self) -> LiveProgress:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+    def update(self, report: StatusReport, running: int) -> None:
+        now = time.monotonic()
+        rate = self._meter.add(now, report.done + report.failed)
+        elapsed = int(now - self._started)
+        line = Text.assemble(
+            (f"{elapsed // 60}:{elapsed % 60:02d}  ", "dim"),
+            (f"{rate:.1f}", "bold"), " transitions/s  ",
+            (str(report.pending), "yellow"), " pending  ",
+            (str(report.in_progress), "cyan"), " in progress  ",
+            (str(report.done), "green"), " done  ",
+            (str(report.failed), "bold red" if report.failed else ""), " failed  ",
+            (str(running), "bold"), " workers",
+            no_wrap=True, overflow="ellipsis",
+        )
+        with self._lock:
+            self._line = line
+        self._live.refresh()
+
+    def write(self, line: str) -> None:
+        """Print a log line above the live display (thread-safe)."""
+        self.console.print(Text(line), soft_wrap=True, highlight=False, markup=False)
+
+
+class LogProgress:
+    """Progress as a log line every ``interval_seconds``, for pipes, files and containers."""
+
+    def __init__(self, interval_seconds: float = 5.0) -> None:
+        self.interval_seconds = interval_seconds
+        self._meter = RateMeter(window_seconds=max(10.0, 2 * interval_seconds))
+        self._next_at = 0.0
+        self._last: tuple[int, ...] | None = None
+
+    def update(self, report: StatusReport, running: int) -> None:
+        now = time.monotonic()
+        rate = self._meter.add(now, report.done + report.failed)
+        counts = (report.pending, report.in_progress, report.done, report.failed, running)
+        if now < self._next_at or counts == self._last:
+            return  # an idle --watch run logs nothing until something changes
+        self._next_at = now + self.interval_seconds
+        self._last = counts
+        fields: dict[str, Any] = {
+            "action": "progress", "rate": round(rate, 2), "pending": report.pending,
+            "in_progress": report.in_progress, "done": report.done, "failed": report.failed,
+            "running": running,
+        }
+        log.info("progress: %s", progress_line(report, running, rate), extra=fields)
