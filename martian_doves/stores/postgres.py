@@ -231,10 +231,13 @@ class PostgresStore:
     # -- connections ------------------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        settings = f"-c search_path={self.schema}"
+        settings = f"-c search_path={self.schema} -c plan_cache_mode=force_generic_plan"
         if not self.options.synchronous_commit:
             settings += " -c synchronous_commit=off"
-        return {"autocommit": True, "options": settings, "connect_timeout": int(self.options.connect_timeout_seconds)}
+        # The application name lets an operator (and the fault tests) find this store's
+        # sessions in pg_stat_activity: doves:SCHEMA:PID.
+        return {"autocommit": True, "options": settings, "application_name": f"doves:{self.schema}:{os.getpid()}",
+                "connect_timeout": max(1, round(self.options.connect_timeout_seconds))}
 
     def _connect(self) -> Conn:
         try:
@@ -456,12 +459,12 @@ class PostgresStore:
             spare = [c for c in self._spare if c.worker == worker]
         every = [*claims, *spare]
         params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
-        renewed = self._run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
-        lost_spare = [c for c in spare if c.token not in renewed]
+        held = self._run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
+        lost_spare = [c for c in spare if c.token not in held]
         if lost_spare:
             with self._spare_lock:
                 self._spare = [c for c in self._spare if c not in lost_spare]
-        return [c for c in claims if c.token not in renewed]
+        return [c for c in claims if c.token not in held]
 
     def _settled_by(self, conn: Conn, claim: Claim, status: Status) -> bool:
         """After a fenced update matched nothing: True if our own earlier try did it."""
@@ -587,7 +590,16 @@ class PostgresStore:
 
     def history(self, name: str) -> list[HistoryEntry]:
         """The lineage containing ``name`` (from its submitted root), oldest first."""
-        rows = self._run("history", lambda conn, _: conn.execute(Q["history"], {"name": name}).fetchall())
+        def read(conn: Conn, _: int) -> list[tuple[Any, ...]]:
+            root = conn.execute(Q["root_of"], {"name": name}).fetchone()
+            if root is None:
+                return []
+            # Every successor of a lineage is named base-N[~B]: one key range of the index.
+            first = next(codec.successor_names(root[0]))
+            low = first[: first.rindex("-") + 1]
+            return conn.execute(Q["history"], {"root": root[0], "low": low, "high": low[:-1] + "."}).fetchall()
+
+        rows = self._run("history", read)
         return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in rows]
 
     def is_finished(self) -> bool:

@@ -7,19 +7,20 @@
 -- Takes over expired leases first (one attempt used, an error recorded), then the
 -- oldest due pending states; SKIP LOCKED lets concurrent claimers pass each other.
 WITH expired AS (
-    SELECT id FROM states
+    SELECT name FROM states
     WHERE status = 'in_progress' AND lease_expires < now()
     ORDER BY lease_expires
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), due AS (
-    SELECT id FROM states
+    SELECT name FROM states
     WHERE status = 'pending' AND not_before <= now()
-    ORDER BY not_before, id
+    ORDER BY not_before
     LIMIT greatest(%(limit)s - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, true AS taken_over FROM expired UNION ALL SELECT id, false FROM due
+    SELECT name, taken_over, row_number() OVER () AS n
+    FROM (SELECT name, true AS taken_over FROM expired UNION ALL SELECT name, false FROM due) AS both_kinds
 )
 UPDATE states AS s SET
     attempts = s.attempts + CASE WHEN s.status = 'in_progress' THEN 1 ELSE 0 END,
@@ -28,11 +29,11 @@ UPDATE states AS s SET
         ELSE s.errors END,
     status = 'in_progress',
     worker = %(worker)s,
-    token = %(batch)s::text || '.' || s.id,
+    token = %(batch)s::text || '.' || picked.n,
     claimed_at = now(),
     lease_expires = now() + %(lease)s * interval '1 second'
 FROM picked
-WHERE s.id = picked.id
+WHERE s.name = picked.name
 RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, picked.taken_over
 
 -- name: adopt
@@ -84,19 +85,24 @@ SELECT status, token FROM states WHERE name = %(name)s
 
 -- name: kept_child
 -- The successor an earlier attempt of this commit inserted already claimed for us.
-SELECT name, state, payload, parent, token, attempts, errors, false AS taken_over
-FROM states
-WHERE parent = %(name)s AND token = %(child_token)s AND status = 'in_progress'
+SELECT name FROM states
+WHERE name = ANY(%(candidates)s::text[]) AND parent = %(name)s AND token = %(child_token)s
+  AND status = 'in_progress'
 
 -- name: heartbeat
+-- Renews the leases still held with these tokens and returns every token still on
+-- its row (as of the statement's start): a claim committed or given back meanwhile
+-- is not "lost", only one whose row now carries another worker's token.
 WITH seen AS (
     INSERT INTO workers (name, host, pid) VALUES (%(worker)s, %(host)s, %(pid)s)
     ON CONFLICT (name) DO UPDATE SET last_seen = now()
+), renewed AS (
+    UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
+    FROM unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token)
+    WHERE s.name = c.name AND s.token = c.token AND s.status = 'in_progress'
 )
-UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
-FROM unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token)
-WHERE s.name = c.name AND s.token = c.token AND s.status = 'in_progress'
-RETURNING s.token
+SELECT s.token FROM states AS s
+JOIN unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token) ON s.name = c.name AND s.token = c.token
 
 -- name: retry_later
 WITH given AS (
@@ -180,8 +186,11 @@ FROM states WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
 SELECT name, state, status, payload, worker, extract(epoch FROM finished_at)::float8, attempts,
        CASE WHEN reason IS NOT NULL THEN (reason ->> 'code') || ': ' || (reason ->> 'message') END
 FROM states
-WHERE root = (SELECT root FROM states WHERE name = %(name)s)
-ORDER BY step, id
+WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
+ORDER BY step, name
+
+-- name: root_of
+SELECT root FROM states WHERE name = %(name)s
 
 -- name: is_finished
 SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending')
@@ -216,4 +225,4 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM wake)
 -- name: export
 SELECT name, state, payload, parent, status, attempts, errors, extract(epoch FROM not_before)::float8,
        worker, token, extract(epoch FROM claimed_at)::float8, reason
-FROM states ORDER BY id
+FROM states ORDER BY name

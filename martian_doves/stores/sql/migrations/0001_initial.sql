@@ -3,13 +3,14 @@
 
 -- One row per state, roots and successors alike: the table *is* the lineage.
 CREATE TABLE states (
-    id            bigserial PRIMARY KEY,
     -- File name in the directory format (countdown.state-2); what export writes.
-    name          text NOT NULL UNIQUE,
+    -- Byte order (C collation): cheaper comparisons, and a lineage (x.state-1,
+    -- x.state-2~3 ...) is one key range, so history needs no index of its own.
+    name          text COLLATE "C" PRIMARY KEY,
     -- The state whose tick produced this one; NULL for a submitted root.
     parent        text,
-    -- The submitted root this lineage started from (history is one index lookup).
-    root          text NOT NULL,
+    -- The submitted root this lineage started from.
+    root          text COLLATE "C" NOT NULL,
     -- Successor index: 0 for a root, parent's step + 1 for a successor.
     step          integer NOT NULL DEFAULT 0,
     state         text NOT NULL,
@@ -37,12 +38,12 @@ CREATE TABLE states (
     batch         text
 );
 
+-- Few indexes on purpose: a transition inserts one row and updates another (not a
+-- HOT update, status changes), and each index costs an insertion on both.
 -- Finding work: only pending rows are indexed, so the cost follows what is pending.
-CREATE INDEX states_runnable ON states (not_before, id) WHERE status = 'pending';
+CREATE INDEX states_runnable ON states (not_before) WHERE status = 'pending';
 -- Recovering expired leases on every claim: only in-progress rows.
 CREATE INDEX states_leases ON states (lease_expires) WHERE status = 'in_progress';
-CREATE INDEX states_parent ON states (parent) WHERE parent IS NOT NULL;
-CREATE INDEX states_root ON states (root, step);
 CREATE INDEX states_failed ON states (finished_at) WHERE status = 'failed';
 
 -- Live workers, for liveness and `doves status`.

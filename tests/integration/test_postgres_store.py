@@ -1,0 +1,526 @@
+"""The PostgreSQL store against a real server, one fresh schema per test (``pg_url``).
+
+Faults are real too: sessions are ended with ``pg_terminate_backend``, and a lost
+reply is simulated by closing the connection right after a statement has run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+from martian_doves import codec  # noqa: E402
+from martian_doves.errors import ClaimLost, ConfigError, InvalidDocument, StoreUnavailable  # noqa: E402
+from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
+from martian_doves.registry import default_registry  # noqa: E402
+from martian_doves.stores import open_store  # noqa: E402
+from martian_doves.stores.base import Store  # noqa: E402
+from martian_doves.stores.lease import LeaseStore  # noqa: E402
+from martian_doves.stores.postgres import PostgresOptions, PostgresStore, Q, parse_url  # noqa: E402
+from martian_doves.worker import Worker, WorkerOptions  # noqa: E402
+
+
+def countdown(name: str, count: int = 3) -> State:
+    return State(name, "countdown", {"count": count, "tick_seconds": 0})
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(pg_url, PostgresOptions(poll_seconds=60.0))
+    yield opened
+    opened.close()
+
+
+def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run ``query`` in the test's schema on a connection of its own."""
+    conninfo, schema, _ = parse_url(pg_url)
+    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def row(pg_url: str, name: str) -> dict[str, Any]:
+    conninfo, schema, _ = parse_url(pg_url)
+    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
+        cursor = conn.execute("SELECT * FROM states WHERE name = %s", (name,))
+        values = cursor.fetchone()
+        assert values is not None, name
+        assert cursor.description is not None
+        return {column.name: value for column, value in zip(cursor.description, values, strict=True)}
+
+
+def expire_leases(pg_url: str) -> None:
+    """Make every lease look expired, as if its worker had died."""
+    db(pg_url, "UPDATE states SET lease_expires = now() - interval '1 second' WHERE status = 'in_progress'")
+
+
+def terminate_sessions(pg_url: str) -> int:
+    """End every server session of this test's stores (the server itself keeps running)."""
+    _, schema, _ = parse_url(pg_url)
+    rows = db(pg_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE application_name LIKE %s AND pid <> pg_backend_pid()", (f"doves:{schema}:%",))
+    return int(rows[0][0])
+
+
+@contextmanager
+def reply_lost(monkeypatch: pytest.MonkeyPatch, query_name: str) -> Iterator[list[bool]]:
+    """The first time ``query_name`` runs, it takes effect but its reply never arrives."""
+    original = psycopg.Connection.execute
+    fired: list[bool] = []
+
+    def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        cursor = original(self, query, params, **kwargs)
+        if query == Q[query_name] and not fired:
+            fired.append(True)
+            cursor.fetchall()
+            self.close()
+            raise psycopg.OperationalError("injected: the connection dropped before the reply")
+        return cursor
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    yield fired
+    monkeypatch.setattr(psycopg.Connection, "execute", original)
+
+
+def names_with_parent(pg_url: str, parent: str) -> list[str]:
+    return [r[0] for r in db(pg_url, "SELECT name FROM states WHERE parent = %s ORDER BY name", (parent,))]
+
+
+# -- opening -------------------------------------------------------------------------
+
+
+def test_url_schema_parameter_is_stripped_and_the_option_wins() -> None:
+    conninfo, schema, description = parse_url("postgresql://u:secret@db.example:5433/app?schema=abc&sslmode=disable")
+    assert schema == "abc"
+    assert "schema" not in conninfo and "sslmode=disable" in conninfo
+    assert "secret" not in description and "abc" in description
+    assert parse_url("postgresql://h/app?schema=abc", "xyz")[1] == "xyz"
+    assert parse_url("postgresql://h/app")[1] == "doves"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://h/app?schema=Bad-Name",
+    "postgresql://h/app?schema=x%22%3Bdrop",
+    "postgresql://h:99999999/app",
+    "postgresql://h/app?no_such_libpq_option=1",
+])
+def test_bad_urls_are_one_line_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PostgresStore(url)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_options_are_config_errors() -> None:
+    for options in (PostgresOptions(lease_seconds=0), PostgresOptions(claim_batch=0), PostgresOptions(schema="A b")):
+        with pytest.raises(ConfigError):
+            options.validate()
+
+
+def test_unreachable_server_is_store_unavailable() -> None:
+    with pytest.raises(StoreUnavailable) as caught:
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test", PostgresOptions(connect_timeout_seconds=2))
+    assert "\n" not in str(caught.value)
+
+
+def test_open_store_routes_postgres_urls_and_implements_the_protocol(pg_url: str) -> None:
+    opened = open_store(pg_url, lease_seconds=5.0, durable=True)  # options it does not know are ignored
+    try:
+        assert isinstance(opened, PostgresStore) and isinstance(opened, Store)
+        assert opened.options.lease_seconds == 5.0
+    finally:
+        opened.close()
+
+
+def test_migrate_is_idempotent_and_versioned(pg_url: str, store: PostgresStore) -> None:
+    assert store.migrate() == 1
+    assert store.migrate() == 1
+    assert db(pg_url, "SELECT version FROM schema_version") == [(1,)]
+    again = PostgresStore(pg_url)
+    again.close()
+    db(pg_url, "INSERT INTO schema_version (version) VALUES (999)")
+    with pytest.raises(ConfigError, match="newer"):
+        PostgresStore(pg_url)
+
+
+def test_concurrent_first_opens_create_the_schema_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+    stores: list[PostgresStore] = []
+
+    def open_one() -> None:
+        try:
+            stores.append(PostgresStore(pg_url))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    assert errors == []
+    assert db(pg_url, "SELECT version FROM schema_version") == [(1,)]
+
+
+# -- submit, claim, commit --------------------------------------------------------------
+
+
+def test_submit_refuses_existing_and_unsafe_names(store: PostgresStore) -> None:
+    results = store.submit([countdown("a.state"), countdown("b.state"), countdown("a.state"),
+                            countdown("../evil.state"), countdown("notes.txt")])
+    assert [(r.name, r.added) for r in results] == [
+        ("a.state", True), ("b.state", True), ("a.state", False), ("../evil.state", False), ("notes.txt", False)]
+    assert all(r.reason for r in results if not r.added)
+    assert store.submit([countdown("b.state")])[0].added is False
+    assert store.status().pending == 2
+
+
+def test_chained_commit_hands_over_the_successor_claimed(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("m.state", 3)])
+    [claim] = store.claim("w1", 5)
+    child = store.commit(claim, ("countdown", {"count": 2}), keep=True)
+    assert child is not None
+    assert (child.name, child.state.parent, child.worker, child.attempts) == ("m.state-1", "m.state", "w1", 0)
+    assert child.token != claim.token
+    stored = row(pg_url, "m.state-1")
+    assert (stored["status"], stored["token"], stored["worker"]) == ("in_progress", child.token, "w1")
+    assert row(pg_url, "m.state")["status"] == "done"
+    assert store.claim("w2", 5) == []  # the chained successor is not up for grabs
+    assert store.commit(child, ("countdown", {"count": 1})) is None
+    [last] = store.claim("w2", 5)
+    assert (last.name, last.state.payload) == ("m.state-2", {"count": 1})
+    assert store.commit(last, None, keep=True) is None
+    assert [e.name for e in store.history("m.state-1")] == ["m.state", "m.state-1", "m.state-2"]
+    assert store.is_finished()
+    report = store.status()
+    assert (report.pending, report.in_progress, report.done, report.failed) == (0, 0, 3, 0)
+
+
+def test_a_successor_name_taken_by_another_machine_moves_to_the_next_branch(store: PostgresStore) -> None:
+    store.submit([countdown("a.state"), countdown("a.state-1")])
+    claims = {c.name: c for c in store.claim("w", 5)}
+    store.commit(claims["a.state"], ("countdown", {"count": 2}))
+    store.commit(claims["a.state-1"], ("countdown", {"count": 2}))
+    assert [e.name for e in store.history("a.state")] == ["a.state", "a.state-1~2"]
+    assert [e.name for e in store.history("a.state-1")] == ["a.state-1", "a.state-2"]
+    assert store.history("no-such.state") == []
+
+
+def test_a_successor_payload_jsonb_cannot_hold_is_refused_and_nothing_commits(pg_url: str,
+                                                                              store: PostgresStore) -> None:
+    store.submit([countdown("n.state")])
+    [claim] = store.claim("w", 1)
+    with pytest.raises(InvalidDocument):
+        store.commit(claim, ("countdown", {"count": float("nan")}))
+    assert row(pg_url, "n.state")["status"] == "in_progress"
+    assert names_with_parent(pg_url, "n.state") == []
+
+
+# -- leases, fencing, takeover ------------------------------------------------------------
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("f.state")])
+    [old] = store.claim("w1", 1)
+    assert store.claim("w2", 1) == []  # a live lease is respected
+    expire_leases(pg_url)
+    [new] = store.claim("w2", 1)
+    assert new.name == "f.state" and new.token != old.token
+    assert new.attempts == 1 and new.errors == ("worker w1 stopped renewing its lease",)
+    with pytest.raises(ClaimLost):
+        store.commit(old, ("countdown", {"count": 2}), keep=True)
+    with pytest.raises(ClaimLost):
+        store.retry_later(old, 0, "late")
+    with pytest.raises(ClaimLost):
+        store.release(old)
+    with pytest.raises(ClaimLost):
+        store.fail(old, Failure("x", "late"))
+    assert names_with_parent(pg_url, "f.state") == []  # nothing committed by the fenced worker
+    assert store.heartbeat("w1", [old]) == [old]
+    store.commit(new, ("countdown", {"count": 2}))
+    assert names_with_parent(pg_url, "f.state") == ["f.state-1"]
+    assert store.history("f.state")[0].worker == "w2"
+
+
+def test_leases_expire_by_the_database_clock(pg_url: str) -> None:
+    short = PostgresStore(pg_url, PostgresOptions(lease_seconds=0.3))
+    try:
+        short.submit([countdown("t.state")])
+        [old] = short.claim("w1", 1)
+        time.sleep(0.6)
+        [new] = short.claim("w2", 1)
+        assert new.name == old.name and new.attempts == 1
+    finally:
+        short.close()
+
+
+def test_heartbeat_extends_leases_and_reports_only_lost_claims(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("h1.state"), countdown("h2.state"), countdown("h3.state")])
+    c1, c2, c3 = sorted(store.claim("w1", 3), key=lambda c: c.name)
+    db(pg_url, "UPDATE states SET lease_expires = now() + interval '1 second'")
+    store.commit(c2, None)  # finished meanwhile: not lost
+    assert store.heartbeat("w1", [c1, c2]) == []
+    expires = db(pg_url, "SELECT extract(epoch FROM lease_expires - now()) FROM states WHERE name = 'h1.state'")
+    assert expires[0][0] > 20  # renewed for a whole lease (30 s)
+    assert [w.name for w in store.status().workers] == ["w1"]  # a heartbeat registers the worker
+    db(pg_url, "UPDATE states SET lease_expires = now() - interval '1 second' WHERE name = 'h3.state'")
+    store.claim("w2", 1)  # takes h3 over
+    assert store.heartbeat("w1", [c1, c3]) == [c3]
+
+
+# -- lost connections -----------------------------------------------------------------------
+
+
+def test_a_commit_whose_reply_was_lost_is_written_exactly_once(pg_url: str, store: PostgresStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    store.submit([countdown("r.state")])
+    [claim] = store.claim("w", 1)
+    with reply_lost(monkeypatch, "commit") as fired:
+        child = store.commit(claim, ("countdown", {"count": 2}), keep=True)
+    assert fired == [True]
+    assert child is not None and child.name == "r.state-1"
+    assert names_with_parent(pg_url, "r.state") == ["r.state-1"]
+    assert row(pg_url, "r.state-1")["token"] == child.token  # the retry handed over the claim it made
+    store.commit(child, None)
+    assert store.is_finished()
+
+
+def test_a_claim_whose_reply_was_lost_is_adopted_not_orphaned(pg_url: str, store: PostgresStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store.submit([countdown("c1.state"), countdown("c2.state")])
+    with reply_lost(monkeypatch, "claim"):
+        claims = store.claim("w", 1)
+    assert len(claims) == 1
+    assert db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress'") == [(1,)]
+    store.commit(claims[0], None)
+
+
+def test_a_submit_whose_reply_was_lost_reports_its_rows_as_added(store: PostgresStore,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with reply_lost(monkeypatch, "submit"):
+        results = store.submit([countdown("s.state")])
+    assert results[0].added
+
+
+def test_the_store_reconnects_after_its_sessions_are_terminated(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("k.state")])
+    [claim] = store.claim("w", 1)
+    assert terminate_sessions(pg_url) >= 1
+    assert store.heartbeat("w", [claim]) == []
+    child = store.commit(claim, ("countdown", {"count": 2}), keep=True)
+    assert child is not None and child.name == "k.state-1"
+
+
+def test_a_cut_connection_does_not_let_a_taken_over_claim_commit(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("x.state")])
+    [old] = store.claim("w1", 1)
+    terminate_sessions(pg_url)
+    expire_leases(pg_url)
+    other = PostgresStore(pg_url)
+    try:
+        [new] = other.claim("w2", 1)
+        with pytest.raises(ClaimLost):
+            store.commit(old, ("countdown", {"count": 2}))
+        other.commit(new, ("countdown", {"count": 2}))
+    finally:
+        other.close()
+    assert names_with_parent(pg_url, "x.state") == ["x.state-1"]
+
+
+# -- retry, fail, release -----------------------------------------------------------------------
+
+
+def test_retry_later_delays_the_state_and_uses_an_attempt(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("d.state")])
+    [claim] = store.claim("w", 1)
+    store.retry_later(claim, 3600, "ValueError: boom")
+    assert store.claim("w", 1) == []
+    assert not store.is_finished()  # a delayed state is still to do
+    assert store.status().pending == 1
+    db(pg_url, "UPDATE states SET not_before = now()")
+    [again] = store.claim("w", 1)
+    assert (again.attempts, again.errors) == (1, ("ValueError: boom",))
+    store.release(again)
+    [third] = store.claim("w", 1)
+    assert third.attempts == 1  # a release uses no attempt
+
+
+def test_fail_stores_a_machine_readable_reason(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("e.state"), countdown("g.state")])
+    for claim in store.claim("w", 2):
+        store.fail(claim, Failure("tick_failed", f"{claim.name} broke", "Traceback ...", 3, ("a", "b", "c")))
+    reason = row(pg_url, "e.state")["reason"]
+    assert reason["code"] == "tick_failed" and reason["message"] == "e.state broke"
+    assert reason["traceback"] == "Traceback ..." and reason["errors"] == ["a", "b", "c"] and reason["worker"] == "w"
+    report = store.status()
+    assert report.failed == 2 and report.finished
+    assert ("e.state", "tick_failed", "e.state broke") in report.recent_failures
+    [entry] = store.history("e.state")
+    assert entry.status is Status.FAILED and entry.attempts == 3 and entry.reason == "tick_failed: e.state broke"
+    assert store.retry_failed(["nope.state"]) == 0
+    assert store.retry_failed(["e.state"]) == 1
+    [claim] = store.claim("w", 5)
+    assert claim.name == "e.state" and claim.attempts == 0 and claim.errors == ()
+    assert store.retry_failed() == 1
+    assert store.status().pending == 1
+
+
+# -- maintenance -------------------------------------------------------------------------------
+
+
+def run_all(store: PostgresStore) -> None:
+    while claims := store.claim("w", 10):
+        for claim in claims:
+            count = claim.state.payload["count"] - 1
+            store.commit(claim, ("countdown", {"count": count}) if count else None)
+
+
+def test_reset_reruns_everything_without_duplicating_successors(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("z.state", 3)])
+    run_all(store)
+    before = sorted(r[0] for r in db(pg_url, "SELECT name FROM states"))
+    assert store.reset(successors=False) == 3
+    assert store.status().pending == 3
+    run_all(store)
+    assert sorted(r[0] for r in db(pg_url, "SELECT name FROM states")) == before
+    assert store.status().done == 3
+    assert store.reset(successors=True) == 1
+    assert [r[0] for r in db(pg_url, "SELECT name FROM states")] == ["z.state"]
+
+
+def test_reset_refuses_while_workers_are_alive(store: PostgresStore) -> None:
+    store.register_worker("busy")
+    with pytest.raises(ConfigError, match="busy"):
+        store.reset(successors=True)
+    store.unregister_worker("busy")
+    assert store.reset(successors=True) == 0
+
+
+def test_unregister_gives_back_what_the_worker_holds(store: PostgresStore) -> None:
+    store.submit([countdown("u.state")])
+    store.register_worker("w")
+    [claim] = store.claim("w", 1)
+    store.unregister_worker("w")
+    assert store.status().workers == []
+    [again] = store.claim("w2", 1)
+    assert again.name == claim.name and again.attempts == 0
+
+
+def test_batch_claims_are_kept_renewed_and_given_back(pg_url: str) -> None:
+    batched = PostgresStore(pg_url, PostgresOptions(claim_batch=3))
+    try:
+        batched.submit([countdown(f"b{i}.state") for i in range(5)])
+        [first] = batched.claim("w", 1)
+        assert db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress'") == [(3,)]
+        [second] = batched.claim("w", 1)  # from the batch, no new rows claimed
+        assert second.name != first.name
+        assert db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress'") == [(3,)]
+        db(pg_url, "UPDATE states SET lease_expires = now() + interval '1 second'")
+        batched.heartbeat("w", [first])
+        soon = "SELECT name FROM states WHERE status = 'in_progress' AND lease_expires < now() + interval '9 seconds'"
+        assert db(pg_url, soon) == [(second.name,)]  # the spare one was renewed with the one passed
+    finally:
+        batched.close()
+    assert db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress'") == [(2,)]
+
+
+def test_export_writes_the_directory_store_layout(pg_url: str, store: PostgresStore, tmp_path: Path) -> None:
+    store.submit([countdown("done.state", 2), countdown("bad.state"), countdown("wait.state"),
+                  countdown("held.state")])
+    claims = {c.name: c for c in store.claim("w", 4)}
+    child = store.commit(claims["done.state"], ("countdown", {"count": 1}), keep=True)
+    assert child is not None
+    store.commit(child, None)
+    store.fail(claims["bad.state"], Failure("tick_failed", "broke", None, 1, ("e",)))
+    store.retry_later(claims["wait.state"], 0, "flaky")
+    target = tmp_path / "exported"
+    assert store.export(str(target)) == 5
+    state = codec.decode((target / "done.state-1").read_bytes(), "done.state-1")
+    assert (state.state, state.payload, state.parent) == ("countdown", {"count": 1}, "done.state")
+    assert sorted(os.listdir(target / "done")) == ["done.state", "done.state-1"]
+    assert json.loads((target / "done" / "done.state-1").read_text())["worker"] == "w"
+    assert sorted(os.listdir(target / "failed")) == ["bad.state", "bad.state.reason.json"]
+    assert json.loads((target / "failed" / "bad.state.reason.json").read_text())["code"] == "tick_failed"
+    assert sorted(os.listdir(target / "pending")) == ["held.state", "wait.state"]
+    assert json.loads((target / "pending" / "wait.state").read_text())["attempts"] == 1
+    assert store.export(str(target)) == 0  # never overwrites
+    # The directory store reads it and finishes the work the database had left.
+    files = LeaseStore(target)
+    try:
+        report = files.status()
+        assert (report.pending, report.done, report.failed) == (2, 2, 1)
+        Worker(files, default_registry(), WorkerOptions(name="exported", poll_seconds=0.05)).run()
+        assert files.is_finished() and files.status().done == 2 + 3 + 3  # the two pending countdown(3) ran
+    finally:
+        files.close()
+
+
+# -- wake-ups --------------------------------------------------------------------------------
+
+
+def test_wait_for_work_wakes_on_a_submit_from_another_process(pg_url: str, store: PostgresStore) -> None:
+    store.wait_for_work(0.01)  # starts listening
+    done = threading.Event()
+
+    def wait() -> None:
+        store.wait_for_work(120)  # poll_seconds is 60: only a NOTIFY ends this early
+        done.set()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    assert not done.is_set()
+    other = PostgresStore(pg_url)
+    try:
+        other.submit([countdown("wake.state")])
+    finally:
+        other.close()
+    assert done.wait(30)
+
+
+def test_wait_for_work_returns_when_a_delayed_state_falls_due(pg_url: str, store: PostgresStore) -> None:
+    store.submit([countdown("later.state")])
+    [claim] = store.claim("w", 1)
+    store.retry_later(claim, 0.5, "later")
+    store.wait_for_work(0.01)  # drain the retry's own notification
+    done = threading.Event()
+
+    def wait() -> None:
+        store.wait_for_work(120)
+        done.set()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    assert done.wait(30)
+    assert [c.name for c in store.claim("w", 1)] == ["later.state"]
+
+
+def test_claims_are_exclusive_under_concurrent_claimers(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url) for _ in range(4)]
+    stores[0].submit([countdown(f"p{i:03d}.state") for i in range(200)])
+    taken: list[list[Claim]] = [[] for _ in stores]
+
+    def take(index: int) -> None:
+        while claims := stores[index].claim(f"w{index}", 3):
+            taken[index].extend(claims)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    names = [c.name for claims in taken for c in claims]
+    assert sorted(names) == sorted(f"p{i:03d}.state" for i in range(200))

@@ -1,0 +1,117 @@
+"""Throughput of the PostgreSQL store with real worker processes.
+
+As a test (small, correctness only, never timed): every machine's lineage completes
+with each successor written once. As a script, the benchmark quoted in the report::
+
+    .venv/bin/python tests/integration/test_postgres_throughput.py --machines 1000 --ticks 10 --procs 2
+
+It submits M machines x countdown(K) (``tick_seconds`` 0) to a fresh schema, starts P
+worker processes that each run ``Worker(open_store(url), default_registry(), ...).run()``
+and prints transitions per second from the moment they are released to the moment
+the last one exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import secrets
+import time
+from typing import Any
+
+import pytest
+
+from martian_doves.model import State, Status
+from martian_doves.registry import default_registry
+from martian_doves.stores import open_store
+from martian_doves.worker import Worker, WorkerOptions
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _worker(url: str, name: str, go: Any, options: dict[str, Any], worker_options: dict[str, Any]) -> None:
+    store = open_store(url, **options)
+    go.wait()
+    try:
+        Worker(store, default_registry(), WorkerOptions(name=name, **worker_options)).run()
+    finally:
+        store.close()
+
+
+def run_fleet(url: str, machines: int, ticks: int, procs: int, options: dict[str, Any],
+              worker_options: dict[str, Any]) -> float:
+    """Submit the machines, run ``procs`` worker processes to the end; return seconds taken."""
+    store = open_store(url, **options)
+    store.submit([State(f"m{i:05d}.state", "countdown", {"count": ticks, "tick_seconds": 0})
+                  for i in range(machines)])
+    store.close()
+    context = mp.get_context("fork")
+    go = context.Event()
+    workers = [context.Process(target=_worker, args=(url, f"bench-{k}", go, options, worker_options))
+               for k in range(procs)]
+    for process in workers:
+        process.start()
+    time.sleep(1.0)  # let every process import, connect and migrate before the clock starts
+    started = time.perf_counter()
+    go.set()
+    for process in workers:
+        process.join(600)
+    return time.perf_counter() - started
+
+
+def check_complete(url: str, machines: int, ticks: int) -> None:
+    """Every lineage has exactly ``ticks`` states, all done, named x.state .. x.state-(ticks-1)."""
+    store = open_store(url)
+    try:
+        report = store.status()
+        assert (report.pending, report.in_progress, report.failed) == (0, 0, 0)
+        assert report.done == machines * ticks
+        for i in range(machines):
+            history = store.history(f"m{i:05d}.state")
+            expected = [f"m{i:05d}.state"] + [f"m{i:05d}.state-{n}" for n in range(1, ticks)]
+            assert [entry.name for entry in history] == expected
+            assert [entry.payload["count"] for entry in history if entry.payload] == list(range(ticks, 0, -1))
+            assert all(entry.status is Status.DONE for entry in history)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_finish_every_lineage_once(pg_url: str) -> None:
+    run_fleet(pg_url, 40, 5, 2, {"lease_seconds": 10.0}, {"concurrency": 2, "poll_seconds": 0.2})
+    check_complete(pg_url, 40, 5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("DOVES_TEST_POSTGRES_URL", DEFAULT_PG_URL))
+    parser.add_argument("--machines", type=int, default=1000)
+    parser.add_argument("--ticks", type=int, default=10)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--claim-batch", type=int, default=1)
+    parser.add_argument("--no-chain", action="store_true")
+    parser.add_argument("--async-commit", action="store_true", help="synchronous_commit off")
+    args = parser.parse_args()
+    import psycopg
+
+    schema = f"doves_bench_{secrets.token_hex(4)}"
+    url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
+    options = {"claim_batch": args.claim_batch, "pool_size": args.concurrency + 2,
+               "synchronous_commit": not args.async_commit}
+    worker_options = {"concurrency": args.concurrency, "chain": not args.no_chain, "poll_seconds": 0.2}
+    try:
+        seconds = run_fleet(url, args.machines, args.ticks, args.procs, options, worker_options)
+        check_complete(url, args.machines, args.ticks)
+        transitions = args.machines * args.ticks
+        print(f"postgres store: {transitions / seconds:.0f} transitions/s ({transitions} in {seconds:.2f} s, "
+              f"{args.procs} procs x concurrency {args.concurrency}, chain={not args.no_chain}, "
+              f"claim_batch={args.claim_batch}, synchronous_commit={not args.async_commit})")
+    finally:
+        with psycopg.connect(args.url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
