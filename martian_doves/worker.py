@@ -316,7 +316,10 @@ class Worker:
             except Exception:
                 self.log.exception("heartbeat failed; will try again", extra={"action": "heartbeat"})
                 continue
-            for claim in lost:
+            with self._held_lock:
+                # A claim committed while the heartbeat ran is gone for a good reason.
+                really_lost = [c for c in lost if self._held.get(c.name, (None, 0.0))[0] == c]
+            for claim in really_lost:
                 self.log.warning("lease on %s was taken over", claim.name, extra={"action": "lost"})
             self._check_tick_timeout(held)
 
