@@ -1,0 +1,94 @@
+"""Exit codes: 0 done, 1 some states failed, 2 usage or configuration error (one line, no traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from acceptance_helpers import Doves, copy_seed_examples, one_line, write_state
+
+
+def test_unknown_option_is_a_usage_error(doves: Doves, store_dir: Path) -> None:
+    result = doves("run", str(store_dir), "--no-such-option")
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("doves: error:") and "--no-such-option" in line
+
+
+def test_missing_store_is_a_usage_error(doves: Doves) -> None:
+    result = doves("run")
+    assert result.returncode == 2
+    assert "DOVES_STORE" in one_line(result.stderr)
+
+
+def test_status_of_a_folder_that_does_not_exist(doves: Doves, tmp_path: Path) -> None:
+    result = doves("status", str(tmp_path / "no-such-store"))
+    assert result.returncode == 2
+    assert "does not exist" in one_line(result.stderr)
+    assert not (tmp_path / "no-such-store").exists()
+
+
+def test_missing_machines_file_is_a_configuration_error(doves: Doves, store_dir: Path, tmp_path: Path) -> None:
+    result = doves("run", str(store_dir), "--machines", str(tmp_path / "missing.py"))
+    assert result.returncode == 2
+    assert "missing.py" in one_line(result.stderr)
+
+
+def test_machines_file_that_raises_is_a_configuration_error(doves: Doves, store_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken_machines.py"
+    broken.write_text("raise RuntimeError('cannot import me')\n")
+    result = doves("run", str(store_dir), "--machines", str(broken))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "broken_machines.py" in line and "cannot import me" in line
+
+
+def test_unimportable_machines_module_is_a_configuration_error(doves: Doves, store_dir: Path) -> None:
+    result = doves("run", str(store_dir), "--machines", "no_such_module_anywhere")
+    assert result.returncode == 2
+    assert "no_such_module_anywhere" in one_line(result.stderr)
+
+
+def test_invalid_option_values_are_configuration_errors(doves: Doves, store_dir: Path) -> None:
+    result = doves("run", str(store_dir), "--lease-seconds", "1", "--heartbeat-seconds", "1")
+    assert result.returncode == 2
+    assert "--heartbeat-seconds" in one_line(result.stderr)
+    result = doves("run", str(store_dir), "--workers", "0")
+    assert result.returncode == 2
+    one_line(result.stderr)
+
+
+def test_all_done_exits_0(doves: Doves, store_dir: Path) -> None:
+    copy_seed_examples(store_dir)
+    result = doves("run", str(store_dir), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failing_machine_exits_1(doves: Doves, store_dir: Path, machines_py: Path) -> None:
+    copy_seed_examples(store_dir)
+    write_state(store_dir, "doomed.state", "always-fails", {})
+    result = doves("run", str(store_dir), "--machines", str(machines_py), "--max-attempts", "2",
+                   "--retry-base-seconds", "0")
+    assert result.returncode == 1, result.stderr
+    status = doves.status(store_dir)
+    assert status["failed"] == 1 and status["pending"] == 0 and status["in_progress"] == 0
+    assert status["recent_failures"][0]["name"] == "doomed.state"
+    assert "this machine always fails" in result.stderr  # the failure is logged
+
+
+def test_failures_from_an_earlier_run_do_not_fail_this_one(doves: Doves, store_dir: Path, machines_py: Path) -> None:
+    write_state(store_dir, "doomed.state", "always-fails", {})
+    first = doves("run", str(store_dir), "--machines", str(machines_py), "--max-attempts", "1")
+    assert first.returncode == 1, first.stderr
+    copy_seed_examples(store_dir)
+    second = doves("run", str(store_dir), "--machines", str(machines_py))
+    assert second.returncode == 0, second.stderr
+
+
+def test_help_shows_every_option_with_its_environment_variable(doves: Doves) -> None:
+    result = doves("run", "--help")
+    assert result.returncode == 0
+    for variable in ("DOVES_WORKERS", "DOVES_MODE", "DOVES_MACHINES", "DOVES_WATCH", "DOVES_LEASE_SECONDS",
+                     "DOVES_ASSIGNMENT_SECONDS", "DOVES_LOG_FORMAT", "DOVES_TICK_TIMEOUT"):
+        assert variable in result.stdout
+    assert "DOVES_STORE" in doves("--help").stdout
