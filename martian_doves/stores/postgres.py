@@ -1,7 +1,7 @@
 """PostgreSQL store: states in a table, SKIP LOCKED claims, fenced one-statement commits.
 
-For a fleet that outgrows one shared volume. The protocol, one autocommit statement
-(one round trip, one transaction) per step; the SQL is in ``sql/queries.sql``:
+For a fleet that outgrows one shared volume. Every step is one autocommit statement
+(one round trip, one transaction); the SQL is in ``sql/queries.sql``:
 
 - claim: lock up to N rows with ``FOR UPDATE SKIP LOCKED`` (expired leases first,
   then due pending states) and mark them claimed with a fresh token and a lease.
@@ -22,6 +22,7 @@ database's clock, so the worker hosts' clocks never matter. Wake-ups use
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +31,6 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from itertools import islice
 from typing import Any, TypeVar
@@ -64,41 +64,44 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-#: Schema used when neither the URL (``?schema=``) nor the options name one.
+#: Schema used when neither the options nor the URL (``?schema=``) name one.
 DEFAULT_SCHEMA = "doves"
 #: Schema names are restricted so they need no quoting anywhere (search_path, channel).
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
-#: Successor names offered to a commit at first; more only when all are taken.
-_FIRST_CANDIDATES = 4
+#: Successor names the general commit considers (branches ~2, ~3 ... of the first).
+_CANDIDATES = 100
 #: Rows per statement when importing states.
 _SUBMIT_CHUNK = 1000
+#: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
+#: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
+URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
+               "reconnect_seconds")
+
+
+def _sql_file(*parts: str) -> Any:
+    return resources.files("martian_doves.stores").joinpath("sql", *parts)
 
 
 def _load_queries() -> dict[str, str]:
-    text = (resources.files("martian_doves.stores") / "sql" / "queries.sql").read_text("utf-8")
-    queries: dict[str, str] = {}
-    name = None
-    for line in text.splitlines():
+    """The named queries of ``queries.sql`` (comment lines dropped)."""
+    queries: dict[str, list[str]] = {}
+    name = ""
+    for line in _sql_file("queries.sql").read_text("utf-8").splitlines():
         if line.startswith("-- name:"):
             name = line.split(":", 1)[1].strip()
-            queries[name] = ""
-        elif name is not None and not line.lstrip().startswith("--"):
-            queries[name] += line + "\n"
-    return {key: body.strip() for key, body in queries.items()}
+            queries[name] = []
+        elif name and not line.lstrip().startswith("--"):
+            queries[name].append(line)
+    return {key: "\n".join(lines).strip() for key, lines in queries.items()}
+
+
+Q = _load_queries()
 
 
 def _migrations() -> list[tuple[int, str]]:
     """The numbered migration scripts (``0001_initial.sql`` ...) in version order."""
-    folder = resources.files("martian_doves.stores") / "sql" / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
-        if match:
-            found.append((int(match[1]), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-Q = _load_queries()
+    found = [(re.match(r"^(\d+)_.*\.sql$", entry.name), entry) for entry in _sql_file("migrations").iterdir()]
+    return sorted((int(match[1]), entry.read_text("utf-8")) for match, entry in found if match)
 
 
 def _one_line(error: BaseException) -> str:
@@ -106,13 +109,13 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PostgresOptions:
     """Tuning of the PostgreSQL store."""
 
     #: A claim not renewed for this long (database clock) is taken over by the next claim.
     lease_seconds: float = 30.0
-    #: Schema holding the tables; overrides the URL's ``?schema=``; default ``doves``.
+    #: Schema holding the tables; wins over the URL's ``?schema=``; default ``doves``.
     schema: str | None = None
     #: States locked per claim round trip; extras wait in this process (renewed by its
     #: heartbeats) for the next ``claim``. More saves round trips, fewer balances better.
@@ -123,10 +126,9 @@ class PostgresOptions:
     #: Longest wait for a NOTIFY before looking again (missed wake-ups, leases expiring).
     poll_seconds: float = 5.0
     #: Wait for the WAL flush on every commit. ``False`` makes commits much cheaper, but a
-    #: *server* crash may then forget the last few hundred milliseconds of transitions:
-    #: their states run again (ticks are at-least-once anyway) and nothing is ever
-    #: half-written or doubled, because the WAL is replayed in order. Process crashes of
-    #: workers are unaffected either way.
+    #: *server* crash may then forget the last fraction of a second of transitions: their
+    #: states run again (ticks are at-least-once anyway), and nothing is half-written or
+    #: doubled, because the WAL is replayed in order. Worker crashes are unaffected.
     synchronous_commit: bool = True
     #: How long an operation keeps retrying on a lost connection (a restarting server)
     #: before giving up with ``StoreUnavailable``.
@@ -154,37 +156,49 @@ class PostgresOptions:
         return self
 
 
-def parse_url(url: str, schema: str | None = None) -> tuple[str, str, str]:
-    """Split a store URL into what libpq gets, the schema, and a password-free description.
+def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, PostgresOptions, str]:
+    """Split a store URL into what libpq gets, the full options, and a description.
 
     Args:
-        url: ``postgresql://user@host:port/db?schema=NAME&...``.
-        schema: overrides the URL's ``schema`` parameter.
+        url: ``postgresql://user@host:port/db?schema=NAME&...``; any of ``URL_OPTIONS``
+            may be given as query parameters.
+        options: options given explicitly; a field that differs from its default wins
+            over the URL's parameter.
 
     Returns:
-        ``(conninfo, schema, description)``.
+        ``(conninfo without URL_OPTIONS, validated options with the schema set,
+        password-free description)``.
 
     Raises:
-        ConfigError: the URL or schema name is unusable.
+        ConfigError: the URL, a parameter or the schema name is unusable.
     """
+    options = options or PostgresOptions()
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
+        where = f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
     except ValueError as e:
         raise ConfigError(f"invalid PostgreSQL URL: {e}") from e
-    from_url = [value for key, value in query if key == "schema"]
-    chosen = schema or (from_url[-1] if from_url else None) or DEFAULT_SCHEMA
-    if not _SCHEMA_NAME.match(chosen):
-        raise ConfigError(f"schema {chosen!r}: use lowercase letters, digits and _ (at most 50)")
-    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+    defaults, changes = PostgresOptions(), dict[str, Any](schema=options.schema or DEFAULT_SCHEMA)
+    for key, raw in query:
+        if key not in URL_OPTIONS or getattr(options, key) != getattr(defaults, key):
+            continue
+        kind: type = str if key == "schema" else type(getattr(defaults, key))
+        flag = raw.lower() in ("on", "true", "1", "yes")
+        if kind is bool and not flag and raw.lower() not in ("off", "false", "0", "no"):
+            raise ConfigError(f"URL parameter {key}={raw!r} is not on or off")
+        try:
+            changes[key] = flag if kind is bool else kind(raw)
+        except ValueError as e:
+            raise ConfigError(f"URL parameter {key}={raw!r} is not a valid {kind.__name__}") from e
+    options = dataclasses.replace(options, **changes).validate()
+    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in URL_OPTIONS])))
     try:
         psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as e:
         raise ConfigError(f"invalid PostgreSQL URL: {_one_line(e)}") from e
     user = f"{parts.username}@" if parts.username else ""
-    return conninfo, chosen, f"postgresql://{user}{host}{port}{parts.path} (schema {chosen})"
+    return conninfo, options, f"postgresql://{user}{where} (schema {options.schema})"
 
 
 def _claim_from(row: Sequence[Any], worker: str) -> Claim:
@@ -201,17 +215,17 @@ class PostgresStore:
         """Connect, create or migrate the schema, and open the connection pool.
 
         Args:
-            url: ``postgresql://`` URL; a ``?schema=NAME`` parameter picks the schema.
-            options: tuning; ``options.schema`` wins over the URL's.
+            url: ``postgresql://`` URL; ``?schema=NAME`` picks the schema (see ``parse_url``).
+            options: tuning; options given here win over the URL's.
             clock: used for retry back-off and waits (leases use the database clock).
 
         Raises:
             ConfigError: bad URL, schema name or options.
             StoreUnavailable: the server cannot be reached or refuses the connection.
         """
-        self.options = (options or PostgresOptions()).validate()
+        self.conninfo, self.options, self.description = parse_url(url, options)
+        self.schema: str = self.options.schema or DEFAULT_SCHEMA
         self.clock = clock or SystemClock()
-        self.conninfo, self.schema, self.description = parse_url(url, self.options.schema)
         self.channel = f"doves_{self.schema}"
         self._host = socket.gethostname()
         self._closed = False
@@ -224,13 +238,13 @@ class PostgresStore:
         self.migrate()
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
-            timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}",
-            open=True,
-        )
+            timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}", open=True)
 
     # -- connections ------------------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
+        # Generic plans: our statements are index lookups whose plan never depends on
+        # the values, and re-planning the commit's CTEs would cost more than running them.
         settings = f"-c search_path={self.schema} -c plan_cache_mode=force_generic_plan"
         if not self.options.synchronous_commit:
             settings += " -c synchronous_commit=off"
@@ -248,15 +262,14 @@ class PostgresStore:
     def _run(self, what: str, operation: Callable[[Conn, int], T]) -> T:
         """Run ``operation(conn, attempt)``, retrying on lost connections for a while.
 
-        ``attempt`` > 0 tells the operation its earlier try may have taken effect.
+        ``attempt`` > 0 tells the operation that an earlier try may have taken effect.
 
         Raises:
             StoreUnavailable: the server stayed unreachable for ``reconnect_seconds``.
             StoreError: any other database error.
         """
         deadline = self.clock.monotonic() + self.options.reconnect_seconds
-        delay = 0.05
-        attempt = 0
+        delay, attempt = 0.05, 0
         while True:
             try:
                 with self._pool.connection() as conn:
@@ -269,8 +282,7 @@ class PostgresStore:
             except psycopg.Error as e:
                 raise StoreError(f"{what} failed on {self.description}: {_one_line(e)}") from e
             self.clock.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            attempt += 1
+            delay, attempt = min(delay * 2, 1.0), attempt + 1
 
     def migrate(self) -> int:
         """Create the schema or bring it to the latest version; safe to run concurrently.
@@ -289,18 +301,16 @@ class PostgresStore:
                     # Serialises concurrent first opens (two workers starting at once).
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"doves-migrate:{self.schema}",))
                     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-                    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
-                                 " applied_at timestamptz NOT NULL DEFAULT now())")
-                    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+                    conn.execute(Q["version_table"])
+                    row = conn.execute(Q["version"]).fetchone()
                     current = int(row[0]) if row else 0
-                    latest = scripts[-1][0] if scripts else 0
-                    if current > latest:
+                    if current > scripts[-1][0]:
                         raise ConfigError(f"schema {self.schema} is at version {current}, newer than this "
-                                          f"release supports ({latest}); upgrade martian-doves")
+                                          f"release supports ({scripts[-1][0]}); upgrade martian-doves")
                     for version, script in scripts:
                         if version > current:
                             conn.execute(script.encode())
-                            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                            conn.execute(Q["set_version"], {"version": version})
                             log.info("schema %s migrated to version %d", self.schema, version,
                                      extra={"action": "migrate"})
                             current = version
@@ -310,7 +320,7 @@ class PostgresStore:
                 raise StoreError(f"cannot migrate {self.description}: {_one_line(e)}") from e
         return current
 
-    # -- submitting --------------------------------------------------------------------
+    # -- submitting and workers ---------------------------------------------------------
 
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         """Import root states; a name that exists already is refused, never replaced.
@@ -325,36 +335,27 @@ class PostgresStore:
                 codec.check_name(state.name)
                 if not codec.is_state_file_name(state.name):
                     raise UnsafeName(f"{state.name}: state file names end in .state")
-                data = codec.encode(State(state.name, state.state, state.payload))
-                if len(data) > codec.DEFAULT_MAX_STATE_BYTES:
+                if len(codec.encode(State(state.name, state.state, state.payload))) > codec.DEFAULT_MAX_STATE_BYTES:
                     raise FileTooLarge(f"{state.name}: over the {codec.DEFAULT_MAX_STATE_BYTES}-byte limit")
-                rows.append((index, state.name, state.state, json.dumps(state.payload)))
-            except CodecError as e:
-                results[index] = SubmitResult(state.name, False, e.message)
+                rows.append((index, state.name, state.state, json.dumps(state.payload, allow_nan=False)))
+            except (CodecError, ValueError) as e:
+                results[index] = SubmitResult(state.name, False, _one_line(e))
         for start in range(0, len(rows), _SUBMIT_CHUNK):
             chunk = rows[start:start + _SUBMIT_CHUNK]
-            added = self._submit_chunk([r[1] for r in chunk], [r[2] for r in chunk], [r[3] for r in chunk])
-            seen: set[str] = set()
-            for index, name, _, _ in chunk:
-                ok = name in added and name not in seen
-                seen.add(name)
-                results[index] = SubmitResult(name, ok, None if ok else NameTaken.__doc__)
-        return [results[index] for index in range(len(states))]
+            params = {"names": [r[1] for r in chunk], "states": [r[2] for r in chunk],
+                      "payloads": [r[3] for r in chunk], "batch": secrets.token_hex(8), "channel": self.channel}
 
-    def _submit_chunk(self, names: list[str], states: list[str], payloads: list[str]) -> set[str]:
-        batch = secrets.token_hex(8)
-        params = {"names": names, "states": states, "payloads": payloads, "batch": batch, "channel": self.channel}
-
-        def insert(conn: Conn, attempt: int) -> set[str]:
-            with conn.transaction():
+            def insert(conn: Conn, attempt: int, params: dict[str, Any] = params) -> set[str]:
                 added = {row[0] for row in conn.execute(Q["submit"], params)}
                 if attempt:  # an earlier try may have committed before its reply was lost
                     added |= {row[0] for row in conn.execute(Q["submitted"], params)}
-            return added
+                return added
 
-        return self._run("submit", insert)
-
-    # -- workers -----------------------------------------------------------------------
+            added = self._run("submit", insert)
+            for index, name, _, _ in chunk:
+                results[index] = SubmitResult(name, name in added, None if name in added else NameTaken.__doc__)
+                added.discard(name)  # the same name twice in one call: the second is refused
+        return [results[index] for index in range(len(states))]
 
     def _worker_params(self, worker: str) -> dict[str, Any]:
         return {"worker": worker, "host": self._host, "pid": os.getpid(), "lease": self.options.lease_seconds,
@@ -394,16 +395,14 @@ class PostgresStore:
                     return adopted
             return conn.execute(Q["claim"], params).fetchall()
 
-        rows = self._run("claim", take)
         claims = []
-        for row in rows:
+        for row in self._run("claim", take):
             claims.append(_claim_from(row, worker))
             if row[7]:
                 log.warning("took over %s from a worker that stopped renewing its lease", row[0],
                             extra={"action": "takeover", "state_name": row[0]})
-        if len(claims) > limit:
-            with self._spare_lock:
-                self._spare.extend(claims[limit:])
+        with self._spare_lock:
+            self._spare.extend(claims[limit:])
         return claims[:limit]
 
     def wait_for_work(self, timeout_seconds: float) -> None:
@@ -414,25 +413,14 @@ class PostgresStore:
         timeout = min(timeout_seconds, self.options.poll_seconds)
         try:
             due = self._run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
+            if due and due[0] is not None:
+                timeout = min(timeout, max(0.01, float(due[0])))
         except StoreError:
-            due = None
-        if due and due[0] is not None:
-            timeout = min(timeout, max(0.01, float(due[0])))
-        if timeout <= 0:
-            return
+            pass  # the wait itself is the back-off
         if not self._listen_lock.acquire(blocking=False):
-            # Another thread of this process listens; it wakes us all on a notification.
-            with self._woken:
+            with self._woken:  # another thread listens, and wakes us all on a notification
                 self._woken.wait(timeout)
             return
-        try:
-            self._listen(timeout)
-        finally:
-            self._listen_lock.release()
-        with self._woken:
-            self._woken.notify_all()
-
-    def _listen(self, timeout: float) -> None:
         try:
             if self._listener is None or self._listener.closed:
                 self._listener = self._connect()
@@ -440,12 +428,16 @@ class PostgresStore:
             for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                 pass
         except (psycopg.Error, StoreError) as e:
-            # The polling fallback carries on; the listener is rebuilt on the next wait.
+            # Polling carries on; the listener is rebuilt on the next wait.
             log.debug("LISTEN connection failed (%s); polling", _one_line(e))
             if self._listener is not None:
                 self._listener.close()
             self._listener = None
             self.clock.sleep(min(timeout, 0.5))
+        finally:
+            self._listen_lock.release()
+        with self._woken:
+            self._woken.notify_all()
 
     # -- leases and outcomes ---------------------------------------------------------------
 
@@ -460,22 +452,19 @@ class PostgresStore:
         every = [*claims, *spare]
         params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
         held = self._run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
-        lost_spare = [c for c in spare if c.token not in held]
-        if lost_spare:
-            with self._spare_lock:
-                self._spare = [c for c in self._spare if c not in lost_spare]
+        with self._spare_lock:
+            self._spare = [c for c in self._spare if c not in spare or c.token in held]
         return [c for c in claims if c.token not in held]
 
-    def _settled_by(self, conn: Conn, claim: Claim, status: Status) -> bool:
-        """After a fenced update matched nothing: True if our own earlier try did it."""
-        row = conn.execute(Q["owner"], {"name": claim.name}).fetchone()
-        return row is not None and row[1] == claim.token and row[0] == status.value
-
     def _fenced(self, what: str, query: str, claim: Claim, status: Status, params: dict[str, Any]) -> None:
+        """Run a claim-checked update; a no-op retry of our own earlier try counts as done."""
         full = {"name": claim.name, "token": claim.token, "channel": self.channel, **params}
 
         def apply(conn: Conn, _: int) -> bool:
-            return bool(conn.execute(query, full).fetchall()) or self._settled_by(conn, claim, status)
+            if conn.execute(query, full).fetchall():
+                return True
+            owner = conn.execute(Q["owner"], full).fetchone()
+            return owner is not None and owner[1] == claim.token and owner[0] == status.value
 
         if not self._run(what, apply):
             raise ClaimLost(f"claim on {claim.name} was taken over")
@@ -494,44 +483,41 @@ class PostgresStore:
 
         Raises:
             ClaimLost: the claim was taken over; nothing was committed.
-            CodecError: the successor payload cannot be stored as JSON.
+            CodecError: the successor payload cannot be stored as JSON, or every
+                candidate name is taken by other machines' states.
         """
-        payload: str | None = None
-        if successor is not None:
-            try:
-                # jsonb has no NaN or Infinity: refuse them here, as a bad return value.
-                payload = json.dumps(successor[1], allow_nan=False)
-            except (TypeError, ValueError) as e:
-                raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
+        try:
+            # jsonb has no NaN or Infinity: refuse them here, as a bad return value.
+            payload = None if successor is None else json.dumps(successor[1], allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
         params: dict[str, Any] = {
             "name": claim.name, "token": claim.token, "state": successor[0] if successor else None,
             "payload": payload, "keep": keep and successor is not None, "worker": claim.worker,
             "child_token": secrets.token_hex(8), "lease": self.options.lease_seconds, "channel": self.channel,
-            "candidates": list(islice(codec.successor_names(claim.name), _FIRST_CANDIDATES)),
+            "child": next(codec.successor_names(claim.name)),
         }
+        fast = Q["commit_end"] if successor is None else Q["commit_keep"] if params["keep"] else Q["commit_pass"]
 
         def write(conn: Conn, _: int) -> tuple[bool, str | None]:
-            for tries in range(100):
+            # The fast statement first; the general one when the first successor name is
+            # taken (UniqueViolation), and again if another insert took its choice meanwhile.
+            for query in (fast, Q["commit"], Q["commit"], Q["commit"]):
                 try:
-                    row = conn.execute(Q["commit"], params).fetchone()
+                    row = conn.execute(query, params).fetchone()
                 except psycopg.errors.UniqueViolation:
-                    if tries == 99:
-                        raise
-                    continue  # the chosen name was inserted concurrently: choose again
-                assert row is not None
-                if row[0]:
-                    return True, row[1]
-                owner = conn.execute(Q["owner"], {"name": claim.name}).fetchone()
-                if owner is None or owner[1] != claim.token:
+                    params["candidates"] = list(islice(codec.successor_names(claim.name), _CANDIDATES))
+                    continue
+                if row is not None:
+                    return True, row[0]
+                owner = conn.execute(Q["owner"], params).fetchone()
+                if owner is None or owner[1] != claim.token or owner[0] not in ("done", "in_progress"):
                     return False, None
-                if owner[0] == Status.DONE.value:  # our earlier try committed; its reply was lost
+                if owner[0] == "done":  # an earlier try committed, and its reply was lost
                     child = conn.execute(Q["kept_child"], params).fetchone()
                     return True, child[0] if child else None
-                if owner[0] != Status.IN_PROGRESS.value or len(params["candidates"]) > _FIRST_CANDIDATES:
-                    return False, None
-                # Every first candidate holds another machine's state: offer all the branches.
-                params["candidates"] = list(codec.successor_names(claim.name))
-            raise AssertionError("unreachable")
+                params["candidates"] = list(islice(codec.successor_names(claim.name), _CANDIDATES))
+            raise UnsafeName(f"no free successor name for {claim.name} among the first {_CANDIDATES}")
 
         committed, child = self._run("commit", write)
         if not committed:
@@ -564,27 +550,22 @@ class PostgresStore:
         """
         reason = {"name": claim.name, "worker": claim.worker, "failed_at": self.clock.time(), **failure.as_dict()}
         self._fenced("fail", Q["fail"], claim, Status.FAILED, {
-            "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason),
-        })
+            "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason)})
 
     # -- reporting --------------------------------------------------------------------------
 
     def status(self) -> StatusReport:
         """Counts, workers, oldest pending state and recent failures."""
-        params = {"lease": self.options.lease_seconds}
-
         def read(conn: Conn, _: int) -> StatusReport:
             counts = {status: 0 for status in Status}
-            for status, count in conn.execute(Q["counts"]):
-                counts[Status(status)] = int(count)
+            counts.update({Status(status): int(count) for status, count in conn.execute(Q["counts"])})
             oldest = conn.execute(Q["oldest_pending"]).fetchone()
-            workers = [WorkerInfo(*row) for row in conn.execute(Q["workers"], params)]
+            workers = [WorkerInfo(*row) for row in conn.execute(Q["workers"], {"lease": self.options.lease_seconds})]
             failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
             return StatusReport(
                 counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE], counts[Status.FAILED],
                 workers, oldest[0] if oldest else None, failures,
-                {"store": self.description, "mode": self.mode, "schema": self.schema},
-            )
+                {"store": self.description, "mode": self.mode, "schema": self.schema})
 
         return self._run("status", read)
 
@@ -599,8 +580,7 @@ class PostgresStore:
             low = first[: first.rindex("-") + 1]
             return conn.execute(Q["history"], {"root": root[0], "low": low, "high": low[:-1] + "."}).fetchall()
 
-        rows = self._run("history", read)
-        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in rows]
+        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self._run("history", read)]
 
     def is_finished(self) -> bool:
         """True when no state is pending (due now or later) and none is claimed."""
@@ -643,13 +623,17 @@ class PostgresStore:
     def export(self, directory: str) -> int:
         """Write every state to ``directory`` in the directory-store layout (lease mode).
 
-        State files are named by their lineage name; ``done/`` markers, ``failed/NAME`` with
-        ``NAME.reason.json``, and ``pending/`` hints (claimed states too) as ``lease.py``
-        lays them out, so ``doves run DIRECTORY`` or any file tool can read them. Existing
-        files are never overwritten.
+        State files are named by their lineage name, with ``done/`` markers,
+        ``failed/NAME`` next to ``NAME.reason.json``, and ``pending/`` hints (claimed
+        states too: a claim means nothing in another store) as ``lease.py`` lays them
+        out, so ``doves run DIRECTORY`` or any file tool can read them. Existing files
+        are never overwritten.
 
         Returns:
             How many state files were written.
+
+        Raises:
+            ConfigError: the directory cannot be created.
         """
         layout = fsops.Layout(os.path.abspath(directory))
         try:
@@ -657,13 +641,11 @@ class PostgresStore:
         except OSError as e:
             raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
 
-        def dump(conn: Conn, attempt: int) -> int:
-            written = 0
+        def dump(conn: Conn, _: int) -> int:
+            # A server-side cursor: millions of states stream through in small batches.
             with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
                 cursor.itersize = 500
-                for row in cursor.execute(Q["export"]):
-                    written += self._export_one(layout, row)
-            return written
+                return sum(self._export_one(layout, row) for row in cursor.execute(Q["export"]))
 
         return self._run("export", dump)
 
@@ -681,14 +663,14 @@ class PostgresStore:
             return 0
         info = {"attempts": attempts, "errors": errors}
         if status == Status.DONE.value:
-            marker = {"worker": worker, "token": token, "claimed_at": claimed_at, **info}
-            fsops.write_new(layout, os.path.join(layout.done, name), json.dumps(marker).encode(), durable=False)
+            marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()
+            fsops.write_new(layout, os.path.join(layout.done, name), marker, durable=False)
         elif status == Status.FAILED.value:
-            text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2)
-            fsops.write_new(layout, os.path.join(layout.failed, name + REASON_SUFFIX), text.encode(), durable=False)
-        else:  # pending or claimed here: runnable there (a claim means nothing in another store)
-            fsops.write_new(layout, os.path.join(layout.pending, name), json.dumps(info).encode() if attempts else b"",
-                            durable=False, mtime=not_before)
+            text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2).encode()
+            fsops.write_new(layout, os.path.join(layout.failed, name + REASON_SUFFIX), text, durable=False)
+        else:
+            hint = json.dumps(info).encode() if attempts else b""
+            fsops.write_new(layout, os.path.join(layout.pending, name), hint, durable=False, mtime=not_before)
         return 1
 
     def close(self) -> None:
@@ -706,4 +688,4 @@ class PostgresStore:
             self._listener.close()
 
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresOptions", "PostgresStore", "parse_url"]
+__all__ = ["DEFAULT_SCHEMA", "URL_OPTIONS", "PostgresOptions", "PostgresStore", "parse_url"]

@@ -119,7 +119,8 @@ def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
 
     from martian_doves.stores.postgres import parse_url
 
-    conninfo, schema, _ = parse_url(pg_url)
+    conninfo, options, _ = parse_url(pg_url)
+    schema = options.schema
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
@@ -140,7 +141,7 @@ def terminate_sessions(pg_url: str, pid: int | None = None) -> int:
     """End the server sessions of this test's stores (all, or one process's)."""
     from martian_doves.stores.postgres import parse_url
 
-    schema = parse_url(pg_url)[1]
+    schema = parse_url(pg_url)[1].schema
     pattern = f"doves:{schema}:{pid}" if pid else f"doves:{schema}:%"
     rows = db(pg_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                       "WHERE application_name LIKE %s AND pid <> pg_backend_pid()", (pattern,))
@@ -242,7 +243,7 @@ def test_every_session_terminated_under_load_loses_and_doubles_nothing(pg_url: s
 @pytest.mark.slow
 def test_two_worker_groups_sharing_only_the_database(pg_url: str, fleet: Fleet) -> None:
     submit_countdowns(pg_url, 60, 4, 0.01)
-    groups = {
+    groups: dict[str, dict[str, dict[str, Any]]] = {
         "chain-a": {"store": {}, "worker": {"chain": True}},
         "chain-b": {"store": {}, "worker": {"chain": True}},
         "batch-a": {"store": {"claim_batch": 4}, "worker": {"chain": False, "prefetch": 2}},

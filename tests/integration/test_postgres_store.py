@@ -26,7 +26,12 @@ from martian_doves.registry import default_registry  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import Store  # noqa: E402
 from martian_doves.stores.lease import LeaseStore  # noqa: E402
-from martian_doves.stores.postgres import PostgresOptions, PostgresStore, Q, parse_url  # noqa: E402
+from martian_doves.stores.postgres import (  # noqa: E402
+    PostgresOptions,
+    PostgresStore,
+    Q,
+    parse_url,
+)
 from martian_doves.worker import Worker, WorkerOptions  # noqa: E402
 
 
@@ -43,14 +48,16 @@ def store(pg_url: str) -> Iterator[PostgresStore]:
 
 def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run ``query`` in the test's schema on a connection of its own."""
-    conninfo, schema, _ = parse_url(pg_url)
+    conninfo, options, _ = parse_url(pg_url)
+    schema = options.schema
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
 
 
 def row(pg_url: str, name: str) -> dict[str, Any]:
-    conninfo, schema, _ = parse_url(pg_url)
+    conninfo, options, _ = parse_url(pg_url)
+    schema = options.schema
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
         cursor = conn.execute("SELECT * FROM states WHERE name = %s", (name,))
         values = cursor.fetchone()
@@ -66,7 +73,7 @@ def expire_leases(pg_url: str) -> None:
 
 def terminate_sessions(pg_url: str) -> int:
     """End every server session of this test's stores (the server itself keeps running)."""
-    _, schema, _ = parse_url(pg_url)
+    schema = parse_url(pg_url)[1].schema
     rows = db(pg_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                       "WHERE application_name LIKE %s AND pid <> pg_backend_pid()", (f"doves:{schema}:%",))
     return int(rows[0][0])
@@ -100,12 +107,22 @@ def names_with_parent(pg_url: str, parent: str) -> list[str]:
 
 
 def test_url_schema_parameter_is_stripped_and_the_option_wins() -> None:
-    conninfo, schema, description = parse_url("postgresql://u:secret@db.example:5433/app?schema=abc&sslmode=disable")
-    assert schema == "abc"
+    conninfo, options, description = parse_url("postgresql://u:secret@db.example:5433/app?schema=abc&sslmode=disable")
+    assert options.schema == "abc"
     assert "schema" not in conninfo and "sslmode=disable" in conninfo
     assert "secret" not in description and "abc" in description
-    assert parse_url("postgresql://h/app?schema=abc", "xyz")[1] == "xyz"
-    assert parse_url("postgresql://h/app")[1] == "doves"
+    assert parse_url("postgresql://h/app?schema=abc", PostgresOptions(schema="xyz"))[1].schema == "xyz"
+    assert parse_url("postgresql://h/app")[1].schema == "doves"
+
+
+def test_store_options_in_the_url_fill_in_what_was_not_given() -> None:
+    url = "postgresql://h/app?synchronous_commit=off&claim_batch=4&lease_seconds=7.5&sslmode=disable"
+    conninfo, options, _ = parse_url(url, PostgresOptions(claim_batch=2))
+    assert (options.synchronous_commit, options.claim_batch, options.lease_seconds) == (False, 2, 7.5)
+    assert "claim_batch" not in conninfo and "synchronous_commit" not in conninfo and "sslmode" in conninfo
+    for bad in ("claim_batch=many", "synchronous_commit=maybe", "lease_seconds=-1"):
+        with pytest.raises(ConfigError):
+            parse_url(f"postgresql://h/app?{bad}")
 
 
 @pytest.mark.parametrize("url", [
@@ -286,7 +303,7 @@ def test_a_commit_whose_reply_was_lost_is_written_exactly_once(pg_url: str, stor
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     store.submit([countdown("r.state")])
     [claim] = store.claim("w", 1)
-    with reply_lost(monkeypatch, "commit") as fired:
+    with reply_lost(monkeypatch, "commit_keep") as fired:
         child = store.commit(claim, ("countdown", {"count": 2}), keep=True)
     assert fired == [True]
     assert child is not None and child.name == "r.state-1"

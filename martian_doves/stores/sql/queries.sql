@@ -3,6 +3,18 @@
 -- transaction, atomic. Times come from the database clock (now()), so the clocks of
 -- the worker hosts never matter for leases. %(channel)s is the store's NOTIFY channel.
 
+-- name: version_table
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: version
+SELECT coalesce(max(version), 0) FROM schema_version
+
+-- name: set_version
+INSERT INTO schema_version (version) VALUES (%(version)s)
+
 -- name: claim
 -- Takes over expired leases first (one attempt used, an error recorded), then the
 -- oldest due pending states; SKIP LOCKED lets concurrent claimers pass each other.
@@ -42,6 +54,44 @@ SELECT name, state, payload, parent, token, attempts, errors, false AS taken_ove
 FROM states
 WHERE status = 'in_progress' AND token LIKE %(pattern)s
 
+-- name: commit_end
+-- The fast paths of a commit (the general one follows). A machine's last tick: the
+-- state is marked done only while it is still claimed with this token.
+UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
+WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+RETURNING NULL::text
+
+-- name: commit_keep
+-- Parent done and successor inserted, already claimed by the same worker (chaining),
+-- under the first successor name. If that name exists the insert fails, the whole
+-- statement with it, and the general commit below picks the name.
+WITH parent AS (
+    UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+    RETURNING root, step
+)
+INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires)
+SELECT %(child)s::text, %(name)s::text, root, step + 1, %(state)s::text, %(payload)s::jsonb,
+       'in_progress', %(worker)s::text, %(child_token)s::text, now(), now() + %(lease)s * interval '1 second'
+FROM parent
+RETURNING name
+
+-- name: commit_pass
+-- As commit_keep, the successor left pending for any worker (and a wake-up sent).
+WITH parent AS (
+    UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+    RETURNING root, step
+), child AS (
+    INSERT INTO states (name, parent, root, step, state, payload)
+    SELECT %(child)s::text, %(name)s::text, root, step + 1, %(state)s::text, %(payload)s::jsonb
+    FROM parent
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM child
+)
+SELECT name FROM child WHERE (SELECT count(*) FROM wake) >= 0
+
 -- name: commit
 -- Fenced commit: the parent is marked done only while it is still claimed with this
 -- token, and only together with its successor (inserted claimed by the same worker
@@ -75,19 +125,16 @@ WITH target AS (
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM child WHERE status = 'pending'
 )
-SELECT (SELECT count(*) FROM parent) AS committed,
-       (SELECT name FROM child) AS child,
-       (SELECT count(*) FROM wake) AS woken
+SELECT (SELECT name FROM child) FROM parent WHERE (SELECT count(*) FROM wake) >= 0
 
 -- name: owner
 -- Who holds a state now: decides between "already done by me" and "taken over".
 SELECT status, token FROM states WHERE name = %(name)s
 
 -- name: kept_child
--- The successor an earlier attempt of this commit inserted already claimed for us.
-SELECT name FROM states
-WHERE name = ANY(%(candidates)s::text[]) AND parent = %(name)s AND token = %(child_token)s
-  AND status = 'in_progress'
+-- The successor an earlier attempt of this commit inserted already claimed for us
+-- (tokens are unique; only the few claimed rows are looked at).
+SELECT name FROM states WHERE status = 'in_progress' AND token = %(child_token)s AND parent = %(name)s
 
 -- name: heartbeat
 -- Renews the leases still held with these tokens and returns every token still on
