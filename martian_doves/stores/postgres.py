@@ -1,23 +1,14 @@
 """PostgreSQL store: states in a table, SKIP LOCKED claims, fenced one-statement commits.
 
-For a fleet that outgrows one shared volume. Every step is one autocommit statement
-(one round trip, one transaction); the SQL is in ``sql/queries.sql``:
-
-- claim: lock up to N rows with ``FOR UPDATE SKIP LOCKED`` (expired leases first,
-  then due pending states) and mark them claimed with a fresh token and a lease.
-  Expired leases are recovered by every claim (one attempt used, an error recorded),
-  never by a task someone has to remember to run.
-- commit: mark the parent done *only if* it is still claimed with our token, and in
-  the same statement insert its successor under the first free name from
-  ``codec.successor_names``, optionally already claimed by us (chaining). A worker
-  whose claim was taken over commits nothing (``ClaimLost``).
-- heartbeat: extend the leases whose tokens still match; the others were lost.
-
-Tokens stay on a row after its claim ends, so an operation retried after a lost
-connection (its outcome unknown) can tell "my earlier attempt did it" from "my claim
-was taken over": a successor is written exactly once. Leases are measured by the
-database's clock, so the worker hosts' clocks never matter. Wake-ups use
-``LISTEN/NOTIFY`` with a polling fallback.
+Every step is one autocommit statement (one round trip, one transaction); the SQL and
+the reasoning behind each statement are in ``sql/queries.sql``. A claim takes over
+expired leases, then due pending states (``FOR UPDATE SKIP LOCKED``). A commit marks
+the parent done only while it is still claimed with our token, together with its
+successor (named by ``codec.successor_names``, optionally claimed by us at once:
+chaining). Tokens stay on a row after its claim ends, so an operation retried after a
+lost connection can tell "my earlier try did it" from "my claim was taken over": a
+successor is written exactly once. Leases run on the database's clock, so worker
+hosts' clocks never matter. Wake-ups use ``LISTEN/NOTIFY`` with a polling fallback.
 """
 
 from __future__ import annotations
@@ -137,10 +128,7 @@ class PostgresOptions:
     connect_timeout_seconds: float = 10.0
 
     def validate(self) -> PostgresOptions:
-        """Check the values.
-
-        Returns:
-            ``self``, so it chains.
+        """Return ``self`` if every value is usable.
 
         Raises:
             ConfigError: a value is out of range (one line, naming the option).
@@ -160,14 +148,11 @@ def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, Po
     """Split a store URL into what libpq gets, the full options, and a description.
 
     Args:
-        url: ``postgresql://user@host:port/db?schema=NAME&...``; any of ``URL_OPTIONS``
-            may be given as query parameters.
-        options: options given explicitly; a field that differs from its default wins
-            over the URL's parameter.
+        url: ``postgresql://user@host:port/db?schema=NAME&...``, any ``URL_OPTIONS`` in the query.
+        options: given explicitly; a field that differs from its default wins over the URL.
 
     Returns:
-        ``(conninfo without URL_OPTIONS, validated options with the schema set,
-        password-free description)``.
+        ``(conninfo, validated options with the schema set, password-free description)``.
 
     Raises:
         ConfigError: the URL, a parameter or the schema name is unusable.
@@ -199,11 +184,6 @@ def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, Po
         raise ConfigError(f"invalid PostgreSQL URL: {_one_line(e)}") from e
     user = f"{parts.username}@" if parts.username else ""
     return conninfo, options, f"postgresql://{user}{where} (schema {options.schema})"
-
-
-def _claim_from(row: Sequence[Any], worker: str) -> Claim:
-    name, state, payload, parent, token, attempts, errors = row[:7]
-    return Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors))
 
 
 class PostgresStore:
@@ -396,11 +376,11 @@ class PostgresStore:
             return conn.execute(Q["claim"], params).fetchall()
 
         claims = []
-        for row in self._run("claim", take):
-            claims.append(_claim_from(row, worker))
-            if row[7]:
-                log.warning("took over %s from a worker that stopped renewing its lease", row[0],
-                            extra={"action": "takeover", "state_name": row[0]})
+        for name, state, payload, parent, token, attempts, errors, taken_over in self._run("claim", take):
+            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors)))
+            if taken_over:
+                log.warning("took over %s from a worker that stopped renewing its lease", name,
+                            extra={"action": "takeover", "state_name": name})
         with self._spare_lock:
             self._spare.extend(claims[limit:])
         return claims[:limit]
@@ -621,13 +601,11 @@ class PostgresStore:
         return int(row[0]) if row else 0
 
     def export(self, directory: str) -> int:
-        """Write every state to ``directory`` in the directory-store layout (lease mode).
+        """Write every state to ``directory`` in the lease directory-store layout.
 
-        State files are named by their lineage name, with ``done/`` markers,
-        ``failed/NAME`` next to ``NAME.reason.json``, and ``pending/`` hints (claimed
-        states too: a claim means nothing in another store) as ``lease.py`` lays them
-        out, so ``doves run DIRECTORY`` or any file tool can read them. Existing files
-        are never overwritten.
+        State files by lineage name, ``done/`` markers, ``failed/NAME`` with its reason,
+        ``pending/`` hints (claimed states too: a claim means nothing elsewhere), so
+        ``doves run DIRECTORY`` or any file tool reads them. Never overwrites a file.
 
         Returns:
             How many state files were written.
