@@ -295,19 +295,43 @@ class LeaseStore:
         if not self._candidates:
             self._refill(now)
         while self._candidates and len(claims) < limit:
-            claim = self._claim_hint(self._candidates.popleft(), worker)
+            claim = self._claim_hint(self._candidates.popleft(), worker, now)
             if claim is not None:
                 claims.append(claim)
         return claims
 
-    def _claim_hint(self, name: str, worker: str) -> Claim | None:
+    def _claim_hint(self, name: str, worker: str, now: float | None = None) -> Claim | None:
+        """Claim ``name`` by renaming its hint; with ``now``, only if the hint is due by then."""
         token = secrets.token_hex(8)
         claim_path = _claim_path(self.layout, name, token)
         try:
             os.rename(self._hint_path(name), claim_path)
         except FileNotFoundError:
             return None  # another worker got there first
+        if now is not None and not self._still_due(name, claim_path, now):
+            return None
         return self._open_claim(name, token, claim_path, worker)
+
+    def _still_due(self, name: str, claim_path: str, now: float) -> bool:
+        """Whether the hint just claimed is due; if not, put it back untouched.
+
+        Our candidate list may be older than the hint: since we listed it, another worker
+        may have claimed the state and given it back with a retry delay. The hint's mtime
+        (kept by rename) is checked after the rename, so the check cannot race.
+        """
+        try:
+            due = os.lstat(claim_path).st_mtime
+        except FileNotFoundError:
+            return False
+        if self._eligible(due, now):
+            return True
+        try:
+            os.link(claim_path, self._hint_path(name))  # same inode: contents and mtime kept
+        except FileExistsError:
+            pass
+        fsops.unlink_quiet(claim_path)
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
+        return False
 
     def _open_claim(self, name: str, token: str, claim_path: str, worker: str,
                     taken_over: bool = False) -> Claim | None:

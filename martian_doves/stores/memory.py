@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.codec import successor_names
-from martian_doves.errors import ClaimLost
+from martian_doves.errors import ClaimLost, CodecError, UnsafeName
 from martian_doves.model import (
     Claim,
     Failure,
@@ -75,7 +76,9 @@ class MemoryStore:
         record.token = uuid.uuid4().hex
         record.worker = worker
         record.lease_expires = self.clock.time() + self.lease_seconds
-        return Claim(record.state, record.token, worker, record.attempts, tuple(record.errors))
+        # The handler gets its own copy: a tick that changes its payload in place and then
+        # raises must be retried with the stored payload, as it would be from a file.
+        return Claim(_detached(record.state), record.token, worker, record.attempts, tuple(record.errors))
 
     # -- Store ---------------------------------------------------------------------
 
@@ -85,6 +88,16 @@ class MemoryStore:
             for state in states:
                 if state.name in self._records:
                     results.append(SubmitResult(state.name, False, "a state with this name exists"))
+                    continue
+                try:
+                    # Held to the same rules as a directory store: names that could be files,
+                    # payloads that are JSON.
+                    codec.check_name(state.name)
+                    if not codec.is_state_file_name(state.name):
+                        raise UnsafeName(f"{state.name}: state file names end in .state")
+                    state = _detached(State(state.name, state.state, state.payload))
+                except CodecError as e:
+                    results.append(SubmitResult(state.name, False, e.message))
                     continue
                 record = _Record(state, Status.PENDING, self.clock.time())
                 self._records[state.name] = record
@@ -143,19 +156,28 @@ class MemoryStore:
         return lost
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        # Checked before anything changes: a payload no file could hold is the handler's fault.
+        state = None if successor is None else _detached(State(claim.name, successor[0], successor[1], claim.name))
         with self._lock:
             record = self._owned(claim)
             record.status = Status.DONE
             record.finished_at = self.clock.time()
             record.token = None
-            if successor is None:
+            if state is None:
                 self._lock.notify_all()
                 return None
             for name in successor_names(claim.name):
-                if name not in self._records:
+                existing = self._records.get(name)
+                if existing is None:
                     break
-            state = State(name, successor[0], successor[1], parent=claim.name)
-            child = _Record(state, Status.PENDING, self.clock.time())
+                if existing.state.parent == claim.name:
+                    # Written by an earlier run of this tick (e.g. before a reset): exactly once.
+                    if keep and existing.status is Status.PENDING and existing.not_before <= self.clock.time():
+                        return self._new_claim(existing, claim.worker)
+                    self._lock.notify_all()
+                    return None
+            child = _Record(State(name, state.state, state.payload, parent=claim.name), Status.PENDING,
+                            self.clock.time())
             self._records[name] = child
             if keep:
                 return self._new_claim(child, claim.worker)
@@ -221,10 +243,11 @@ class MemoryStore:
                 record = self._records[record.state.parent]
             entries = []
             while True:
+                failure = record.failure if record.status is Status.FAILED else None
                 entries.append(HistoryEntry(
                     record.state.name, record.state.state, record.status, record.state.payload,
-                    record.worker, record.finished_at, record.attempts,
-                    record.failure.message if record.failure else None,
+                    record.worker, record.finished_at, failure.attempts if failure else record.attempts,
+                    failure.message if failure else None,
                 ))
                 child = next((r for r in self._records.values() if r.state.parent == record.state.name), None)
                 if child is None:
@@ -262,6 +285,15 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _detached(state: State) -> State:
+    """A copy of ``state`` sharing nothing with the caller, its payload checked to be JSON.
+
+    Raises:
+        InvalidDocument: the payload cannot be written as a state file.
+    """
+    return codec.decode(codec.encode(state), state.name)
 
 
 def expire_all(store: MemoryStore) -> None:

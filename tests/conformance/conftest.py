@@ -1,0 +1,187 @@
+"""Every store, one suite: the backends the conformance tests run against.
+
+``BACKENDS`` maps a store name to how to open it. Adding a store is one entry::
+
+    "semaphore": Backend(lambda tmp_path, clock, request: SemaphoreStore(tmp_path / "store", ..., clock=clock)),
+    "postgres": Backend(
+        lambda tmp_path, clock, request: open_store(request.getfixturevalue("pg_url"), clock=clock,
+                                                    lease_seconds=1.0),
+        lease_seconds=1.0, follows_clock=False, delay_seconds=1.5),
+
+A factory receives the test's ``tmp_path``, the shared clock and the pytest
+``request`` (so it can ask for fixtures such as ``pg_url``). Calling it again in the
+same test must open the *same* backing store again, as a second process would: the
+directory stores do that naturally (same folder), the memory store through a
+per-test cache.
+
+Time: tests never sleep to wait for something and never assert durations. They move
+time with the ``travel`` fixture. Stores that judge leases and delays by the clock
+they are given (``follows_clock=True``) are driven by ``ShiftedClock``: real time plus
+an offset the test moves forward, so file timestamps written by the kernel still
+compare sensibly with it (the lease store judges a lease by its claim file's ctime,
+which no test can forge). A store that judges time elsewhere (PostgreSQL uses the
+database clock) sets ``follows_clock=False``; ``travel`` then also sleeps for real, so
+give it a short lease and delay.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from martian_doves.clock import SystemClock
+from martian_doves.model import Claim
+from martian_doves.stores.base import Store, Successor
+from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.stores.memory import MemoryStore
+
+#: Lease given to the stores that follow the test clock (time moves instantly, so it can be long).
+LEASE_SECONDS = 10.0
+
+
+class ShiftedClock(SystemClock):
+    """The real clock plus an offset that only ever grows; ``advance`` moves it forward instantly.
+
+    Like ``FakeClock`` it never needs a real sleep, but unlike it, it stays in step with
+    the timestamps the kernel puts on files.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self._monotonic_offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._monotonic_offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset_seconds += seconds
+        self._monotonic_offset += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+
+StoreFactory = Callable[[Path, ShiftedClock, pytest.FixtureRequest], Store]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How the suite opens one kind of store and how its time is moved."""
+
+    open: StoreFactory
+    #: The lease the factory gives the store; ``travel.expire_leases`` moves time past it.
+    lease_seconds: float = LEASE_SECONDS
+    #: Whether leases and delays are judged by the clock given to the store.
+    follows_clock: bool = True
+    #: A retry delay the tests use: long enough to see a state held back, short enough to wait out.
+    delay_seconds: float = 60.0
+    #: The first half of ``commit`` alone (successor written, state not yet marked done), to play a
+    #: worker killed between the two; None for stores whose commit is one atomic step.
+    write_successor_only: Callable[[Store, Claim, Successor], object] | None = None
+
+
+_MEMORY_KEY = pytest.StashKey[MemoryStore]()
+
+
+def _memory(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
+    stash = request.node.stash
+    if _MEMORY_KEY not in stash:
+        stash[_MEMORY_KEY] = MemoryStore(clock=clock, lease_seconds=LEASE_SECONDS)
+    return stash[_MEMORY_KEY]
+
+
+def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
+    return LeaseStore(tmp_path / "store", DirectoryOptions(lease_seconds=LEASE_SECONDS), clock=clock)
+
+
+def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
+    assert isinstance(store, LeaseStore)
+    return store._write_successor(claim, successor)
+
+
+BACKENDS: dict[str, Backend] = {
+    "memory": Backend(_memory),
+    "lease": Backend(_lease, write_successor_only=_lease_write_successor),
+}
+
+
+@dataclass
+class TimeTravel:
+    """Moves a test's time forward for the store under test."""
+
+    clock: ShiftedClock
+    backend: Backend
+
+    @property
+    def delay_seconds(self) -> float:
+        return self.backend.delay_seconds
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass: instantly on the clock, and for real if the store ignores that clock."""
+        self.clock.advance(seconds)
+        if not self.backend.follows_clock:
+            time.sleep(seconds)
+
+    def expire_leases(self) -> None:
+        """Let every lease taken so far expire, as if its worker had died."""
+        self.advance(self.backend.lease_seconds * 1.2 + 0.1)
+
+    def past_delay(self) -> None:
+        """Let ``delay_seconds`` (and a little more) pass."""
+        self.advance(self.backend.delay_seconds * 1.05 + 0.1)
+
+
+@pytest.fixture
+def store_clock() -> ShiftedClock:
+    """The clock every store handle of one test shares."""
+    return ShiftedClock()
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The name of the store under test (one run of each test per entry in ``BACKENDS``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def open_handle(backend_name: str, tmp_path: Path, store_clock: ShiftedClock,
+                request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
+    """Opens another handle on the test's store (as another process would); all are closed afterwards."""
+    opened: list[Store] = []
+
+    def open_() -> Store:
+        store = BACKENDS[backend_name].open(tmp_path, store_clock, request)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in reversed(opened):
+        store.close()
+
+
+@pytest.fixture
+def any_store(open_handle: Callable[[], Store]) -> Store:
+    """A fresh, empty store of each kind in ``BACKENDS``."""
+    return open_handle()
+
+
+@pytest.fixture
+def peer_store(any_store: Store, open_handle: Callable[[], Store]) -> Store:
+    """A second handle on ``any_store``'s backing store: another worker process."""
+    return open_handle()
+
+
+@pytest.fixture
+def backend(backend_name: str) -> Backend:
+    """The ``Backend`` entry of the store under test."""
+    return BACKENDS[backend_name]
+
+
+@pytest.fixture
+def travel(backend_name: str, store_clock: ShiftedClock) -> TimeTravel:
+    """Moves time forward for the store under test (see the module docstring)."""
+    return TimeTravel(store_clock, BACKENDS[backend_name])
