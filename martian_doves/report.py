@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -40,6 +41,15 @@ def format_time(epoch_seconds: float | None) -> str:
     if epoch_seconds is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_seconds))
+
+
+def format_short_time(epoch_seconds: float | None, now: float | None = None) -> str:
+    """``14:02:11`` for today, ``2024-05-19 14:02`` otherwise: a terminal column stays narrow."""
+    if epoch_seconds is None:
+        return "-"
+    today = time.localtime(time.time() if now is None else now)[:3]
+    moment = time.localtime(epoch_seconds)
+    return time.strftime("%H:%M:%S" if moment[:3] == today else "%Y-%m-%d %H:%M", moment)
 
 
 def format_age(seconds: float) -> str:
@@ -183,8 +193,16 @@ def history_text(entries: Sequence[HistoryEntry]) -> str:
 
 def history_renderable(entries: Sequence[HistoryEntry]) -> RenderableType:
     """``doves history`` for a terminal: a rich table with coloured statuses."""
-    table = Table(*HISTORY_COLUMNS)
-    for entry, row in zip(entries, history_rows(entries), strict=True):
+    rows = history_rows(entries)
+    for entry, row in zip(entries, rows, strict=True):
+        row[4] = format_short_time(entry.finished_at)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for index, column in enumerate(HISTORY_COLUMNS):
+        if column == "reason":  # the one column that wraps: names and times stay whole
+            table.add_column(column, overflow="fold", ratio=1)
+        else:
+            table.add_column(column, no_wrap=True, min_width=max([len(column), *(len(r[index]) for r in rows)]))
+    for entry, row in zip(entries, rows, strict=True):
         table.add_row(*row[:2], Text(row[2], style=_STATUS_STYLES.get(entry.status, "")), *row[3:])
     return table
 

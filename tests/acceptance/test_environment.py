@@ -83,6 +83,7 @@ def test_flags_from_the_environment(doves: Doves, store_dir: Path, machines_py: 
     result = doves("run", str(store_dir), env=env)
     assert result.returncode == 1, result.stderr
     assert "retrying" not in result.stderr  # one attempt only
+    assert "transitions/s" not in result.stderr  # DOVES_PROGRESS=false
     history = doves("history", str(store_dir), "doomed.state", "--json")
     assert json.loads(history.stdout)[0]["attempts"] == 1
 

@@ -40,6 +40,9 @@ def test_four_workers_on_the_seed_examples(doves: Doves, store_dir: Path, machin
     assert (status["pending"], status["in_progress"], status["failed"]) == (0, 0, 0)
     assert status["done"] == len(expected)
 
+    # Not a terminal: progress comes as log lines.
+    assert "transitions/s" in result.stderr and "pending" in result.stderr
+
     # The machines' own output is visible at the default log level.
     for line in (" * From CountdownMachine: Counting down! 4 remaining.",
                  " * From SlowCountdownMachine: Counting down! 0 remaining.",

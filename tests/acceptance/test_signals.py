@@ -102,3 +102,18 @@ def test_a_second_signal_stops_at_once(start_doves: Callable[..., Running], stor
     # The worker was killed, not drained: its claim stays until the lease expires.
     assert [p.name.split("@")[0] for p in (store_dir / "in_progress").iterdir()] == ["long.state"]
     assert [e for _, _, _, e in read_ticks(tick_log)] == ["start"]
+
+
+def test_a_tick_timeout_replaces_the_worker(doves: Doves, store_dir: Path, machines_py: Path, tick_log: Path) -> None:
+    write_state(store_dir, "stuck.state", "blocks", {"id": "stuck", "sleep": 3600, "log": str(tick_log)})
+    write_state(store_dir, "fine.state", "simple", {"target": "fine", "tick_seconds": 0})
+    result = doves("run", str(store_dir), "--machines", str(machines_py), "--tick-timeout", "1",
+                   "--max-attempts", "2", "--retry-base-seconds", "0", "--heartbeat-seconds", "0.2")
+    assert result.returncode == 1, result.stderr  # the stuck state failed
+    assert "overran --tick-timeout; starting a new one" in result.stderr
+    ticks = read_ticks(tick_log)
+    assert [e for _, _, _, e in ticks] == ["start", "start"]
+    assert ticks[0][2] != ticks[1][2]  # the second attempt ran in a new worker process
+    status = doves.status(store_dir)
+    assert (status["done"], status["failed"], status["pending"], status["in_progress"]) == (1, 1, 0, 0)
+    assert "tick_timeout" in status["recent_failures"][0]["message"]
