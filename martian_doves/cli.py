@@ -134,6 +134,16 @@ def store_options(*, visible: bool, with_mode: bool = True) -> Callable[[F], F]:
                help="Semaphore mode: length of the update phase."),
         option("--buffer-seconds", type=click.FloatRange(min=0), default=1.0, hidden=hidden,
                help="Semaphore mode: gap between phases; must exceed clock skew plus filesystem delay."),
+        option("--max-skew-seconds", type=click.FloatRange(min=0), default=None, hidden=hidden,
+               show_default="half of --buffer-seconds",
+               help="Semaphore mode: a worker whose clock is further off the shared filesystem's stays out."),
+        option("--schema", default=None, hidden=hidden, show_default="doves, or the URL's ?schema=",
+               help="PostgreSQL: schema holding the tables."),
+        option("--pool-size", type=click.IntRange(min=1), default=None, hidden=hidden, show_default="4",
+               help="PostgreSQL: most connections per worker process; at least --concurrency + 1."),
+        option("--synchronous-commit/--no-synchronous-commit", default=None, hidden=hidden, show_default="on",
+               help="PostgreSQL: wait for the WAL flush on every commit. Off is faster; a server crash may then "
+                    "re-run the last transitions (never half-write or double them)."),
     )
 
 
@@ -210,7 +220,8 @@ def _split_store(args: Sequence[str], rest_count: int | None) -> tuple[str, list
 def _store_option_values(params: Mapping[str, Any]) -> dict[str, Any]:
     """The store options by field name (stores ignore the ones they do not know)."""
     names = ("lease_seconds", "durable", "max_state_bytes", "scan_seconds", "assignment_seconds",
-             "commitment_seconds", "update_seconds", "buffer_seconds")
+             "commitment_seconds", "update_seconds", "buffer_seconds", "max_skew_seconds", "schema",
+             "pool_size", "synchronous_commit")
     return {name: params[name] for name in names if params.get(name) is not None}
 
 
@@ -551,7 +562,7 @@ def migrate(store: str | None, **params: Any) -> int:
             click.echo(f"nothing to migrate: {opened.description} has no schema")
             return EXIT_OK
         result = migrate_store()
-        click.echo(f"migrated {opened.description}" + (f": {result}" if result not in (None, "") else ""))
+        click.echo(f"migrated {opened.description}" + (f" to schema version {result}" if result is not None else ""))
     return EXIT_OK
 
 
