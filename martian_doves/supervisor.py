@@ -338,10 +338,9 @@ class _Slot:
     process: BaseProcess | None = None
     started_at: float = 0.0
     quick_deaths: int = 0
-    #: Monotonic time at which to start a new process; None when none is due.
+    #: Monotonic time at which to start a new process; None when none is due (the slot
+    #: is done once it has neither a process nor a restart due).
     restart_at: float | None = None
-    #: True when this slot needs no process any more (store finished, or stopping).
-    finished: bool = False
 
 
 def _describe_exit(code: int | None) -> str:
@@ -439,21 +438,18 @@ class Supervisor:
         name = self.spec.worker_name(pid or 0)
         extra = {"action": "exit", "pid": pid, "exit_code": code, "slot": slot.index}
         if self._stopping:
-            slot.finished = True
             log.info("worker %s stopped", name, extra=extra)
             return
         if code == EXIT_WORKER_CONFIG:
             log.error("worker %s cannot run with this configuration; stopping the run", name, extra=extra)
             self._abort(EXIT_USAGE)
-            slot.finished = True
             return
         if code == 0 and not self.watch:
-            slot.finished = True  # a worker only exits 0 on its own when the store is finished
+            # a worker only exits 0 on its own when the store is finished
             log.info("worker %s finished", name, extra=extra)
             return
         what = _describe_exit(code) if code != 0 else "exited although --watch is set"
         if not self.watch and self._store_finished(store):
-            slot.finished = True
             log.warning("worker %s %s; not replaced, the store is finished", name, what, extra=extra)
             return
         uptime = time.monotonic() - slot.started_at
@@ -465,7 +461,6 @@ class Supervisor:
                 log.error("worker %s %s; it died %d times in a row within %.0f s of starting, giving up",
                           name, what, slot.quick_deaths, self.options.min_uptime_seconds, extra=extra)
                 self._abort(EXIT_SOME_FAILED)
-                slot.finished = True
                 return
             delay = min(self.options.respawn_max_seconds,
                         self.options.respawn_base_seconds * 2 ** (slot.quick_deaths - 1))
@@ -542,8 +537,6 @@ class Supervisor:
         while True:
             if self._signals >= 2:
                 self._kill_all("second stop signal")
-                for slot in self._slots:
-                    slot.finished = True
                 return
             if self._signals == 1:
                 self._begin_stop("stop signal received")
