@@ -111,9 +111,9 @@ class PostgresOptions:
     #: States locked per claim round trip; extras wait in this process (renewed by its
     #: heartbeats) for the next ``claim``. More saves round trips, fewer balances better.
     claim_batch: int = 1
-    #: Most connections this process opens (plus one for LISTEN). Keep it at least the
-    #: worker's concurrency + 1 (the heartbeat thread) so threads do not queue.
-    pool_size: int = 4
+    #: Most connections this process opens (plus one for LISTEN), opened only as threads
+    #: need them. Keep it above the worker's concurrency (+1 for the heartbeat thread).
+    pool_size: int = 8
     #: Longest wait for a NOTIFY before looking again (missed wake-ups, leases expiring).
     poll_seconds: float = 5.0
     #: Wait for the WAL flush on every commit. ``False`` makes commits much cheaper, but a
@@ -405,7 +405,9 @@ class PostgresStore:
             if self._listener is None or self._listener.closed:
                 self._listener = self._connect()
                 self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                # A NOTIFY sent before LISTEN took effect is lost: look for work once more.
+                timeout = 0.0
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1) if timeout > 0 else ():
                 pass
         except (psycopg.Error, StoreError) as e:
             # Polling carries on; the listener is rebuilt on the next wait.
