@@ -118,6 +118,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False, default=str)
 
 
+class ContextAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A ``LoggerAdapter`` that merges its fields with each call's ``extra``.
+
+    The standard adapter (before Python 3.13's ``merge_extra``) *replaces* the call's
+    ``extra`` with its own, so ``log.info(..., extra={"action": "commit"})`` through
+    ``LoggerAdapter(log, {"worker": name})`` loses the action. The call's fields win.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
 class LineHandler(logging.Handler):
     """Formats a record and hands the text to ``writer``; the writer can be swapped live."""
 

@@ -165,6 +165,8 @@ class _CrashWatch(logging.Filter):
 
     ``Worker.run`` logs a crashed loop (``extra={"action": "crash"}``), stops, and
     returns normally; the supervisor must still learn that this was not a clean end.
+    (Where a ``LoggerAdapter`` drops the call's ``extra``, ``_ended_cleanly`` still
+    tells a crash from the end of the work.)
     """
 
     def __init__(self) -> None:
@@ -205,6 +207,25 @@ def _stop_when_orphaned(worker: Worker) -> None:
     threading.Thread(target=watch, name="doves-parent-watch", daemon=True).start()
 
 
+def _ended_cleanly(spec: WorkerSpec, store: Store, stop: _StopRequest, crash: _CrashWatch) -> bool:
+    """Whether ``Worker.run`` returned for a good reason: stopped, or the store is finished.
+
+    ``run`` also returns after its loop crashed (it logs that, stops and unregisters);
+    the process must then exit non-zero so the supervisor replaces it.
+    """
+    if stop.requested:
+        return True
+    if crash.seen or not spec.worker.exit_when_finished:  # with --watch only a stop ends the loop
+        return False
+    try:
+        # The loop only ends on its own once the store is finished; if it is not, the
+        # loop crashed (or work arrived just now, which a replacement picks up).
+        return store.is_finished()
+    except Exception as e:
+        log.error("store failed: %s", e, extra={"action": "crash"})
+        return False
+
+
 def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
     """Build store, registry and worker, run until finished or stopped; the exit status."""
     crash = _CrashWatch()
@@ -228,6 +249,7 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
         _stop_when_orphaned(worker)
         if not stop.requested:
             worker.run()
+        return EXIT_OK if _ended_cleanly(spec, store, stop, crash) else EXIT_WORKER_CRASHED
     except Exception:
         log.exception("worker failed", extra={"action": "crash"})
         return EXIT_WORKER_CRASHED
@@ -236,7 +258,6 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
             store.close()
         except Exception:
             log.debug("closing the store failed", exc_info=True)
-    return EXIT_WORKER_CRASHED if crash.seen and not stop.requested else EXIT_OK
 
 
 def worker_process_main(spec: WorkerSpec, output: Connection | None = None) -> None:

@@ -66,6 +66,16 @@ def fails_until_fixed(payload):
     return None
 
 
+@machine("breaks-the-store")
+def breaks_the_store(payload):
+    """Replaces the store's pending/ folder with a file: every later claim fails."""
+    import shutil
+
+    shutil.rmtree(payload["pending"])
+    open(payload["pending"], "w").close()
+    return None
+
+
 @machine("blocks")
 def blocks(payload):
     """Logs its start, then sleeps for ``sleep`` seconds: an in-flight tick to stop around."""

@@ -117,3 +117,13 @@ def test_a_tick_timeout_replaces_the_worker(doves: Doves, store_dir: Path, machi
     status = doves.status(store_dir)
     assert (status["done"], status["failed"], status["pending"], status["in_progress"]) == (1, 1, 0, 0)
     assert "tick_timeout" in status["recent_failures"][0]["message"]
+
+
+def test_a_worker_exits_non_zero_on_a_fatal_store_error(doves: Doves, store_dir: Path, machines_py: Path) -> None:
+    write_state(store_dir, "vandal.state", "breaks-the-store", {"pending": str(store_dir / "pending")})
+    result = doves("run", str(store_dir), "--machines", str(machines_py), "--workers", "1")
+    assert result.returncode != 0
+    # The worker's loop crashed on the broken store; its exit status told the supervisor,
+    # which replaced it (and the replacement then found the store unusable).
+    assert "crashed; starting a new one" in result.stderr
+    assert "cannot run with this configuration" in result.stderr
