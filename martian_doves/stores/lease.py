@@ -26,12 +26,14 @@ on inotify events and every ``scan_seconds``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
 import secrets
 import socket
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -102,7 +104,10 @@ def _safe_failed_name(name: str) -> str:
         return name
     except UnsafeName:
         cleaned = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in name).lstrip(".")
-        return f"unsafe-name-{secrets.token_hex(4)}-{cleaned[:80]}"
+        # Derived from the name, not random: two workers racing to quarantine the same
+        # entry then write the same reason (exclusively), not one each.
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        return f"unsafe-name-{digest}-{cleaned[:80]}"
 
 
 class LeaseStore:
@@ -123,6 +128,8 @@ class LeaseStore:
             raise ConfigError(f"cannot use {self.layout.root} as a store: {e.strerror}") from e
         self.description = f"{self.layout.root} ({self.mode} mode)"
         self._candidates: deque[str] = deque()
+        #: A worker's threads share one store: admission (its sets, the watcher) runs one at a time.
+        self._admission_lock = threading.RLock()
         #: Root entries already admitted or quarantined by this process.
         self._known: set[str] = set()
         #: Root entries seen but too young to admit yet.
@@ -229,13 +236,18 @@ class LeaseStore:
         return admitted
 
     def _scan_root(self) -> None:
-        self._admit(fsops.listdir_quiet(self.layout.root))
-        self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
+        with self._admission_lock:
+            self._admit(fsops.listdir_quiet(self.layout.root))
+            self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
 
     # -- quarantine and failure -----------------------------------------------------------
 
     def _write_reason(self, failed_name: str, reason: JSONDict) -> None:
-        data = json.dumps(reason, indent=2, ensure_ascii=False).encode()
+        try:
+            data = json.dumps(reason, indent=2, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            # A file name that is not UTF-8 (surrogate escapes from listdir): \u-escape it.
+            data = json.dumps(reason, indent=2).encode()
         fsops.write_new(self.layout, self._reason_path(failed_name), data, durable=self.options.durable)
 
     def _quarantine(self, name: str, code: str, message: str) -> None:
@@ -280,13 +292,14 @@ class LeaseStore:
         self._candidates.extend(entries)
 
     def _maintain(self) -> None:
-        mono = self.clock.monotonic()
-        if self._watcher.take_events(self.layout.root):
-            self._admit(self._watcher.names(self.layout.root))
-        if mono >= self._next_root_scan:
-            self._scan_root()
-        elif self._deferred:
-            self._admit(list(self._deferred))
+        with self._admission_lock:
+            mono = self.clock.monotonic()
+            if self._watcher.take_events(self.layout.root):
+                self._admit(self._watcher.names(self.layout.root))
+            if mono >= self._next_root_scan:
+                self._scan_root()
+            elif self._deferred:
+                self._admit(list(self._deferred))
 
     def claim(self, worker: str, limit: int) -> list[Claim]:
         claims = self._takeovers(worker, limit)
