@@ -626,7 +626,7 @@ def _example_states(fast: bool) -> list[State]:
 @option("--workers", "-w", type=click.IntRange(min=1), default=4, help="Worker processes to run.")
 @option("--dir", "directory", env="DOVES_DEMO_DIR", type=click.Path(file_okay=False), default=None,
         show_default="./doves-demo-<time>", help="Folder for the demo store (new or empty).")
-@option("--fast/--seed-timing", default=True,
+@option("--fast/--seed-timing", env="DOVES_DEMO_FAST", default=True,
         help=f"--fast sets every tick to {DEMO_FAST_TICK_SECONDS:g} s so the demo takes seconds; --seed-timing "
              "keeps the seed's 1 s per tick and 10 s per slow-countdown tick (about a minute).")
 @log_options()
