@@ -13,6 +13,7 @@ hosts' clocks never matter. Wake-ups use ``LISTEN/NOTIFY`` with a polling fallba
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +22,7 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from itertools import islice
 from typing import Any, TypeVar
@@ -116,10 +117,11 @@ class PostgresOptions:
     pool_size: int = 8
     #: Longest wait for a NOTIFY before looking again (missed wake-ups, leases expiring).
     poll_seconds: float = 5.0
-    #: Wait for the WAL flush on every commit. ``False`` makes commits much cheaper, but a
-    #: *server* crash may then forget the last fraction of a second of transitions: their
-    #: states run again (ticks are at-least-once anyway), and nothing is half-written or
-    #: doubled, because the WAL is replayed in order. Worker crashes are unaffected.
+    #: Wait for the WAL flush on every transition. ``False`` makes them much cheaper, but a
+    #: *server* crash may then undo the last fraction of a second of transitions: those
+    #: ticks run again (ticks are at-least-once anyway), and nothing is half-written,
+    #: lost or doubled, because the WAL is replayed in order. Submits, resets and
+    #: retries of failed states stay synchronous. Worker crashes are unaffected.
     synchronous_commit: bool = True
     #: How long an operation keeps retrying on a lost connection (a restarting server)
     #: before giving up with ``StoreUnavailable``.
@@ -239,6 +241,21 @@ class PostgresStore:
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"cannot connect to {self.description}: {_one_line(e)}") from e
 
+    @contextlib.contextmanager
+    def _durable(self, conn: Conn, transaction: bool = False) -> Iterator[None]:
+        """Statements (in a transaction if asked) that wait for their WAL flush in any case.
+
+        Submitting and re-queueing are what a server crash must never undo (a state
+        reported added would be lost); a worker's transitions may be, as they run again.
+        """
+        if self.options.synchronous_commit and not transaction:
+            yield
+            return
+        with conn.transaction():
+            if not self.options.synchronous_commit:
+                conn.execute("SET LOCAL synchronous_commit = on")
+            yield
+
     def _run(self, what: str, operation: Callable[[Conn, int], T]) -> T:
         """Run ``operation(conn, attempt)``, retrying on lost connections for a while.
 
@@ -326,9 +343,10 @@ class PostgresStore:
                       "payloads": [r[3] for r in chunk], "batch": secrets.token_hex(8), "channel": self.channel}
 
             def insert(conn: Conn, attempt: int, params: dict[str, Any] = params) -> set[str]:
-                added = {row[0] for row in conn.execute(Q["submit"], params)}
-                if attempt:  # an earlier try may have committed before its reply was lost
-                    added |= {row[0] for row in conn.execute(Q["submitted"], params)}
+                with self._durable(conn):
+                    added = {row[0] for row in conn.execute(Q["submit"], params)}
+                    if attempt:  # an earlier try may have committed before its reply was lost
+                        added |= {row[0] for row in conn.execute(Q["submitted"], params)}
                 return added
 
             added = self._run("submit", insert)
@@ -581,7 +599,7 @@ class PostgresStore:
             ConfigError: live workers are registered on this store.
         """
         def apply(conn: Conn, _: int) -> int:
-            with conn.transaction():
+            with self._durable(conn, transaction=True):
                 live = [row[0] for row in conn.execute(Q["live_workers"], {"lease": self.options.lease_seconds})]
                 if live:
                     raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
@@ -599,8 +617,13 @@ class PostgresStore:
             How many states were made pending.
         """
         params = {"everything": False, "names": None if names is None else list(names), "channel": self.channel}
-        row = self._run("retry_failed", lambda conn, _: conn.execute(Q["reset"], params).fetchone())
-        return int(row[0]) if row else 0
+
+        def apply(conn: Conn, _: int) -> int:
+            with self._durable(conn):
+                row = conn.execute(Q["reset"], params).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run("retry_failed", apply)
 
     def export(self, directory: str) -> int:
         """Write every state to ``directory`` in the lease directory-store layout.

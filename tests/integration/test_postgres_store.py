@@ -483,6 +483,29 @@ def test_export_writes_the_directory_store_layout(pg_url: str, store: PostgresSt
         files.close()
 
 
+def test_synchronous_commit_off_speeds_transitions_but_never_submits(pg_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = PostgresStore(pg_url, PostgresOptions(synchronous_commit=False))
+    seen: dict[str, str] = {}
+    original = psycopg.Connection.execute
+
+    def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        cursor = original(self, query, params, **kwargs)
+        for name in ("submit", "commit_pass"):
+            if query == Q[name]:
+                seen[name] = original(self, "SHOW synchronous_commit").fetchone()[0]
+        return cursor
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    try:
+        fast.submit([countdown("sync.state")])
+        [claim] = fast.claim("w", 1)
+        fast.commit(claim, ("countdown", {"count": 2}))
+    finally:
+        fast.close()
+    assert seen == {"submit": "on", "commit_pass": "off"}
+
+
 # -- wake-ups --------------------------------------------------------------------------------
 
 
