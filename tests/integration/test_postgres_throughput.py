@@ -3,7 +3,7 @@
 As a test (small, correctness only, never timed): every machine's lineage completes
 with each successor written once. As a script, the benchmark quoted in the report::
 
-    .venv/bin/python tests/integration/test_postgres_throughput.py --machines 1000 --ticks 10 --procs 2
+    .venv/bin/python tests/integration/test_postgres_throughput.py --procs 2 --concurrency 4
 
 It submits M machines x countdown(K) (``tick_seconds`` 0) to a fresh schema, starts P
 worker processes that each run ``Worker(open_store(url), default_registry(), ...).run()``
@@ -17,6 +17,7 @@ import argparse
 import multiprocessing as mp
 import os
 import secrets
+import statistics
 import time
 from typing import Any
 
@@ -30,11 +31,12 @@ from martian_doves.worker import Worker, WorkerOptions
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _worker(url: str, name: str, go: Any, options: dict[str, Any], worker_options: dict[str, Any]) -> None:
+def _worker(url: str, name: str, ready: Any, options: dict[str, Any], worker_options: dict[str, Any]) -> None:
     store = open_store(url, **options)
-    go.wait()
+    worker = Worker(store, default_registry(), WorkerOptions(name=name, **worker_options))
+    ready.wait()  # every process imported, connected and migrated: the clock starts now
     try:
-        Worker(store, default_registry(), WorkerOptions(name=name, **worker_options)).run()
+        worker.run()
     finally:
         store.close()
 
@@ -46,15 +48,15 @@ def run_fleet(url: str, machines: int, ticks: int, procs: int, options: dict[str
     store.submit([State(f"m{i:05d}.state", "countdown", {"count": ticks, "tick_seconds": 0})
                   for i in range(machines)])
     store.close()
-    context = mp.get_context("fork")
-    go = context.Event()
-    workers = [context.Process(target=_worker, args=(url, f"bench-{k}", go, options, worker_options))
+    # spawn, not fork: the parent may hold threads and connections a child must not inherit.
+    context = mp.get_context("spawn")
+    ready = context.Barrier(procs + 1)
+    workers = [context.Process(target=_worker, args=(url, f"bench-{k}", ready, options, worker_options))
                for k in range(procs)]
     for process in workers:
         process.start()
-    time.sleep(1.0)  # let every process import, connect and migrate before the clock starts
+    ready.wait(120)
     started = time.perf_counter()
-    go.set()
     for process in workers:
         process.join(600)
     return time.perf_counter() - started
@@ -89,28 +91,33 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=10)
     parser.add_argument("--procs", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1, help="ticks in flight per worker process")
     parser.add_argument("--claim-batch", type=int, default=1)
     parser.add_argument("--no-chain", action="store_true")
     parser.add_argument("--async-commit", action="store_true", help="synchronous_commit off")
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     args = parser.parse_args()
     import psycopg
 
-    schema = f"doves_bench_{secrets.token_hex(4)}"
-    url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
     options = {"claim_batch": args.claim_batch, "pool_size": args.concurrency + 2,
                "synchronous_commit": not args.async_commit}
     worker_options = {"concurrency": args.concurrency, "chain": not args.no_chain, "poll_seconds": 0.2}
-    try:
-        seconds = run_fleet(url, args.machines, args.ticks, args.procs, options, worker_options)
-        check_complete(url, args.machines, args.ticks)
-        transitions = args.machines * args.ticks
-        print(f"postgres store: {transitions / seconds:.0f} transitions/s ({transitions} in {seconds:.2f} s, "
-              f"{args.procs} procs x concurrency {args.concurrency}, chain={not args.no_chain}, "
-              f"claim_batch={args.claim_batch}, synchronous_commit={not args.async_commit})")
-    finally:
-        with psycopg.connect(args.url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    transitions = args.machines * args.ticks
+    rates = []
+    for _ in range(args.repeat):
+        schema = f"doves_bench_{secrets.token_hex(4)}"
+        url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
+        try:
+            seconds = run_fleet(url, args.machines, args.ticks, args.procs, options, worker_options)
+            check_complete(url, args.machines, args.ticks)
+            rates.append(transitions / seconds)
+        finally:
+            with psycopg.connect(args.url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print(f"postgres store: {statistics.median(rates):.0f} transitions/s (median of "
+          f"{', '.join(f'{rate:.0f}' for rate in rates)}; {transitions} transitions, {args.procs} procs x "
+          f"concurrency {args.concurrency}, chain={not args.no_chain}, claim_batch={args.claim_batch}, "
+          f"synchronous_commit={'off' if args.async_commit else 'on'})")
 
 
 if __name__ == "__main__":
