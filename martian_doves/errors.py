@@ -129,6 +129,10 @@ class NameTaken(StoreError):
     code = "name_taken"
 
 
+#: Longest delay a handler may ask for with ``Retry`` (a year).
+MAX_RETRY_DELAY_SECONDS = 366 * 86400.0
+
+
 class Retry(Exception):
     """Raised by a handler to ask for this tick to run again later.
 
@@ -138,6 +142,16 @@ class Retry(Exception):
     """
 
     def __init__(self, delay_seconds: float | None = None, reason: str = "retry requested") -> None:
+        # Checked here, in the handler's frame: a delay no store can honour (NaN, infinite,
+        # beyond any file timestamp, not a number) would otherwise surface inside the store
+        # and stop the worker loop instead of failing this one tick.
+        if delay_seconds is not None and (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, int | float)
+            or not 0 <= delay_seconds <= MAX_RETRY_DELAY_SECONDS
+        ):
+            raise ValueError(f"Retry(delay_seconds={delay_seconds!r}): the delay must be a number of seconds "
+                             f"from 0 to {MAX_RETRY_DELAY_SECONDS:g}")
         super().__init__(reason)
         self.delay_seconds = delay_seconds
         self.reason = reason

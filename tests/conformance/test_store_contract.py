@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from martian_doves.errors import ClaimLost
+from martian_doves.errors import ClaimLost, Retry
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
@@ -688,3 +688,24 @@ def test_wait_for_work_returns(any_store: Store) -> None:
     _submit(any_store, _state("a.state"))
     any_store.wait_for_work(0.05)
     assert _claim_one(any_store).name == "a.state"
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 1e20, -5.0, "5", True],
+                         ids=["inf", "nan", "huge", "negative", "str", "bool"])
+def test_retry_with_an_impossible_delay_never_stops_the_worker(any_store: Store, travel: TimeTravel,
+                                                                delay: Any) -> None:
+    """A handler raising ``Retry`` with a delay no store can honour is a failing tick like any other:
+    retried with backoff, then failed with the reason, and the worker keeps going (an unchecked delay
+    crashed the worker loop on the directory store, and every worker that took the state over)."""
+
+    def bad_retry(payload: dict[str, Any]) -> None:
+        raise Retry(delay, "with a silly delay")
+
+    worker = _worker(any_store, travel.clock, registry=_registry(**{"bad-retry": bad_retry}))
+    _submit(any_store, State("b.state", "bad-retry", {}), _state("ok.state"))
+    _drain(worker)
+    status = any_store.status()
+    assert (status.done, status.failed, status.pending, status.in_progress) == (1, 1, 0, 0)
+    (failure,) = status.recent_failures
+    assert failure[:2] == ("b.state", "tick_failed")
+    assert "delay" in failure[2]

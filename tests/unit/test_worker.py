@@ -393,3 +393,16 @@ def test_worker_options_are_validated(options: dict[str, Any]) -> None:
     """Impossible worker settings are a ConfigError when the worker is built."""
     with pytest.raises(ConfigError):
         Worker(MemoryStore(), Registry(), WorkerOptions(**options))
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), -1, 1e20, "5", True])
+def test_retry_refuses_a_delay_no_store_can_honour(delay: Any) -> None:
+    """``Retry`` checks its delay where the handler raises it, so the mistake is that tick's failure."""
+    with pytest.raises(ValueError, match="delay"):
+        Retry(delay)
+
+
+@pytest.mark.parametrize("delay", [None, 0, 0.5, 3600, 366 * 86400])
+def test_retry_accepts_sensible_delays(delay: float | None) -> None:
+    """None (use the backoff), zero and anything up to a year are fine."""
+    assert Retry(delay).delay_seconds == delay
