@@ -64,6 +64,8 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 _CANDIDATES = 100
 #: Rows per statement when importing states.
 _SUBMIT_CHUNK = 1000
+#: TCP keepalive settings used unless the URL gives its own.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 #: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
 #: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
 URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
@@ -231,9 +233,12 @@ class PostgresStore:
         if not self.options.synchronous_commit:
             settings += " -c synchronous_commit=off"
         # The application name lets an operator (and the fault tests) find this store's
-        # sessions in pg_stat_activity: doves:SCHEMA:PID.
+        # sessions in pg_stat_activity: doves:SCHEMA:PID. Keepalives notice a peer that
+        # vanished without a word (a partition) in about half a minute, unless the URL says.
+        given = psycopg.conninfo.conninfo_to_dict(self.conninfo)
+        keepalives = {k: v for k, v in _KEEPALIVES.items() if k not in given}
         return {"autocommit": True, "options": settings, "application_name": f"doves:{self.schema}:{os.getpid()}",
-                "connect_timeout": max(1, round(self.options.connect_timeout_seconds))}
+                "connect_timeout": max(1, round(self.options.connect_timeout_seconds)), **keepalives}
 
     def _connect(self) -> Conn:
         try:
@@ -294,6 +299,11 @@ class PostgresStore:
         scripts = _migrations()
         with self._connect() as conn:
             try:
+                # Read-only first: an up-to-date schema needs no lock and no CREATE privilege.
+                if conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone() != (None,):
+                    row = conn.execute(Q["version"]).fetchone()
+                    if row is not None and row[0] == scripts[-1][0]:
+                        return int(row[0])
                 with conn.transaction():
                     # Serialises concurrent first opens (two workers starting at once).
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"doves-migrate:{self.schema}",))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -167,6 +169,26 @@ def test_migrate_is_idempotent_and_versioned(pg_url: str, store: PostgresStore) 
     db(pg_url, "INSERT INTO schema_version (version) VALUES (999)")
     with pytest.raises(ConfigError, match="newer"):
         PostgresStore(pg_url)
+
+
+def test_an_up_to_date_schema_opens_without_the_create_privilege(pg_url: str, store: PostgresStore) -> None:
+    schema = parse_url(pg_url)[1].schema
+    role = f"doves_worker_{secrets.token_hex(4)}"
+    db(pg_url, f"CREATE ROLE {role} LOGIN")
+    try:
+        db(pg_url, f"GRANT USAGE ON SCHEMA {schema} TO {role}; "
+                   f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        parts = urlsplit(pg_url)
+        limited = PostgresStore(urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}")))
+        try:
+            limited.submit([countdown("ro.state")])
+            [claim] = limited.claim("w", 1)
+            limited.commit(claim, None)
+        finally:
+            limited.close()
+    finally:
+        db(pg_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        db(pg_url, f"DROP OWNED BY {role}; DROP ROLE {role}")
 
 
 def test_concurrent_first_opens_create_the_schema_once(pg_url: str) -> None:

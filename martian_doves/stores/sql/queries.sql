@@ -9,6 +9,9 @@ CREATE TABLE IF NOT EXISTS schema_version (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 
+-- name: has_versions
+SELECT to_regclass(%(table)s)
+
 -- name: version
 SELECT coalesce(max(version), 0) FROM schema_version
 
