@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from martian_doves.errors import BadReturn, InvalidPayload, MachineLoadError, UnknownState
+from martian_doves import codec
+from martian_doves.errors import BadReturn, CodecError, InvalidPayload, MachineLoadError, UnknownState
 from martian_doves.model import JSONDict
 
 #: Entry-point group scanned for machine modules of installed packages.
@@ -105,6 +106,15 @@ def _as_dict(value: Any) -> Any:
     return value
 
 
+def _checked_successor(parent_state: str, state: str, payload: JSONDict) -> tuple[str, JSONDict]:
+    """``(state, payload)`` if a state file could hold it (the codec's rules), else BadReturn."""
+    try:
+        codec.from_document({"state": state, "payload": payload}, "successor")
+    except CodecError as e:
+        raise BadReturn(f"handler for {parent_state!r} returned an unusable successor: {e.message}") from e
+    return state, payload
+
+
 class Registry:
     """State name → handler. Build one, ``load`` machine modules into it, pass it to workers."""
 
@@ -159,7 +169,7 @@ class Registry:
         if result is None:
             return None
         if isinstance(result, dict):
-            return state_name, result
+            return _checked_successor(state_name, state_name, result)
         if (
             isinstance(result, tuple)
             and len(result) == 2
@@ -167,7 +177,7 @@ class Registry:
             and result[0]
             and isinstance(_as_dict(result[1]), dict)
         ):
-            return result[0], _as_dict(result[1])
+            return _checked_successor(state_name, result[0], _as_dict(result[1]))
         raise BadReturn(
             f"handler for {state_name!r} returned {type(result).__name__}; "
             "expected None, a dict or a (state, dict) pair"

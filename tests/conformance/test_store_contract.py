@@ -709,3 +709,30 @@ def test_retry_with_an_impossible_delay_never_stops_the_worker(any_store: Store,
     (failure,) = status.recent_failures
     assert failure[:2] == ("b.state", "tick_failed")
     assert "delay" in failure[2]
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "successor",
+    [("bad\nstate", {}), ("x" * 500, {}), ("count", {"count": 1, "deep": _nested(100)})],
+    ids=["control-char-state", "too-long-state", "too-deep-payload"],
+)
+def test_a_successor_no_file_could_hold_fails_its_parent(any_store: Store, travel: TimeTravel,
+                                                         successor: tuple[str, dict[str, Any]]) -> None:
+    """A successor that could never be read back as a state (a state name with control characters or
+    too long, a payload nested too deep) fails the state that produced it as bad_return, on every
+    store, instead of being written and failing later under its child's name."""
+    worker = _worker(any_store, travel.clock, registry=_registry(produce=lambda p: successor))
+    _submit(any_store, State("p.state", "produce", {}))
+    result = worker.step()
+    assert (result.failed, result.committed) == (1, 0)
+    status = any_store.status()
+    assert (status.failed, status.done, status.pending) == (1, 0, 0)
+    assert status.recent_failures[0][:2] == ("p.state", "bad_return")
+    assert [e.name for e in any_store.history("p.state")] == ["p.state"]

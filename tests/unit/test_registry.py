@@ -418,3 +418,28 @@ def test_broken_entry_point_fails_with_one_line(tmp_path: Path, monkeypatch: pyt
         Registry().load_entry_points()
     assert "'broken'" in info.value.message
     assert "\n" not in info.value.message
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [("bad\nstate", {}), ("x" * 201, {}), ("   ", {}), {"nested": _nested(100)}, ("next", {"nested": _nested(100)})],
+    ids=["control-char", "too-long", "blank", "too-deep", "too-deep-pair"],
+)
+def test_tick_refuses_successors_that_no_state_file_could_hold(returned: Any) -> None:
+    """The successor's state name and payload obey the same rules as a state file's, so every store
+    fails the producing state (bad_return) instead of writing something unreadable."""
+    with pytest.raises(BadReturn, match="'s'"):
+        _registry("s", lambda payload: returned).tick("s", {})
+
+
+def test_tick_accepts_a_reasonably_nested_successor() -> None:
+    """Nesting well within the limit is an ordinary successor."""
+    returned = ("next", {"nested": _nested(30), "x": None})
+    assert _registry("s", lambda payload: returned).tick("s", {}) == returned
