@@ -488,8 +488,13 @@ class LeaseStore:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def _write_successor(self, parent: Claim, successor: Successor) -> str:
-        """Write the successor under its deterministic name, exactly once across attempts."""
+    def _write_successor(self, parent: Claim, successor: Successor) -> tuple[str, bool]:
+        """Write the successor under its deterministic name, exactly once across attempts.
+
+        Returns:
+            The successor's name, and whether this call created it (False: an earlier
+            attempt of the same tick had, so it may be pending, claimed or settled already).
+        """
         data = codec.encode(State("", successor[0], successor[1], parent=parent.name))
         tmp = fsops.write_tmp(self.layout, data, durable=self.options.durable)
         try:
@@ -501,11 +506,11 @@ class LeaseStore:
                         os.link(tmp, self._state_path(name))
                         if self.options.durable:
                             fsops.fsync_dir(self.layout.root)
-                        return name
+                        return name, True
                     except FileExistsError:
                         owner = self._parent_in(self.layout.root, name)
                 if owner == parent.name:
-                    return name  # an earlier attempt of this tick already wrote it
+                    return name, False  # an earlier attempt of this tick already wrote it
                 log.warning("successor name %s is taken by another machine; trying the next branch",
                             name, extra={"action": "branch"})
         finally:
@@ -532,10 +537,15 @@ class LeaseStore:
         if not os.path.lexists(claim_path):
             raise ClaimLost(f"claim on {claim.name} was taken over")
         child: Claim | None = None
-        child_name = self._write_successor(claim, successor) if successor is not None else None
+        child_name, created = self._write_successor(claim, successor) if successor is not None else (None, False)
         if child_name is not None:
             self._known.add(child_name)  # ours: the root scan need not look at it
-        if child_name is not None and successor is not None:
+        if child_name is not None and not created:
+            # Written by an earlier run of this tick (a crash, a reset): it may be pending or
+            # claimed by someone already, so neither claim it nor add a second hint for it.
+            if not self._marker_exists(child_name, self._claimed_names()):
+                self._create_hint(child_name)
+        elif child_name is not None and successor is not None:
             if keep:
                 token = secrets.token_hex(8)
                 child_path = _claim_path(self.layout, child_name, token)

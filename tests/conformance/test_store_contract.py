@@ -536,6 +536,26 @@ def test_reset_without_successors_reruns_every_state_without_new_files(any_store
     assert (status.pending, status.done, status.failed) == (0, 4, 0)
 
 
+def test_keep_never_doubles_a_claim_on_an_existing_successor(any_store: Store, peer_store: Store,
+                                                             store_clock: ShiftedClock) -> None:
+    """After ``reset(successors=False)`` a root's successor is already pending; committing the root
+    with ``keep=True`` must not hand out a claim on it while another worker can claim it too."""
+    _submit(any_store, _state("c.state", 2))
+    _run_all(any_store, store_clock)
+    assert any_store.reset(successors=False) == 2
+    root = _claim_by_name(any_store, "c.state")
+    child = any_store.commit(root, ("count", {"count": 1}), keep=True)
+    others = peer_store.claim("B", 10)
+    holders = ([child.name] if child is not None else []) + [c.name for c in others]
+    assert holders.count("c.state-1") == 1, f"c.state-1 held {holders.count('c.state-1')} times"
+    for claim in others:
+        peer_store.commit(claim, None)
+    if child is not None:
+        any_store.commit(child, None)
+    assert any_store.is_finished()
+    assert _lineage(any_store, "c.state") == [("c.state", Status.DONE, 2), ("c.state-1", Status.DONE, 1)]
+
+
 # -- no clobbering ---------------------------------------------------------------------------------
 
 
