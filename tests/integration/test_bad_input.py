@@ -162,6 +162,19 @@ def outside(tmp_path: Path) -> Iterator[Path]:
     assert target.read_bytes() == _state("countdown", count=1)
 
 
+def _watch_reads(path: Path) -> inotify_simple.INotify:
+    """Start noticing every read of ``path`` (the watch follows the file when it is moved)."""
+    watch = inotify_simple.INotify()
+    watch.add_watch(str(path), inotify_simple.flags.ACCESS)
+    return watch
+
+
+def _assert_never_read(watch: inotify_simple.INotify) -> None:
+    events = watch.read(timeout=0)
+    watch.close()
+    assert events == [], "the 100 MB file was read"
+
+
 def _open_lease(folder: Path) -> Store:
     return LeaseStore(folder, DirectoryOptions(lease_seconds=30))
 
@@ -210,6 +223,7 @@ def test_bad_input_in_the_store_folder_is_quarantined_and_the_rest_runs(
     """Every bad entry goes to failed/ with a reason code, every good state is processed, nothing
     else is touched, and the worker neither crashes nor hangs."""
     dropped = _drop(store_dir, outside)
+    huge_reads = _watch_reads(store_dir / "huge.state")
     store = OPENERS[opener](store_dir)
     with caplog.at_level(logging.WARNING):
         try:
@@ -218,6 +232,7 @@ def test_bad_input_in_the_store_folder_is_quarantined_and_the_rest_runs(
         finally:
             store.close()
     assert not [r for r in caplog.records if "crashed" in r.getMessage()]
+    _assert_never_read(huge_reads)
 
     # Every good lineage was processed to its end.
     assert (status.pending, status.in_progress) == (0, 0)
@@ -319,7 +334,9 @@ def test_check_paths_refuses_each_bad_file_with_one_line(tmp_path: Path, outside
     accepts the good ones, and ignores files that are not state files."""
     source = tmp_path / "source"
     dropped = _drop(source, outside)
+    huge_reads = _watch_reads(source / "huge.state")
     checks = {Path(check.path).name: check for check in api.check_paths([source], _registry())}
+    _assert_never_read(huge_reads)
     assert set(checks) == set(GOOD) | set(dropped.expected_codes)
     for name in GOOD:
         assert checks[name].ok, checks[name].error
