@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -19,12 +20,21 @@ except ImportError:  # pragma: no cover - exercised only off Linux
 
 
 class Watcher:
-    """Collects the names created in a few folders and wakes a waiting worker."""
+    """Collects the names created in a few folders and wakes a waiting worker.
+
+    Safe to share between a worker's threads: one thread at a time reads the
+    inotify descriptor (``inotify_simple`` refuses concurrent reads), the others
+    wait on a condition that the reader signals when events arrive.
+    """
 
     def __init__(self, folders: list[str]) -> None:
         self._names: dict[str, set[str]] = {folder: set() for folder in folders}
         self._by_wd: dict[int, str] = {}
         self._inotify = None
+        #: Held by the one thread reading the inotify descriptor.
+        self._reading = threading.Lock()
+        #: Guards ``_names``; notified when a read brought events.
+        self._arrived = threading.Condition()
         if inotify_simple is None:
             return
         flags = inotify_simple.flags
@@ -44,18 +54,37 @@ class Watcher:
         return self._inotify is not None
 
     def _collect(self, timeout_seconds: float) -> bool:
+        """Read pending events (waiting up to ``timeout_seconds``); True if any arrived.
+
+        Only one thread reads at a time; a thread that finds the descriptor busy waits
+        for the reader's events instead (or returns at once for a zero timeout).
+        """
         if self._inotify is None:
             return False
+        if not self._reading.acquire(blocking=False):
+            if timeout_seconds > 0:
+                with self._arrived:
+                    self._arrived.wait(timeout_seconds)
+            return False
         try:
-            events = self._inotify.read(timeout=int(timeout_seconds * 1000), read_delay=None)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return False
-        for event in events:
-            folder = self._by_wd.get(event.wd)
-            if folder is not None and event.name:
-                self._names[folder].add(event.name)
+            inotify = self._inotify
+            if inotify is None:
+                return False
+            try:
+                events = inotify.read(timeout=int(timeout_seconds * 1000), read_delay=None)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return False
+        finally:
+            self._reading.release()
+        with self._arrived:
+            for event in events:
+                folder = self._by_wd.get(event.wd)
+                if folder is not None and event.name:
+                    self._names[folder].add(event.name)
+            if events:
+                self._arrived.notify_all()
         return bool(events)
 
     def wait(self, timeout_seconds: float) -> None:
@@ -70,12 +99,14 @@ class Watcher:
     def take_events(self, folder: str) -> bool:
         """Whether names arrived in ``folder`` since the last ``names(folder)``."""
         self._collect(0)
-        return bool(self._names.get(folder))
+        with self._arrived:
+            return bool(self._names.get(folder))
 
     def names(self, folder: str) -> list[str]:
         """The names that arrived in ``folder``, forgetting them."""
-        names = list(self._names.get(folder, ()))
-        self._names[folder] = set()
+        with self._arrived:
+            names = list(self._names.get(folder, ()))
+            self._names[folder] = set()
         return names
 
     def close(self) -> None:

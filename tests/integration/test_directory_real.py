@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Fleet, check_complete, check_executions, drop_file, semaphore_options, submit_counting
+from procs import (
+    Fleet,
+    check_complete,
+    check_executions,
+    counting_document,
+    drop_file,
+    read_executions,
+    semaphore_options,
+    snapshot,
+    submit_counting,
+    wait_until,
+)
 
 import martian_doves
 
@@ -94,3 +106,37 @@ def test_two_hundred_countdowns_on_four_workers(tmp_path: Path, mode: str) -> No
     if mode == "semaphore":
         results = [proc.result() for proc in fleet.procs.values()]
         assert all(r is not None and r["contended"] == 0 for r in results), results
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_watching_worker_with_idle_threads_picks_up_new_states(tmp_path: Path, mode: str) -> None:
+    """``--watch`` with ``--concurrency 4``: idle threads wait together, then wake on new states.
+
+    Four threads of one worker wait for wake-ups at the same time on an empty store
+    (in lease mode they share one inotify descriptor, which refuses concurrent
+    reads: that crashed the worker loop), then states are submitted and copied in
+    and all complete, each tick once; SIGTERM stops the worker cleanly.
+    """
+    store = tmp_path / "store"
+    store.mkdir()
+    log = tmp_path / "executions.log"
+    options = store_options(mode)
+    with Fleet(tmp_path, store, mode, store_options=options, worker_options=worker_options(mode)) as fleet:
+        watcher = fleet.start(concurrency=4, exit_when_finished=False, poll_seconds=0.5)
+        wait_until(lambda: "worker started" in watcher.log(), "the worker to start")
+        time.sleep(1.5)  # every thread is idle, waiting for a wake-up
+        machines = submit_counting(store, mode, (f"m{i:02d}" for i in range(20)), 3, log, store_options=options)
+        for i in range(10):
+            drop_file(store, f"c{i}.state", json.dumps(counting_document(f"c{i}", 3, log)))
+            machines[f"c{i}.state"] = 3
+
+        def finished() -> bool:
+            assert watcher.alive(), f"the worker exited early:\n{watcher.log()[-3000:]}"
+            return len(read_executions(log)) >= 90 and not snapshot(store).in_progress
+
+        wait_until(finished, "all 90 transitions")
+        watcher.terminate()
+        watcher.wait()
+        fleet.assert_healthy()
+    check_complete(store, machines)
+    check_executions(log, machines, exactly_once=True)
