@@ -177,12 +177,18 @@ class LeaseStore:
             results.append(SubmitResult(state.name, True))
         return results
 
-    def _marker_exists(self, name: str, claimed: set[str]) -> bool:
-        # Checked in the direction states move (pending → in_progress → done/failed) so a
-        # concurrent move cannot slip past; a move backwards (release) is caught by O_EXCL.
+    def _marker_exists(self, name: str) -> bool:
+        # A settled state does not move on by itself, so done/failed answer at once (the
+        # common case when a fresh worker scans a large store). Otherwise look in the
+        # direction states move (pending → in_progress → done/failed), each look taken
+        # after the one before, so a concurrent move cannot slip past; a move backwards
+        # (release) is caught by O_EXCL. A listing of in_progress/ taken before the look at
+        # the hint would miss a claim made in between, and the state would run twice.
+        if os.path.lexists(self._done_path(name)) or os.path.lexists(self._reason_path(name)):
+            return True
         return (
             os.path.lexists(self._hint_path(name))
-            or name in claimed
+            or name in self._claimed_names()
             or os.path.lexists(self._done_path(name))
             or os.path.lexists(self._reason_path(name))
         )
@@ -204,7 +210,6 @@ class LeaseStore:
     def _admit(self, names: Iterable[str]) -> int:
         """Create hints for root files that have none (copied in by hand, or orphaned)."""
         now = self.clock.time()
-        claimed: set[str] | None = None
         admitted = 0
         for name in names:
             if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
@@ -219,9 +224,7 @@ class LeaseStore:
                 self._deferred.add(name)  # its writer may still be busy, or mid-commit
                 continue
             self._deferred.discard(name)
-            if claimed is None:
-                claimed = self._claimed_names()
-            if not self._marker_exists(name, claimed):
+            if not self._marker_exists(name):
                 try:
                     codec.check_name(name)
                 except UnsafeName as e:
@@ -543,7 +546,7 @@ class LeaseStore:
         if child_name is not None and not created:
             # Written by an earlier run of this tick (a crash, a reset): it may be pending or
             # claimed by someone already, so neither claim it nor add a second hint for it.
-            if not self._marker_exists(child_name, self._claimed_names()):
+            if not self._marker_exists(child_name):
                 self._create_hint(child_name)
         elif child_name is not None and successor is not None:
             if keep:

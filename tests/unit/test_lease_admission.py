@@ -1,0 +1,101 @@
+"""Admission of hand-copied files in the lease store must never give a claimed state a second hint.
+
+A worker admitting files copied into the folder looks for each file's markers
+(pending hint, claim, done, failed). If it looks at the claims *before* the hints, a
+state another worker claims in between is seen nowhere, gets a fresh hint, and runs
+twice. These tests put that other worker's claim exactly in the gap, deterministically,
+by running it from inside the admitting store's listing of ``in_progress/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+
+
+class InterleavingStore(LeaseStore):
+    """A lease store that runs ``interleave`` (once) right after it lists ``in_progress/``.
+
+    If the store never needs that listing (it saw the hints first), the test runs the
+    interleaved step after the pass instead: either way B's claims land where they would
+    have done the most harm.
+    """
+
+    interleave: Callable[[], object] | None = None
+
+    def _claimed_names(self) -> set[str]:
+        names = super()._claimed_names()
+        if self.interleave is not None:
+            step, self.interleave = self.interleave, None
+            step()
+        return names
+
+
+def _copy_in(folder: Path, *names: str) -> None:
+    past = time.time() - 60  # copied in a while ago: past the admission grace
+    for name in names:
+        path = folder / name
+        path.write_text(json.dumps({"state": "countdown", "payload": {"count": 1}}))
+        os.utime(path, (past, past))
+
+
+def test_a_state_claimed_while_another_worker_admits_gets_no_second_hint(store_dir: Path) -> None:
+    """Worker B claims the states in the middle of worker A's admission pass: A adds no hint for them,
+    so nobody can claim them a second time while B runs them."""
+    options = DirectoryOptions(admission_grace_seconds=1.0)
+    worker_b = LeaseStore(store_dir, options)
+    _copy_in(store_dir, "a.state", "b.state", "c.state")
+    worker_a = InterleavingStore(store_dir, options)
+    try:
+        worker_b._scan_root()  # B admits the files; it claims them only inside A's pass
+        assert sorted(os.listdir(store_dir / "pending")) == ["a.state", "b.state", "c.state"]
+        held: list[str] = []
+        worker_a.interleave = lambda: held.extend(c.name for c in worker_b.claim("B", 10))
+        worker_a._scan_root()
+        if worker_a.interleave is not None:  # A never listed in_progress/: B claims after the pass
+            worker_a.interleave()
+        assert sorted(held) == ["a.state", "b.state", "c.state"]
+        assert os.listdir(store_dir / "pending") == [], "a claimed state was given a second hint"
+        assert worker_a.claim("A", 10) == []
+    finally:
+        worker_a.close()
+        worker_b.close()
+
+
+def test_an_orphaned_file_is_still_admitted(store_dir: Path) -> None:
+    """A file with no marker at all (copied in by hand) gets its hint, and one only."""
+    _copy_in(store_dir, "new.state")
+    first = LeaseStore(store_dir)
+    second = LeaseStore(store_dir)
+    try:
+        first._scan_root()
+        second._scan_root()
+        assert os.listdir(store_dir / "pending") == ["new.state"]
+        assert [c.name for c in second.claim("B", 10)] == ["new.state"]
+        assert first.claim("A", 10) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_settled_state_is_not_admitted_again(store_dir: Path) -> None:
+    """A file whose state is done is left alone by a fresh worker's scan."""
+    _copy_in(store_dir, "old.state")
+    first = LeaseStore(store_dir)
+    try:
+        (claim,) = first.claim("A", 10)
+        first.commit(claim, None)
+    finally:
+        first.close()
+    fresh = LeaseStore(store_dir)
+    try:
+        fresh._scan_root()
+        assert os.listdir(store_dir / "pending") == []
+        assert fresh.is_finished()
+    finally:
+        fresh.close()
