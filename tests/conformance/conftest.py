@@ -1,8 +1,8 @@
 """Every store, one suite: the backends the conformance tests run against.
 
-``BACKENDS`` maps a store name to how to open it. Adding a store is one entry::
+``BACKENDS`` maps a store name to how to open it. Adding a store is one entry, e.g.
+(this PostgreSQL entry passes the whole suite)::
 
-    "semaphore": Backend(lambda tmp_path, clock, request: SemaphoreStore(tmp_path / "store", ..., clock=clock)),
     "postgres": Backend(
         lambda tmp_path, clock, request: open_store(request.getfixturevalue("pg_url"), clock=clock,
                                                     lease_seconds=1.0),
