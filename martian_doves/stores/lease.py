@@ -135,6 +135,7 @@ class LeaseStore:
         #: Root entries seen but too young to admit yet.
         self._deferred: set[str] = set()
         self._next_root_scan = 0.0
+        self._next_deferred_check = 0.0
         self._next_takeover = 0.0
         self._next_due: float | None = None
         self._watcher = Watcher([self.layout.pending, self.layout.root])
@@ -301,7 +302,9 @@ class LeaseStore:
                 self._admit(self._watcher.names(self.layout.root))
             if mono >= self._next_root_scan:
                 self._scan_root()
-            elif self._deferred:
+            elif self._deferred and mono >= self._next_deferred_check:
+                # Young files are looked at again only once they may have come of age.
+                self._next_deferred_check = mono + max(0.05, self.options.admission_grace_seconds / 2)
                 self._admit(list(self._deferred))
 
     def claim(self, worker: str, limit: int) -> list[Claim]:
@@ -505,13 +508,11 @@ class LeaseStore:
                 # A successor already processed and failed lives in failed/, not the root.
                 owner = self._parent_in(self.layout.failed, name)
                 if owner is None:
-                    try:
-                        os.link(tmp, self._state_path(name))
+                    if fsops.move_noreplace(tmp, self._state_path(name)):
                         if self.options.durable:
                             fsops.fsync_dir(self.layout.root)
                         return name, True
-                    except FileExistsError:
-                        owner = self._parent_in(self.layout.root, name)
+                    owner = self._parent_in(self.layout.root, name)
                 if owner == parent.name:
                     return name, False  # an earlier attempt of this tick already wrote it
                 log.warning("successor name %s is taken by another machine; trying the next branch",
@@ -559,16 +560,16 @@ class LeaseStore:
             else:
                 self._create_hint(child_name)
         try:
-            os.link(claim_path, self._done_path(claim.name))  # the fencing point
+            # The fencing point: the claim file moves to done/ only if it is still ours.
+            committed = fsops.move_noreplace(claim_path, self._done_path(claim.name))
         except FileNotFoundError:
             if child is not None:  # hand the successor to whoever took the parent over
                 self._give_back(child.name, _claim_path(self.layout, child.name, child.token), None, 0.0, None)
             raise ClaimLost(f"claim on {claim.name} was taken over before commit") from None
-        except FileExistsError:
-            pass  # committed already by an attempt we lost track of
+        if not committed:
+            fsops.unlink_quiet(claim_path)  # committed already by an attempt we lost track of
         if self.options.durable:
             fsops.fsync_dir(self.layout.done)
-        fsops.unlink_quiet(claim_path)
         return child
 
     def _give_back(self, name: str, claim_path: str, attempts_info: JSONDict | None, delay_seconds: float,

@@ -41,9 +41,12 @@ class Watcher:
         try:
             self._inotify = inotify_simple.INotify(nonblocking=True)
             for folder in folders:
-                mask = flags.CLOSE_WRITE | flags.MOVED_TO
+                # In the root only files written in place (cp, editors) raise events:
+                # successors arrive there by rename from .doves-tmp, and a wake-up per
+                # successor would cost more than the slow scan that finds moved-in files.
+                mask = flags.CLOSE_WRITE
                 if os.path.basename(folder) == "pending":
-                    mask |= flags.CREATE | flags.ATTRIB
+                    mask |= flags.CREATE | flags.MOVED_TO | flags.ATTRIB
                 self._by_wd[self._inotify.add_watch(folder, mask)] = folder
         except OSError as e:
             log.info("no inotify (%s); polling instead", e)
