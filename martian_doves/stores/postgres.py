@@ -22,6 +22,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from itertools import islice
@@ -201,7 +202,7 @@ class PostgresStore:
         Args:
             url: ``postgresql://`` URL; ``?schema=NAME`` picks the schema (see ``parse_url``).
             options: tuning; options given here win over the URL's.
-            clock: used for retry back-off and waits (leases use the database clock).
+            clock: stamps failure reasons; leases use the database's clock, waits real time.
 
         Raises:
             ConfigError: bad URL, schema name or options.
@@ -270,20 +271,21 @@ class PostgresStore:
             StoreUnavailable: the server stayed unreachable for ``reconnect_seconds``.
             StoreError: any other database error.
         """
-        deadline = self.clock.monotonic() + self.options.reconnect_seconds
+        # Real time, whatever clock the store was given: this waits for a real server.
+        deadline = time.monotonic() + self.options.reconnect_seconds
         delay, attempt = 0.05, 0
         while True:
             try:
                 with self._pool.connection() as conn:
                     return operation(conn, attempt)
             except psycopg.OperationalError as e:
-                if self._closed or self.clock.monotonic() >= deadline:
+                if self._closed or time.monotonic() >= deadline:
                     raise StoreUnavailable(f"{what}: {self.description} is unreachable: {_one_line(e)}") from e
                 log.warning("%s: database connection lost (%s); retrying", what, _one_line(e),
                             extra={"action": "reconnect"})
             except psycopg.Error as e:
                 raise StoreError(f"{what} failed on {self.description}: {_one_line(e)}") from e
-            self.clock.sleep(delay)
+            time.sleep(delay)
             delay, attempt = min(delay * 2, 1.0), attempt + 1
 
     def migrate(self) -> int:
@@ -443,7 +445,7 @@ class PostgresStore:
             if self._listener is not None:
                 self._listener.close()
             self._listener = None
-            self.clock.sleep(min(timeout, 0.5))
+            time.sleep(min(timeout, 0.5))
         finally:
             self._listen_lock.release()
         with self._woken:
