@@ -47,7 +47,7 @@ from martian_doves.errors import (
     StoreUnavailable,
     UnsafeName,
 )
-from martian_doves.model import Claim, Failure, HistoryEntry, State, Status, StatusReport, WorkerInfo
+from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, Status, StatusReport, WorkerInfo
 from martian_doves.stores import fsops
 from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.lease import REASON_SUFFIX
@@ -225,8 +225,6 @@ class PostgresStore:
             self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
             timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}", open=True)
 
-    # -- connections ------------------------------------------------------------------
-
     def _connect_kwargs(self) -> dict[str, Any]:
         # Generic plans: our statements are index lookups whose plan never depends on
         # the values, and re-planning the commit's CTEs would cost more than running them.
@@ -329,8 +327,6 @@ class PostgresStore:
                 raise StoreError(f"cannot migrate {self.description}: {_one_line(e)}") from e
         return current
 
-    # -- submitting and workers ---------------------------------------------------------
-
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         """Import root states; a name that exists already is refused, never replaced.
 
@@ -380,8 +376,6 @@ class PostgresStore:
         with self._spare_lock:
             self._spare = [c for c in self._spare if c.worker != worker]
         self._run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], self._worker_params(worker)))
-
-    # -- claiming ----------------------------------------------------------------------
 
     def claim(self, worker: str, limit: int) -> list[Claim]:
         """Claim up to ``limit`` runnable states, taking over expired leases first.
@@ -450,8 +444,6 @@ class PostgresStore:
             self._listen_lock.release()
         with self._woken:
             self._woken.notify_all()
-
-    # -- leases and outcomes ---------------------------------------------------------------
 
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
         """Extend the leases of ``claims`` and of claims this process holds for ``worker``.
@@ -564,8 +556,6 @@ class PostgresStore:
         self._fenced("fail", Q["fail"], claim, Status.FAILED, {
             "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason)})
 
-    # -- reporting --------------------------------------------------------------------------
-
     def status(self) -> StatusReport:
         """Counts, workers, oldest pending state and recent failures."""
         def read(conn: Conn, _: int) -> StatusReport:
@@ -598,8 +588,6 @@ class PostgresStore:
         """True when no state is pending (due now or later) and none is claimed."""
         row = self._run("is_finished", lambda conn, _: conn.execute(Q["is_finished"]).fetchone())
         return bool(row and row[0])
-
-    # -- maintenance ------------------------------------------------------------------------
 
     def reset(self, *, successors: bool) -> int:
         """Forget every outcome so every state runs again; optionally delete successors.
@@ -660,12 +648,13 @@ class PostgresStore:
             # A server-side cursor: millions of states stream through in small batches.
             with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
                 cursor.itersize = 500
-                return sum(self._export_one(layout, row) for row in cursor.execute(Q["export"]))
+                return sum(self._export_one(layout, *row) for row in cursor.execute(Q["export"]))
 
         return self._run("export", dump)
 
-    def _export_one(self, layout: fsops.Layout, row: Sequence[Any]) -> int:
-        name, state, payload, parent, status, attempts, errors, not_before, worker, token, claimed_at, reason = row
+    def _export_one(self, layout: fsops.Layout, name: str, state: str, payload: JSONDict, parent: str | None,
+                    status: str, attempts: int, errors: list[str], not_before: float, worker: str | None,
+                    token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
         try:
             codec.check_name(name)
             data = codec.encode(State(name, state, payload, parent))
