@@ -122,6 +122,7 @@ def run_once(args: argparse.Namespace, run: int, with_latency: bool) -> dict[str
     try:
         _warm_up(store, args, log)
         latency = _latency(store, args, log) if with_latency and args.probes else []
+        _wait_finished(store, 60)  # the last probe's tick has started; let it commit
         done_before = store.status().done
         states = [State(f"m{i}.state", "countdown", {"count": args.K, "tick_seconds": 0}) for i in range(args.M)]
         started = time.perf_counter()

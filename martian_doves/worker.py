@@ -144,6 +144,8 @@ class Worker:
         """
         result = StepResult()
         claims = self.store.claim(self.name, limit or self.options.prefetch)
+        for claim in claims:
+            self._hold(claim)  # heartbeats keep the whole batch alive while it waits its turn
         for index, claim in enumerate(claims):
             if self._stopping.is_set():
                 for rest in claims[index:]:
@@ -182,6 +184,12 @@ class Worker:
     def _run_one(self, claim: Claim, result: StepResult) -> Claim | None:
         """Tick ``claim`` and record the outcome; return a chained claim on its successor."""
         try:
+            if claim.attempts >= self.options.retry.max_attempts:
+                # Every attempt so far ended with its worker dying (taken over after its
+                # lease expired): a state that kills its worker must not do so forever.
+                message = f"gave up after {claim.attempts} attempts that ended with their worker lost"
+                self._fail(claim, Failure(TickFailed.code, message, None, claim.attempts, claim.errors), result)
+                return None
             try:
                 successor = self.registry.tick(claim.state.state, claim.state.payload)
             except (UnknownState, InvalidPayload, BadReturn) as e:
