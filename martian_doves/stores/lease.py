@@ -214,6 +214,9 @@ class LeaseStore:
         admitted = 0
         for name in names:
             if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
+                # Known meanwhile (e.g. a successor this worker re-committed after a
+                # takeover): no longer waiting for admission, or is_finished never is.
+                self._deferred.discard(name)
                 continue
             path = self._state_path(name)
             try:

@@ -122,7 +122,10 @@ class WorkerProc:
         try:
             return self.popen.wait(timeout_seconds)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"worker {self.name} did not exit within {timeout_seconds:g} s") from None
+            self.send(signal.SIGUSR1)  # the worker dumps every thread's stack to its stderr
+            time.sleep(0.5)
+            raise AssertionError(f"worker {self.name} did not exit within {timeout_seconds:g} s; "
+                                 f"its threads:\n{self.log()[-6000:]}") from None
 
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -421,6 +424,7 @@ def check_executions(log: Path, machines: Mapping[str, int], *, exactly_once: bo
 
 
 def _worker_main(config: dict[str, Any]) -> int:
+    import faulthandler
     import logging
 
     from martian_doves.clock import SystemClock
@@ -439,6 +443,7 @@ def _worker_main(config: dict[str, Any]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks for a hang report
     totals = worker.run()
     result = {
         "name": worker.name,

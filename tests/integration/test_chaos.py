@@ -9,6 +9,8 @@ or a state left behind.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from pathlib import Path
@@ -21,7 +23,9 @@ from procs import (
     check_complete,
     check_executions,
     claims,
+    counting_document,
     done_by,
+    drop_file,
     read_executions,
     semaphore_options,
     snapshot,
@@ -169,3 +173,37 @@ def test_sigterm_releases_in_flight_claims_at_once(tmp_path: Path, mode: str) ->
         fleet.assert_healthy()
     check_complete(store, machines)
     check_executions(log, machines, exactly_once=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_takeover_after_a_crash_between_successor_and_commit_finishes(tmp_path: Path, mode: str) -> None:
+    """A worker killed after writing a successor but before committing: the next worker finishes.
+
+    The dead worker's state on disk is laid out by hand (its expired claim, and the
+    successor it had just written) and a fresh worker is started while that
+    successor is still too young to be admitted from a root scan. It takes the
+    claim over, re-runs the tick, finds its successor already written, runs the
+    successor, and exits: the successor it saw waiting for admission is no longer
+    waited for (that wait kept ``is_finished`` false forever and the worker never
+    exited; the whole-fleet kill above hit it now and then).
+    """
+    store = tmp_path / "store"
+    log = tmp_path / "executions.log"
+    store_options, worker_options = options_for(mode, lease_seconds=1.0)
+    store_options["admission_grace_seconds"] = 3.0
+    machines = submit_counting(store, mode, ["crash"], 2, log, 0.0, store_options)
+    claim = store / "in_progress" / "crash.state@00dead00beef0000"
+    os.rename(store / "pending" / "crash.state", claim)
+    claim.write_text(json.dumps({"worker": "dead", "token": "00dead00beef0000", "attempts": 0, "errors": [],
+                                 "claimed_at": time.time()}))
+    successor = counting_document("crash", 1, log)
+    drop_file(store, "crash.state-1", json.dumps({**successor, "parent": "crash.state"}))
+    time.sleep(1.2)  # the dead worker's lease expires; its successor is still young
+    with Fleet(tmp_path, store, mode, store_options=store_options, worker_options=worker_options) as fleet:
+        worker = fleet.start()
+        worker.wait(30.0)
+        fleet.assert_healthy()
+        assert "took over crash.state" in worker.log()
+    check_complete(store, machines)
+    check_executions(log, machines, exactly_once=True)
+    assert done_by(store, "crash.state") == worker.name
