@@ -99,3 +99,30 @@ def test_a_settled_state_is_not_admitted_again(store_dir: Path) -> None:
         assert fresh.is_finished()
     finally:
         fresh.close()
+
+
+def test_a_file_copied_in_after_the_last_claim_is_not_finished(store_dir: Path) -> None:
+    """``is_finished`` looks at the wake-ups it has been sent: a file copied in after a worker's last
+    claim, before its next root scan, is work, so the worker must not exit and leave it behind."""
+    store = LeaseStore(store_dir, DirectoryOptions(scan_seconds=3600))
+    try:
+        assert store.is_finished()  # the first call scans the folder; the next scan is an hour away
+        _copy_in(store_dir, "late.state")
+        assert not store.is_finished(), "a state copied in was ignored"
+        (claim,) = store.claim("A", 10)
+        assert claim.name == "late.state"
+        store.commit(claim, None)
+        assert store.is_finished()
+    finally:
+        store.close()
+
+
+def test_a_young_file_copied_in_late_is_not_finished_either(store_dir: Path) -> None:
+    """A file still inside its admission grace also keeps the store unfinished (it is deferred)."""
+    store = LeaseStore(store_dir, DirectoryOptions(scan_seconds=3600, admission_grace_seconds=3600))
+    try:
+        assert store.is_finished()
+        (store_dir / "young.state").write_text(json.dumps({"state": "countdown", "payload": {"count": 1}}))
+        assert not store.is_finished()
+    finally:
+        store.close()
