@@ -289,8 +289,10 @@ def test_an_unsafe_name_is_quarantined_once_by_racing_workers(store_dir: Path) -
 
 
 def test_bad_input_dropped_while_a_worker_runs(store_dir: Path, outside: Path) -> None:
-    """Bad files that arrive while the fleet is already running are quarantined the same way."""
-    store = _open_lease(store_dir)
+    """Bad files that arrive (by ``mv``) while the fleet is already running are quarantined the same
+    way. Symlinks, FIFOs, folders and renames raise no write wake-up, so the store's periodic root scan
+    (made frequent here) is what finds them, as it is on NFS."""
+    store = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30, scan_seconds=0.5))
     try:
         (store_dir / "first.state").write_bytes(GOOD["good-countdown.state"][0])
         past = time.time() - AGE_SECONDS
