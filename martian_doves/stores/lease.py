@@ -224,11 +224,12 @@ class LeaseStore:
             except FileNotFoundError:
                 self._deferred.discard(name)
                 continue
-            if 0 <= now - info.st_mtime < self.options.admission_grace_seconds:
+            young = 0 <= now - info.st_mtime < self.options.admission_grace_seconds
+            if young and not (os.path.lexists(self._done_path(name)) or os.path.lexists(self._reason_path(name))):
                 self._deferred.add(name)  # its writer may still be busy, or mid-commit
                 continue
             self._deferred.discard(name)
-            if not self._marker_exists(name):
+            if not young and not self._marker_exists(name):
                 try:
                     codec.check_name(name)
                 except UnsafeName as e:
@@ -732,6 +733,13 @@ class LeaseStore:
     def is_finished(self) -> bool:
         if self.clock.monotonic() >= self._next_root_scan:
             self._scan_root()
+        elif self._looks_finished():
+            # Files moved into the root (mv, rsync) raise no wake-up and wait for the slow
+            # scan: before saying nothing is left, look at the root once more.
+            self._scan_root()
+        return self._looks_finished()
+
+    def _looks_finished(self) -> bool:
         if self._deferred:
             return False
         for folder in (self.layout.pending, self.layout.in_progress):
