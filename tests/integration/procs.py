@@ -373,9 +373,16 @@ def submit_counting(store: Path, mode: str, ids: Iterable[str], count: int, log:
     return {f"{machine_id}.state": count for machine_id in ids}
 
 
-def drop_file(store: Path, name: str, content: str | bytes) -> None:
-    """Put a file into the store folder by hand (as ``cp`` would), complete when it appears."""
+def drop_file(store: Path, name: str, content: str | bytes, *, in_place: bool = False) -> None:
+    """Put a file into the store folder by hand.
+
+    By default it is moved in complete (as ``mv`` or ``rsync`` do); with ``in_place``
+    it is written where it lands, as ``cp`` does.
+    """
     data = content.encode() if isinstance(content, str) else content
+    if in_place:
+        (store / name).write_bytes(data)
+        return
     tmp = store.parent / f".drop-{name}"
     tmp.write_bytes(data)
     os.rename(tmp, store / name)

@@ -157,7 +157,7 @@ def test_sigterm_releases_in_flight_claims_at_once(tmp_path: Path, mode: str) ->
     store = tmp_path / "store"
     log = tmp_path / "executions.log"
     store_options, worker_options = options_for(mode, lease_seconds=30.0)
-    machines = submit_counting(store, mode, ["t0", "t1"], 2, log, 3.0, store_options)
+    machines = submit_counting(store, mode, ["t0", "t1"], 2, log, 2.0, store_options)
     with Fleet(tmp_path, store, mode, store_options=store_options, worker_options=worker_options) as fleet:
         a = fleet.start("a", concurrency=2, shutdown_grace_seconds=0.5)
         wait_until(lambda: claims(store) == {"t0.state": "a", "t1.state": "a"}, "worker a to claim both")

@@ -115,7 +115,8 @@ def test_watching_worker_with_idle_threads_picks_up_new_states(tmp_path: Path, m
     Four threads of one worker wait for wake-ups at the same time on an empty store
     (in lease mode they share one inotify descriptor, which refuses concurrent
     reads: that crashed the worker loop), then states are submitted and copied in
-    and all complete, each tick once; SIGTERM stops the worker cleanly.
+    (``cp``: written in place, which wakes the worker) and all complete, each tick
+    once; SIGTERM stops the worker cleanly.
     """
     store = tmp_path / "store"
     store.mkdir()
@@ -127,7 +128,7 @@ def test_watching_worker_with_idle_threads_picks_up_new_states(tmp_path: Path, m
         time.sleep(1.5)  # every thread is idle, waiting for a wake-up
         machines = submit_counting(store, mode, (f"m{i:02d}" for i in range(20)), 3, log, store_options=options)
         for i in range(10):
-            drop_file(store, f"c{i}.state", json.dumps(counting_document(f"c{i}", 3, log)))
+            drop_file(store, f"c{i}.state", json.dumps(counting_document(f"c{i}", 3, log)), in_place=True)
             machines[f"c{i}.state"] = 3
 
         def finished() -> bool:

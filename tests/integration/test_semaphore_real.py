@@ -160,9 +160,10 @@ def test_malformed_files_land_in_failed(tmp_path: Path, store: Path, log: Path, 
     """Seed defect: a malformed state file crashes the worker that reads it.
 
     Broken JSON, a document that is not an object, an unknown state name (all
-    copied in before the run) and a binary file copied in mid-run each land in
+    moved in before the run) and a binary file moved in mid-run each land in
     ``failed/`` with a machine-readable reason; every worker exits 0 and every
-    good machine completes.
+    good machine completes. (A file moved in raises no wake-up: the workers must
+    still look for it before they decide that nothing is left.)
     """
     options = OPTIONS if mode == "semaphore" else {"lease_seconds": 1.5, "admission_grace_seconds": 0.2}
     machines = submit_counting(store, mode, (f"m{i:02d}" for i in range(30)), 3, log, 0.03, options)
