@@ -29,6 +29,7 @@ from martian_doves.errors import (
     TickTimeout,
     UnknownState,
 )
+from martian_doves.logs import ContextAdapter
 from martian_doves.model import Claim, Failure
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
@@ -122,7 +123,7 @@ class Worker:
         self.options = (options or WorkerOptions()).validate()
         self.clock = clock or SystemClock()
         self.hooks = list(hooks or [])
-        self.log = logging.LoggerAdapter(log, {"worker": self.options.name})
+        self.log = ContextAdapter(log, {"worker": self.options.name})
         self.totals = StepResult()
         self._stopping = threading.Event()
         #: Claims this process holds: name -> (claim, monotonic time its tick started).
@@ -353,6 +354,10 @@ class Worker:
             self._release(claim)
         self.log.error("tick overran %.1f s; exiting so the supervisor replaces this worker", limit,
                        extra={"action": "tick_timeout"})
+        try:
+            self.store.unregister_worker(self.name)
+        except Exception:  # leaving anyway; the registration then simply goes stale
+            pass
         logging.shutdown()
         os._exit(EXIT_TICK_TIMEOUT)
 

@@ -23,6 +23,8 @@ from martian_doves.errors import FileTooLarge, NotARegularFile
 
 #: Folder (inside the store) for files being written; never visible as states.
 TMP_DIR = ".doves-tmp"
+#: Folder of admission tickets for files that arrived in the root without ``submit``.
+ADMITTED_DIR = ".doves-admitted"
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,13 @@ class Layout:
     def tmp(self) -> str:
         return os.path.join(self.root, TMP_DIR)
 
+    @property
+    def admitted(self) -> str:
+        """Tickets (hard links) of files admitted from the root: one admitter per file."""
+        return os.path.join(self.root, ADMITTED_DIR)
+
     def folders(self) -> tuple[str, ...]:
-        return (self.pending, self.in_progress, self.done, self.failed, self.workers, self.tmp)
+        return (self.pending, self.in_progress, self.done, self.failed, self.workers, self.tmp, self.admitted)
 
     def create(self) -> None:
         os.makedirs(self.root, exist_ok=True)

@@ -235,13 +235,41 @@ class LeaseStore:
                 except UnsafeName as e:
                     self._quarantine(name, e.code, e.message)
                     continue
-                if self._create_hint(name):
+                if self._take_admission(name, now) and self._create_hint(name):
                     admitted += 1
             self._known.add(name)
         if admitted:
             log.info("admitted %d state file(s) found in %s", admitted, self.layout.root,
                      extra={"action": "admit"})
         return admitted
+
+    def _take_admission(self, name: str, now: float) -> bool:
+        """Become the one worker that admits ``name``: hard-link it into ``.doves-admitted/``.
+
+        Checking for markers and then creating a hint is not enough on its own: between
+        the two, another worker may admit the file and a third claim it, and the hint
+        would make it run twice. The link succeeds for one worker only. A ticket whose
+        admitter died before creating the hint (old, and still no marker) is taken back.
+        """
+        ticket = os.path.join(self.layout.admitted, name)
+        for _ in range(2):
+            try:
+                os.link(self._state_path(name), ticket, follow_symlinks=False)
+                return True
+            except FileExistsError:
+                try:
+                    age = now - os.lstat(ticket).st_ctime
+                except FileNotFoundError:
+                    continue
+                if age > self.options.lease_seconds and not self._marker_exists(name):
+                    fsops.unlink_quiet(ticket)
+                    continue
+                return False
+            except FileNotFoundError:
+                return False  # the file went away meanwhile
+            except OSError:
+                return True  # cannot be linked (a directory): its claim will quarantine it
+        return False
 
     def _scan_root(self) -> None:
         with self._admission_lock:
@@ -754,7 +782,8 @@ class LeaseStore:
         live = [w.name for w in self._workers() if w.alive]
         if live:
             raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
-        for folder in (self.layout.in_progress, self.layout.done, self.layout.pending, self.layout.workers):
+        for folder in (self.layout.in_progress, self.layout.done, self.layout.pending, self.layout.workers,
+                       self.layout.admitted):
             for entry in fsops.listdir_quiet(folder):
                 fsops.unlink_quiet(os.path.join(folder, entry))
         for entry in fsops.listdir_quiet(self.layout.failed):
