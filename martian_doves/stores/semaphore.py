@@ -266,6 +266,7 @@ class SemaphoreStore(LeaseStore):
     def _stamp_registration(self, worker: str, cycle: int) -> None:
         self._stamped_cycle = cycle
         if not self.check_skew():
+            self._stand_aside(worker)
             return
         if self._queue:
             return  # still busy with this cycle's share: not available for the next
@@ -274,12 +275,30 @@ class SemaphoreStore(LeaseStore):
             LeaseStore.register_worker(self, worker)
         self._stamp(path)
 
+    def _stand_aside(self, worker: str) -> None:
+        """Keep a refusing worker's registration out of every assignment.
+
+        Creating the registration stamped it with the filesystem's time, which would
+        make this worker available in the next cycle: its share would then wait a
+        cycle unclaimed. Backdated two cycles (by the filesystem's clock, since ours is
+        off), it is older than any cycle's window, yet still listed as alive.
+        """
+        path = self._worker_path(worker)
+        skew = self.last_skew.skew_seconds if self.last_skew is not None else 0.0
+        stamp = self.clock.time() + skew - 2 * self.phases.cycle_seconds
+        try:
+            os.utime(path, (stamp, stamp))
+        except FileNotFoundError:
+            pass
+
     def unregister_worker(self, worker: str) -> None:
         with self._lock:
+            if self._worker == worker:
+                self._worker = None  # a last heartbeat must not register it again
             while self._queue:
                 claim = self._queue.popleft()
                 self.release(claim)
-        super().unregister_worker(worker)
+            super().unregister_worker(worker)
 
     def _touch_worker(self, worker: str) -> None:
         pass  # registrations change only in the update phase (see _on_phase)
@@ -291,6 +310,8 @@ class SemaphoreStore(LeaseStore):
 
     def _on_phase(self, worker: str) -> None:
         """Do what the current phase asks of this worker, once per cycle."""
+        if self._worker != worker:
+            return  # not registered through this store (yet, or any more)
         now = self.clock.time()
         cycle, phase, _ = self.phases.at(now)
         if phase is Phase.UPDATE and self._stamped_cycle != cycle:

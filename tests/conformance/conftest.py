@@ -35,9 +35,11 @@ import pytest
 
 from martian_doves.clock import SystemClock
 from martian_doves.model import Claim
+from martian_doves.stores import open_store
 from martian_doves.stores.base import Store, Successor
 from martian_doves.stores.lease import DirectoryOptions, LeaseStore
 from martian_doves.stores.memory import MemoryStore
+from martian_doves.stores.semaphore import SemaphoreOptions, SemaphoreStore
 
 #: Lease given to the stores that follow the test clock (time moves instantly, so it can be long).
 LEASE_SECONDS = 10.0
@@ -82,6 +84,9 @@ class Backend:
     #: The first half of ``commit`` alone (successor written, state not yet marked done), to play a
     #: worker killed between the two; None for stores whose commit is one atomic step.
     write_successor_only: Callable[[Store, Claim, Successor], object] | None = None
+    #: Claims a worker's whole share at once (the semaphore's commitment phase) and hands it out
+    #: ``limit`` at a time, so exact "claim N, N in progress" counts do not apply.
+    claims_whole_share: bool = False
 
 
 _MEMORY_KEY = pytest.StashKey[MemoryStore]()
@@ -99,13 +104,59 @@ def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) 
 
 
 def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
+    # The semaphore store commits exactly as the lease store does (it is one).
     assert isinstance(store, LeaseStore)
     return store._write_successor(claim, successor)
+
+
+class PhaseDriven(SemaphoreStore):
+    """A semaphore store whose ``claim`` lets (test) time run through the phases.
+
+    In semaphore mode a worker gets states only in a commitment phase, and only once
+    it has been registered for a whole cycle; a real worker waits for that. Here
+    ``claim`` moves the shared test clock from phase to phase (instantly) until this
+    worker's share is claimable, so the contract tests read as for any other store.
+    """
+
+    def claim(self, worker: str, limit: int) -> list[Claim]:
+        if self._worker != worker:
+            self.register_worker(worker)  # waits (in test time) for the update phase
+        for _ in range(4 * len(self.phases.starts())):  # at most four cycles
+            claims = super().claim(worker, limit)
+            if claims:
+                return claims
+            now = self.clock.time()
+            self.clock.sleep(self.phases.next_boundary(now) - now + 0.001)
+        return []
+
+    def reset(self, *, successors: bool) -> int:
+        # The test's worker has stopped by now; a real one unregisters when it does.
+        if self._worker is not None:
+            self.unregister_worker(self._worker)
+        return super().reset(successors=successors)
+
+
+#: Driving a semaphore store through its phases moves test time by whole cycles between
+#: heartbeats, so its claims get a lease far longer than the cycles a test spans.
+SEMAPHORE_LEASE_SECONDS = 600.0
+
+
+def _semaphore(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
+    options = SemaphoreOptions(lease_seconds=SEMAPHORE_LEASE_SECONDS, assignment_seconds=0.3, commitment_seconds=0.3,
+                               update_seconds=0.3, buffer_seconds=0.1)
+    return PhaseDriven(tmp_path / "store", options, clock=clock, filesystem_time=clock.time)
+
+
+def _postgres(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
+    return open_store(request.getfixturevalue("pg_url"), clock=clock, lease_seconds=1.0)
 
 
 BACKENDS: dict[str, Backend] = {
     "memory": Backend(_memory),
     "lease": Backend(_lease, write_successor_only=_lease_write_successor),
+    "semaphore": Backend(_semaphore, lease_seconds=SEMAPHORE_LEASE_SECONDS, write_successor_only=_lease_write_successor,
+                         claims_whole_share=True),
+    "postgres": Backend(_postgres, lease_seconds=1.0, follows_clock=False, delay_seconds=1.5),
 }
 
 
