@@ -165,7 +165,10 @@ class Fleet:
 
     def start(self, name: str | None = None, *, clock_offset_seconds: float = 0.0,
               **worker_options: Any) -> WorkerProc:
-        """Start one worker process; ``worker_options`` override the fleet's ``WorkerOptions``."""
+        """Start one worker process; ``worker_options`` override the fleet's ``WorkerOptions``.
+
+        ``retry`` is given as a dict of ``RetryPolicy`` fields.
+        """
         self._serial += 1
         name = name or f"w{self._serial}"
         assert name not in self.procs, f"worker name {name} used twice"
@@ -243,7 +246,8 @@ class StoreSnapshot:
     """What a store folder holds, read with plain directory listings."""
 
     states: set[str]
-    #: Root entries that are neither state files nor layout folders (e.g. a visible temporary).
+    #: Visible root entries that are neither state files nor layout folders (e.g. a
+    #: temporary left in the open); hidden entries are the store's own bookkeeping.
     strays: set[str]
     pending: set[str]
     #: ``in_progress`` entries as state names (the claim token stripped).
@@ -262,7 +266,8 @@ def snapshot(store: Path) -> StoreSnapshot:
             reasons[entry[: -len(REASON_SUFFIX)]] = json.loads((store / "failed" / entry).read_text())
     return StoreSnapshot(
         states={name for name in root if name not in LAYOUT_DIRS and state_file_name(name)},
-        strays={name for name in root if name not in LAYOUT_DIRS and not state_file_name(name)},
+        strays={name for name in root
+                if name not in LAYOUT_DIRS and not name.startswith(".") and not state_file_name(name)},
         pending=set(os.listdir(store / "pending")),
         in_progress=[entry.rpartition("@")[0] or entry for entry in os.listdir(store / "in_progress")],
         done=set(os.listdir(store / "done")),
@@ -436,6 +441,7 @@ def _worker_main(config: dict[str, Any]) -> int:
 
     from martian_doves.clock import SystemClock
     from martian_doves.registry import default_registry
+    from martian_doves.retry import RetryPolicy
     from martian_doves.stores import open_store
     from martian_doves.worker import Worker, WorkerOptions
 
@@ -443,7 +449,10 @@ def _worker_main(config: dict[str, Any]) -> int:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     store = open_store(config["store"], config["mode"], clock=SystemClock(config["clock_offset_seconds"]),
                        **config["store_options"])
-    worker = Worker(store, default_registry(config["machines"]), WorkerOptions(**config["worker"]))
+    options = dict(config["worker"])
+    if "retry" in options:
+        options["retry"] = RetryPolicy(**options["retry"])
+    worker = Worker(store, default_registry(config["machines"]), WorkerOptions(**options))
 
     def stop(signum: int, frame: object) -> None:
         worker.stop()

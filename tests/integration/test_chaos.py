@@ -36,11 +36,18 @@ from procs import (
 MODES = ("lease", "semaphore")
 
 
+#: A state whose every attempt ended with its worker lost is failed after ``max_attempts``
+#: (a crash loop must end); random kills may hit one state's holders that often, so the
+#: chaos tests allow more attempts than that.
+CHAOS_RETRY = {"max_attempts": 50}
+
+
 def options_for(mode: str, lease_seconds: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]]:
     """(store options, worker options): short leases, and short phases in semaphore mode."""
     if mode == "semaphore":
-        return semaphore_options(lease_seconds=lease_seconds), {"heartbeat_seconds": 0.1, "poll_seconds": 0.2}
-    return {"lease_seconds": lease_seconds}, {"heartbeat_seconds": 0.2, "poll_seconds": 0.2}
+        return (semaphore_options(lease_seconds=lease_seconds),
+                {"heartbeat_seconds": 0.1, "poll_seconds": 0.2, "retry": CHAOS_RETRY})
+    return {"lease_seconds": lease_seconds}, {"heartbeat_seconds": 0.2, "poll_seconds": 0.2, "retry": CHAOS_RETRY}
 
 
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:

@@ -225,7 +225,8 @@ def test_skewed_worker_refuses_and_late_joiner_never_double_ticks(store: Path, l
 
     One worker's clock runs ``2 * buffer`` fast: it measures the skew against the
     filesystem, refuses to take part (claims nothing, says why in its log) and
-    still exits when the others are done. A worker started mid-run, followed by
+    still exits when the others are done; nothing is ever assigned to it, so no
+    share waits a cycle for it. A worker started mid-run, followed by
     more machines (half submitted, half copied in by hand), shares the work: every
     tick of every machine runs exactly once and no worker ever found an assigned
     state claimed by someone else (``contended == 0``).
@@ -250,6 +251,12 @@ def test_skewed_worker_refuses_and_late_joiner_never_double_ticks(store: Path, l
     assert not [name for name in snapshot(store).done if done_by(store, name) == "skewed"]
     assert skewed.pid not in {e.pid for e in read_executions(log)}
     assert all(r is not None and r["contended"] == 0 for r in results.values()), results
+    # Nothing was ever assigned to the refusing worker: the first cycle in which anyone
+    # claimed shared all 40 first machines between the honest workers.
+    claimed = [(int(cycle), int(count)) for count, cycle in
+               re.findall(r"claimed (\d+) state\(s\) in cycle (\d+)", fleet.log_text())]
+    first_cycle = min(cycle for cycle, _ in claimed)
+    assert sum(count for cycle, count in claimed if cycle == first_cycle) == 40, claimed
     assert late.pid in {e.pid for e in read_executions(log)}, "the late joiner should have had a share"
     assert {w.name for w in first} | {"late"} >= {done_by(store, name) for name in snapshot(store).done}
 
