@@ -17,6 +17,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from martian_doves.errors import FileTooLarge, NotARegularFile
@@ -227,6 +228,26 @@ def unlink_quiet(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def stamped_entries(folder: str) -> Iterator[tuple[str, float]]:
+    """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped."""
+    try:
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                try:
+                    yield entry.name, entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return
+
+
+def remove_older_than(folder: str, cutoff: float) -> None:
+    """Delete the entries of ``folder`` last modified before ``cutoff`` (epoch seconds)."""
+    for name, mtime in list(stamped_entries(folder)):
+        if mtime < cutoff:
+            unlink_quiet(os.path.join(folder, name))
 
 
 def listdir_quiet(path: str) -> list[str]:

@@ -310,19 +310,11 @@ class LeaseStore:
     def _refill(self, now: float) -> None:
         entries = []
         self._next_due = None
-        try:
-            with os.scandir(self.layout.pending) as listing:
-                for entry in listing:
-                    try:
-                        mtime = entry.stat(follow_symlinks=False).st_mtime
-                    except FileNotFoundError:
-                        continue
-                    if self._eligible(mtime, now):
-                        entries.append(entry.name)
-                    elif self._next_due is None or mtime < self._next_due:
-                        self._next_due = mtime
-        except FileNotFoundError:
-            pass
+        for name, mtime in fsops.stamped_entries(self.layout.pending):
+            if self._eligible(mtime, now):
+                entries.append(name)
+            elif self._next_due is None or mtime < self._next_due:
+                self._next_due = mtime
         # Each worker walks the hints in its own order so they rarely race for one.
         random.shuffle(entries)
         self._candidates.extend(entries)
@@ -465,14 +457,7 @@ class LeaseStore:
         return claims
 
     def _remove_stale_tmp(self) -> None:
-        cutoff = self.clock.time() - max(60.0, 2 * self.options.lease_seconds)
-        for entry in fsops.listdir_quiet(self.layout.tmp):
-            path = os.path.join(self.layout.tmp, entry)
-            try:
-                if os.lstat(path).st_mtime < cutoff:
-                    fsops.unlink_quiet(path)
-            except FileNotFoundError:
-                pass
+        fsops.remove_older_than(self.layout.tmp, self.clock.time() - max(60.0, 2 * self.options.lease_seconds))
 
     def wait_for_work(self, timeout_seconds: float) -> None:
         if self._candidates:
@@ -496,14 +481,7 @@ class LeaseStore:
         self._prune_dead_workers()
 
     def _prune_dead_workers(self) -> None:
-        cutoff = self.clock.time() - 10 * self.options.lease_seconds
-        for entry in fsops.listdir_quiet(self.layout.workers):
-            path = self._worker_path(entry)
-            try:
-                if os.lstat(path).st_mtime < cutoff:
-                    fsops.unlink_quiet(path)
-            except FileNotFoundError:
-                pass
+        fsops.remove_older_than(self.layout.workers, self.clock.time() - 10 * self.options.lease_seconds)
 
     def unregister_worker(self, worker: str) -> None:
         fsops.unlink_quiet(self._worker_path(worker))
@@ -662,16 +640,8 @@ class LeaseStore:
             return None
 
     def status(self) -> StatusReport:
-        oldest: float | None = None
-        pending = 0
-        with os.scandir(self.layout.pending) as listing:
-            for entry in listing:
-                pending += 1
-                try:
-                    mtime = entry.stat(follow_symlinks=False).st_mtime
-                except FileNotFoundError:
-                    continue
-                oldest = mtime if oldest is None else min(oldest, mtime)
+        stamps = [mtime for _, mtime in fsops.stamped_entries(self.layout.pending)]
+        pending, oldest = len(stamps), min(stamps, default=None)
         reasons = sorted(
             (entry for entry in fsops.listdir_quiet(self.layout.failed) if entry.endswith(REASON_SUFFIX)),
             key=lambda entry: os.path.getmtime(os.path.join(self.layout.failed, entry)),
