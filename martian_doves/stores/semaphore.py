@@ -330,16 +330,8 @@ class SemaphoreStore(LeaseStore):
         workers = available_workers(self._registrations(), start, self.phases.cycle_seconds)
         if worker not in workers:
             return []
-        mine = []
-        with os.scandir(self.layout.pending) as listing:
-            for entry in listing:
-                try:
-                    stamp = entry.stat(follow_symlinks=False).st_mtime
-                except FileNotFoundError:
-                    continue
-                if stamp < start and rendezvous_owner(entry.name, workers) == worker:
-                    mine.append(entry.name)
-        return sorted(mine)
+        return sorted(name for name, stamp in fsops.stamped_entries(self.layout.pending)
+                      if stamp < start and rendezvous_owner(name, workers) == worker)
 
     def _claim_assignment(self, worker: str) -> list[Claim]:
         claims = []
