@@ -183,7 +183,14 @@ def _open_via_open_store(folder: Path) -> Store:
     return open_store(str(folder))
 
 
-OPENERS: dict[str, Callable[[Path], Store]] = {"LeaseStore": _open_lease, "open_store": _open_via_open_store}
+def _open_semaphore(folder: Path) -> Store:
+    return open_store(str(folder), "semaphore", assignment_seconds=0.2, commitment_seconds=0.2,
+                      update_seconds=0.2, buffer_seconds=0.05)
+
+
+OPENERS: dict[str, Callable[[Path], Store]] = {
+    "LeaseStore": _open_lease, "open_store": _open_via_open_store, "semaphore": _open_semaphore,
+}
 
 
 def _run_to_completion(store: Store) -> None:
