@@ -152,6 +152,7 @@ def test_paused_worker_cannot_commit_after_takeover(tmp_path: Path, mode: str) -
     assert executions.count(("fence", 2)) == 2  # a's tick ran to its end, but its result was dropped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_sigterm_releases_in_flight_claims_at_once(tmp_path: Path, mode: str) -> None:
     """Clean stop: SIGTERM with slow ticks in flight; the worker exits and hands its claims back.

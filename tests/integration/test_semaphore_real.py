@@ -132,6 +132,7 @@ def test_dead_registrations_do_not_strand_work(store: Path, log: Path, fleet: Fl
     assert sum(duplicates.values()) <= 1, duplicates  # at most the victim's one interrupted tick
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_tick_is_taken_over(store: Path, log: Path, fleet: Fleet) -> None:
     """Seed defect: a crashed worker's in-progress flag blocks its state forever.
 
@@ -261,6 +262,7 @@ def test_skewed_worker_refuses_and_late_joiner_never_double_ticks(store: Path, l
     assert {w.name for w in first} | {"late"} >= {done_by(store, name) for name in snapshot(store).done}
 
 
+@pytest.mark.slow
 def test_slow_tick_outliving_cycles_keeps_its_claim(store: Path, log: Path, fleet: Fleet) -> None:
     """Seed defect: a tick longer than a cycle is assigned again. Fixed: heartbeats keep the claim.
 
