@@ -504,12 +504,17 @@ class LeaseStore:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def _write_successor(self, parent: Claim, successor: Successor) -> tuple[str, bool]:
+    def _write_successor(self, parent: Claim, successor: Successor, keep: bool) -> tuple[str, Claim | None, bool]:
         """Write the successor under its deterministic name, exactly once across attempts.
 
+        Its hint (or, with ``keep``, this worker's claim on it) is created *before* the
+        name appears, so no admission scan on any host, whatever its clock says about
+        the file's age, ever finds the new file without a marker and admits it twice.
+
         Returns:
-            The successor's name, and whether this call created it (False: an earlier
-            attempt of the same tick had, so it may be pending, claimed or settled already).
+            The successor's name, the chained claim on it (or None), and whether this call
+            created it (False: an earlier attempt of the same tick had, so it may be
+            pending, claimed or settled already).
         """
         data = codec.encode(State("", successor[0], successor[1], parent=parent.name))
         tmp = fsops.write_tmp(self.layout, data, durable=self.options.durable)
@@ -518,18 +523,35 @@ class LeaseStore:
                 # A successor already processed and failed lives in failed/, not the root.
                 owner = self._parent_in(self.layout.failed, name)
                 if owner is None:
+                    owner = self._parent_in(self.layout.root, name)
+                if owner is None:
+                    marker, child = self._mark_successor(parent, name, successor, keep)
                     if fsops.move_noreplace(tmp, self._state_path(name)):
                         if self.options.durable:
                             fsops.fsync_dir(self.layout.root)
-                        return name, True
+                        return name, child, True
+                    # Taken between the look and the move (a submit of that very name):
+                    # withdraw the marker and look at the newcomer.
+                    fsops.unlink_quiet(marker)
                     owner = self._parent_in(self.layout.root, name)
                 if owner == parent.name:
-                    return name, False  # an earlier attempt of this tick already wrote it
+                    return name, None, False  # an earlier attempt of this tick already wrote it
                 log.warning("successor name %s is taken by another machine; trying the next branch",
                             name, extra={"action": "branch"})
         finally:
             fsops.unlink_quiet(tmp)
         raise UnsafeName(f"no free successor name for {parent.name}")
+
+    def _mark_successor(self, parent: Claim, name: str, successor: Successor, keep: bool) -> tuple[str, Claim | None]:
+        """Create the hint for a new successor, or this worker's claim on it; return its path."""
+        if not keep:
+            self._create_hint(name)
+            return self._hint_path(name), None
+        token = secrets.token_hex(8)
+        path = _claim_path(self.layout, name, token)
+        info = {"worker": parent.worker, "token": token, "attempts": 0, "errors": [], "claimed_at": self.clock.time()}
+        fsops.create_with(path, json.dumps(info).encode())
+        return path, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
 
     def _parent_in(self, folder: str, name: str) -> str | None:
         """The parent recorded in ``folder/name``: '' for a root or unreadable file, None if absent."""
@@ -551,23 +573,12 @@ class LeaseStore:
         if not os.path.lexists(claim_path):
             raise ClaimLost(f"claim on {claim.name} was taken over")
         child: Claim | None = None
-        child_name, created = self._write_successor(claim, successor) if successor is not None else (None, False)
-        if child_name is not None:
+        if successor is not None:
+            child_name, child, created = self._write_successor(claim, successor, keep)
             self._known.add(child_name)  # ours: the root scan need not look at it
-        if child_name is not None and not created:
-            # Written by an earlier run of this tick (a crash, a reset): it may be pending or
-            # claimed by someone already, so neither claim it nor add a second hint for it.
-            if not self._marker_exists(child_name):
-                self._create_hint(child_name)
-        elif child_name is not None and successor is not None:
-            if keep:
-                token = secrets.token_hex(8)
-                child_path = _claim_path(self.layout, child_name, token)
-                info = {"worker": claim.worker, "token": token, "attempts": 0, "errors": [],
-                        "claimed_at": self.clock.time()}
-                fsops.create_with(child_path, json.dumps(info).encode())
-                child = Claim(State(child_name, successor[0], successor[1], claim.name), token, claim.worker)
-            else:
+            if not created and not self._marker_exists(child_name):
+                # Written by an earlier run of this tick (a crash, a reset) whose marker is
+                # gone: it may have been claimed meanwhile, so only a missing hint is added.
                 self._create_hint(child_name)
         try:
             # The fencing point: the claim file moves to done/ only if it is still ours.

@@ -106,7 +106,7 @@ def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) 
 def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
     # The semaphore store commits exactly as the lease store does (it is one).
     assert isinstance(store, LeaseStore)
-    return store._write_successor(claim, successor)
+    return store._write_successor(claim, successor, False)
 
 
 class PhaseDriven(SemaphoreStore):
