@@ -24,6 +24,10 @@ from martian_doves.errors import FileTooLarge, NotARegularFile
 
 #: Folder (inside the store) for files being written; never visible as states.
 TMP_DIR = ".doves-tmp"
+#: Separates a state name from its claim token in ``in_progress/``.
+TOKEN_SEP = "@"
+#: Suffix of the machine-readable reason next to a failed state.
+REASON_SUFFIX = ".reason.json"
 #: Folder of admission tickets for files that arrived in the root without ``submit``.
 ADMITTED_DIR = ".doves-admitted"
 

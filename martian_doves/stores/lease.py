@@ -47,20 +47,16 @@ from martian_doves.model import (
     HistoryEntry,
     JSONDict,
     State,
-    Status,
     StatusReport,
     WorkerInfo,
 )
-from martian_doves.stores import fsops
+from martian_doves.stores import dirview, fsops
 from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.fsops import REASON_SUFFIX, TOKEN_SEP
 from martian_doves.stores.watch import Watcher
 
 log = logging.getLogger(__name__)
 
-#: Separates a state name from its claim token in ``in_progress/``.
-TOKEN_SEP = "@"
-#: Suffix of the machine-readable reason next to a failed state.
-REASON_SUFFIX = ".reason.json"
 
 
 @dataclass(frozen=True)
@@ -624,24 +620,8 @@ class LeaseStore:
 
     # -- reporting -------------------------------------------------------------------------
 
-    def _count(self, folder: str, suffix: str = "") -> int:
-        return sum(1 for entry in fsops.listdir_quiet(folder) if entry.endswith(suffix))
-
-    def _workers(self) -> list[WorkerInfo]:
-        now = self.clock.time()
-        workers = []
-        for entry in sorted(fsops.listdir_quiet(self.layout.workers)):
-            path = self._worker_path(entry)
-            try:
-                seen = os.lstat(path).st_mtime
-                info = json.loads(fsops.read_regular(path, 65536) or b"{}")
-            except (OSError, ValueError, CodecError):
-                continue
-            workers.append(WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
-                                      now - seen < self._liveness_seconds()))
-        return workers
-
     def _liveness_seconds(self) -> float:
+        """How recently a worker must have been seen to count as alive in ``status``."""
         return self.options.lease_seconds
 
     def _reason(self, name: str) -> JSONDict | None:
@@ -650,94 +630,14 @@ class LeaseStore:
         except (OSError, ValueError, CodecError):
             return None
 
-    def status(self) -> StatusReport:
-        stamps = [mtime for _, mtime in fsops.stamped_entries(self.layout.pending)]
-        pending, oldest = len(stamps), min(stamps, default=None)
-        reasons = sorted(
-            (entry for entry in fsops.listdir_quiet(self.layout.failed) if entry.endswith(REASON_SUFFIX)),
-            key=lambda entry: os.path.getmtime(os.path.join(self.layout.failed, entry)),
-        )
-        recent = []
-        for reason_file in reasons[-5:]:
-            failed_name = reason_file[: -len(REASON_SUFFIX)]
-            reason = self._reason(failed_name) or {}
-            recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
-        return StatusReport(
-            pending=pending,
-            in_progress=self._count(self.layout.in_progress),
-            done=self._count(self.layout.done),
-            failed=len(reasons),
-            workers=self._workers(),
-            oldest_pending_at=oldest,
-            recent_failures=recent,
-            details={"store": self.layout.root, "mode": self.mode},
-        )
+    def _workers(self) -> list[WorkerInfo]:
+        return dirview.workers(self)
 
-    def _entry(self, name: str, claimed: dict[str, str]) -> HistoryEntry | None:
-        folder = self.layout.root
-        if not os.path.lexists(self._state_path(name)):
-            folder = self.layout.failed
-        try:
-            state = codec.decode(fsops.read_regular(os.path.join(folder, name), self.options.max_state_bytes), name)
-        except (FileNotFoundError, CodecError):
-            return None
-        done = self._done_path(name)
-        if os.path.lexists(done):
-            info: JSONDict = {}
-            try:
-                info = json.loads(fsops.read_regular(done, 65536) or b"{}")
-            except (ValueError, CodecError):
-                pass
-            return HistoryEntry(name, state.state, Status.DONE, state.payload, info.get("worker"),
-                                os.lstat(done).st_ctime, int(info.get("attempts", 0)))
-        reason = self._reason(name)
-        if reason is not None:
-            return HistoryEntry(name, state.state, Status.FAILED, state.payload, reason.get("worker"),
-                                reason.get("failed_at"), int(reason.get("attempts", 0)),
-                                f"{reason.get('code')}: {reason.get('message')}")
-        if name in claimed:
-            return HistoryEntry(name, state.state, Status.IN_PROGRESS, state.payload, claimed[name])
-        return HistoryEntry(name, state.state, Status.PENDING, state.payload)
+    def status(self) -> StatusReport:
+        return dirview.status(self)
 
     def history(self, name: str) -> list[HistoryEntry]:
-        claimed: dict[str, str] = {}
-        for claim_file in fsops.listdir_quiet(self.layout.in_progress):
-            state_name, _ = _split_claim(claim_file)
-            try:
-                claimed[state_name] = json.loads(
-                    fsops.read_regular(os.path.join(self.layout.in_progress, claim_file), 65536) or b"{}"
-                ).get("worker")
-            except (OSError, ValueError, CodecError):
-                claimed[state_name] = "?"
-        first = self._entry(name, claimed)
-        if first is None:
-            return []
-        seen = {name}
-        root = name
-        while True:  # walk up to the root through recorded parents
-            current = self._entry(root, claimed)
-            parent = self._parent_of(root)
-            if current is None or not parent or parent in seen:
-                break
-            seen.add(parent)
-            root = parent
-        entries = []
-        current_name: str | None = root
-        while current_name is not None:
-            found = self._entry(current_name, claimed)
-            if found is None:
-                break
-            entries.append(found)
-            next_name = None
-            for candidate in codec.successor_names(current_name):
-                owner = self._parent_of(candidate)
-                if owner is None:
-                    break
-                if owner == current_name:
-                    next_name = candidate
-                    break
-            current_name = next_name
-        return entries
+        return dirview.history(self, name)
 
     def is_finished(self) -> bool:
         if self.clock.monotonic() >= self._next_root_scan:

@@ -50,7 +50,7 @@ from martian_doves.errors import (
 from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, Status, StatusReport, WorkerInfo
 from martian_doves.stores import fsops
 from martian_doves.stores.base import SubmitResult, Successor
-from martian_doves.stores.lease import REASON_SUFFIX
+from martian_doves.stores.fsops import REASON_SUFFIX
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from martian_doves import api
 from martian_doves.registry import Registry, default_registry
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store
-from martian_doves.stores.lease import REASON_SUFFIX, DirectoryOptions, LeaseStore
+from martian_doves.stores.fsops import REASON_SUFFIX
+from martian_doves.stores.lease import DirectoryOptions, LeaseStore
 from martian_doves.worker import Worker, WorkerOptions
 
 pytestmark = pytest.mark.timeout(120)

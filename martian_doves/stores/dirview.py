@@ -1,0 +1,130 @@
+"""Reading a directory store for people: ``status`` and ``history``. No coordination here.
+
+Both directory modes share it; it only looks at the folders the lease store's
+protocol maintains (see ``stores/lease.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+from martian_doves import codec
+from martian_doves.errors import CodecError
+from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport, WorkerInfo
+from martian_doves.stores import fsops
+from martian_doves.stores.fsops import REASON_SUFFIX, TOKEN_SEP
+
+if TYPE_CHECKING:
+    from martian_doves.stores.lease import LeaseStore
+
+
+
+def _count(folder: str, suffix: str = "") -> int:
+    return sum(1 for entry in fsops.listdir_quiet(folder) if entry.endswith(suffix))
+
+
+def _read_json(path: str) -> JSONDict:
+    try:
+        return dict(json.loads(fsops.read_regular(path, 65536) or b"{}"))
+    except (OSError, ValueError, CodecError):
+        return {}
+
+
+def workers(store: LeaseStore) -> list[WorkerInfo]:
+    """The registrations in ``workers/``, alive if stamped within the store's liveness window."""
+    now = store.clock.time()
+    found = []
+    for entry in sorted(fsops.listdir_quiet(store.layout.workers)):
+        path = os.path.join(store.layout.workers, entry)
+        try:
+            seen = os.lstat(path).st_mtime
+        except OSError:
+            continue
+        info = _read_json(path)
+        found.append(WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
+                                now - seen < store._liveness_seconds()))
+    return found
+
+
+def status(store: LeaseStore) -> StatusReport:
+    """Counts from the folders, the oldest pending hint, the last few failures."""
+    layout = store.layout
+    stamps = [mtime for _, mtime in fsops.stamped_entries(layout.pending)]
+    reasons = sorted(
+        (entry for entry in fsops.listdir_quiet(layout.failed) if entry.endswith(REASON_SUFFIX)),
+        key=lambda entry: os.path.getmtime(os.path.join(layout.failed, entry)),
+    )
+    recent = []
+    for reason_file in reasons[-5:]:
+        failed_name = reason_file[: -len(REASON_SUFFIX)]
+        reason = store._reason(failed_name) or {}
+        recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
+    return StatusReport(
+        pending=len(stamps),
+        in_progress=_count(layout.in_progress),
+        done=_count(layout.done),
+        failed=len(reasons),
+        workers=workers(store),
+        oldest_pending_at=min(stamps, default=None),
+        recent_failures=recent,
+        details={"store": layout.root, "mode": store.mode},
+    )
+
+
+def _entry(store: LeaseStore, name: str, claimed: dict[str, str]) -> HistoryEntry | None:
+    folder = store.layout.root if os.path.lexists(os.path.join(store.layout.root, name)) else store.layout.failed
+    try:
+        raw = fsops.read_regular(os.path.join(folder, name), store.options.max_state_bytes)
+        state = codec.decode(raw, name)
+    except (FileNotFoundError, CodecError):
+        return None
+    done = os.path.join(store.layout.done, name)
+    if os.path.lexists(done):
+        info = _read_json(done)
+        return HistoryEntry(name, state.state, Status.DONE, state.payload, info.get("worker"),
+                            os.lstat(done).st_ctime, int(info.get("attempts", 0)))
+    reason = store._reason(name)
+    if reason is not None:
+        return HistoryEntry(name, state.state, Status.FAILED, state.payload, reason.get("worker"),
+                            reason.get("failed_at"), int(reason.get("attempts", 0)),
+                            f"{reason.get('code')}: {reason.get('message')}")
+    if name in claimed:
+        return HistoryEntry(name, state.state, Status.IN_PROGRESS, state.payload, claimed[name])
+    return HistoryEntry(name, state.state, Status.PENDING, state.payload)
+
+
+def history(store: LeaseStore, name: str) -> list[HistoryEntry]:
+    """The lineage containing ``name``: up through recorded parents, then down by successor names."""
+    claimed: dict[str, str] = {}
+    for claim_file in fsops.listdir_quiet(store.layout.in_progress):
+        state_name = claim_file.rpartition(TOKEN_SEP)[0]
+        claimed[state_name] = str(_read_json(os.path.join(store.layout.in_progress, claim_file)).get("worker", "?"))
+    if _entry(store, name, claimed) is None:
+        return []
+    seen = {name}
+    root = name
+    while True:  # walk up to the root through recorded parents
+        parent = store._parent_of(root)
+        if _entry(store, root, claimed) is None or not parent or parent in seen:
+            break
+        seen.add(parent)
+        root = parent
+    entries = []
+    current: str | None = root
+    while current is not None:
+        found = _entry(store, current, claimed)
+        if found is None:
+            break
+        entries.append(found)
+        following = None
+        for candidate in codec.successor_names(current):
+            owner = store._parent_of(candidate)
+            if owner is None:
+                break
+            if owner == current:
+                following = candidate
+                break
+        current = following
+    return entries
