@@ -35,7 +35,7 @@ import secrets
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from martian_doves import codec
@@ -112,9 +112,11 @@ class LeaseStore:
     mode = "lease"
 
     def __init__(self, root: str | os.PathLike[str], options: DirectoryOptions | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
         self.options = (options or DirectoryOptions()).validate()
         self.clock = clock or SystemClock()
+        #: The shared filesystem's clock (which stamps claims), read by touching a probe file.
+        self._filesystem_time = filesystem_time or self._probe_filesystem_time
         self.layout = fsops.Layout(os.path.abspath(os.fspath(root)))
         if os.path.exists(self.layout.root) and not os.path.isdir(self.layout.root):
             raise ConfigError(f"store {self.layout.root} exists and is not a directory")
@@ -409,12 +411,23 @@ class LeaseStore:
         except FileNotFoundError:
             pass
 
+    def _probe_filesystem_time(self) -> float:
+        # The filesystem (the NFS server, for a shared volume) stamps the probe with its
+        # own clock; reading the stamp back tells us that clock.
+        path = os.path.join(self.layout.tmp, f"clock-probe-{socket.gethostname()}-{os.getpid()}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        os.utime(path)
+        return os.stat(path).st_mtime
+
     def _takeovers(self, worker: str, limit: int) -> list[Claim]:
         mono = self.clock.monotonic()
         if mono < self._next_takeover:
             return []
         self._next_takeover = mono + max(0.05, self.options.lease_seconds / 4)
-        now = self.clock.time()
+        # Claim ctimes are stamped by the filesystem's clock, so their age is judged by that
+        # clock too: a host whose own clock runs ahead never takes a live claim early.
+        now = self._filesystem_time()
         claims: list[Claim] = []
         try:
             with os.scandir(self.layout.in_progress) as listing:

@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -180,9 +179,8 @@ class SemaphoreStore(LeaseStore):
     def __init__(self, root: str | os.PathLike[str], options: SemaphoreOptions | None = None,
                  clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
         self.options: SemaphoreOptions = options or SemaphoreOptions()
-        super().__init__(root, self.options, clock)
+        super().__init__(root, self.options, clock, filesystem_time)
         self.phases = self.options.phases
-        self._filesystem_time = filesystem_time or self._probe_filesystem_time
         self._lock = threading.RLock()
         #: Claims taken for this worker in a commitment phase, not yet handed out.
         self._queue: deque[Claim] = deque()
@@ -198,15 +196,6 @@ class SemaphoreStore(LeaseStore):
         self.contended = 0
 
     # -- time ----------------------------------------------------------------------------
-
-    def _probe_filesystem_time(self) -> float:
-        # The filesystem (the NFS server, for a shared volume) stamps the probe with its
-        # own clock; reading the stamp back tells us that clock.
-        path = os.path.join(self.layout.tmp, f"clock-probe-{socket.gethostname()}-{os.getpid()}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.close(fd)
-        os.utime(path)
-        return os.stat(path).st_mtime
 
     def check_skew(self) -> bool:
         """Measure skew now; log when this worker stops or resumes taking part."""

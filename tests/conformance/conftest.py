@@ -100,7 +100,8 @@ def _memory(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest)
 
 
 def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
-    return LeaseStore(tmp_path / "store", DirectoryOptions(lease_seconds=LEASE_SECONDS), clock=clock)
+    return LeaseStore(tmp_path / "store", DirectoryOptions(lease_seconds=LEASE_SECONDS), clock=clock,
+                      filesystem_time=clock.time)
 
 
 def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
