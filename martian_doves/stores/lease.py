@@ -208,7 +208,7 @@ class LeaseStore:
 
     def _admit(self, names: Iterable[str]) -> int:
         """Create hints for root files that have none (copied in by hand, or orphaned)."""
-        now = self.clock.time()
+        now = self._filesystem_time()  # a file's age by the clock that stamped it
         admitted = 0
         for name in names:
             if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
