@@ -32,8 +32,7 @@ def _read_json(path: str) -> JSONDict:
         return {}
 
 
-def workers(store: LeaseStore) -> list[WorkerInfo]:
-    """The registrations in ``workers/``, alive if stamped within the store's liveness window."""
+def _registrations(store: LeaseStore) -> list[tuple[WorkerInfo, str]]:
     now = store.clock.time()
     found = []
     for entry in sorted(fsops.listdir_quiet(store.layout.workers)):
@@ -43,9 +42,15 @@ def workers(store: LeaseStore) -> list[WorkerInfo]:
         except OSError:
             continue
         info = _read_json(path)
-        found.append(WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
-                                now - seen < store._liveness_seconds()))
+        worker = WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
+                            now - seen < store._liveness_seconds())
+        found.append((worker, str(info.get("mode", store.mode))))
     return found
+
+
+def workers(store: LeaseStore) -> list[WorkerInfo]:
+    """The registrations in ``workers/``, alive if stamped within the store's liveness window."""
+    return [worker for worker, _ in _registrations(store)]
 
 
 def status(store: LeaseStore) -> StatusReport:
@@ -61,15 +66,18 @@ def status(store: LeaseStore) -> StatusReport:
         failed_name = reason_file[: -len(REASON_SUFFIX)]
         reason = store._reason(failed_name) or {}
         recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
+    registrations = _registrations(store)
+    # Both modes share these folders: report the mode the live workers run in.
+    modes = sorted({mode for worker, mode in registrations if worker.alive}) or [store.mode]
     return StatusReport(
         pending=len(stamps),
         in_progress=_count(layout.in_progress),
         done=_count(layout.done),
         failed=len(reasons),
-        workers=workers(store),
+        workers=[worker for worker, _ in registrations],
         oldest_pending_at=min(stamps, default=None),
         recent_failures=recent,
-        details={"store": layout.root, "mode": store.mode},
+        details={"store": layout.root, "mode": ", ".join(modes)},
     )
 
 
