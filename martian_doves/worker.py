@@ -199,7 +199,7 @@ class Worker:
             except Retry as e:
                 self._retry(claim, f"Retry: {e.reason}", None, e.delay_seconds, result)
                 return None
-            except Exception as e:
+            except (Exception, SystemExit) as e:  # a handler calling sys.exit() fails its tick, not the worker
                 self._retry(claim, f"{type(e).__name__}: {e}", traceback.format_exc(), None, result)
                 return None
             try:

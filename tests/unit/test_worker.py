@@ -406,3 +406,29 @@ def test_retry_refuses_a_delay_no_store_can_honour(delay: Any) -> None:
 def test_retry_accepts_sensible_delays(delay: float | None) -> None:
     """None (use the backoff), zero and anything up to a year are fine."""
     assert Retry(delay).delay_seconds == delay
+
+
+def test_a_handler_calling_sys_exit_fails_its_tick_not_the_worker() -> None:
+    """``sys.exit()`` inside a handler is a failed attempt (retried, then failed), never a dead worker
+    thread that would leave its claim to be released and run again forever."""
+    import sys
+
+    from martian_doves.clock import FakeClock
+    from martian_doves.model import State
+    from martian_doves.registry import Registry
+    from martian_doves.retry import RetryPolicy
+    from martian_doves.stores.memory import MemoryStore
+    from martian_doves.worker import Worker, WorkerOptions
+
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    registry = Registry()
+    registry.register("quitter", lambda payload: sys.exit(3))
+    store.submit([State("q.state", "quitter", {})])
+    worker = Worker(store, registry, WorkerOptions(name="w", retry=RetryPolicy(max_attempts=2, base_delay_seconds=0)),
+                    clock=clock)
+    while not store.is_finished():
+        worker.step()
+    (entry,) = store.history("q.state")
+    assert entry.status.value == "failed" and entry.attempts == 2
+    assert "SystemExit" in (entry.reason or "")
