@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
-from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName
+from martian_doves.errors import ClaimLost, CodecError, ConfigError, FileTooLarge, NameTaken, UnsafeName
 from martian_doves.model import (
     Claim,
     Failure,
@@ -526,6 +526,10 @@ class LeaseStore:
             pending, claimed or settled already).
         """
         data = codec.encode(State("", successor[0], successor[1], parent=parent.name))
+        if len(data) > self.options.max_state_bytes:
+            # Written, it would only be quarantined unread: fail the tick that made it instead.
+            raise FileTooLarge(f"successor of {parent.name} is {len(data)} bytes, over the "
+                               f"{self.options.max_state_bytes}-byte limit (--max-state-bytes)")
         tmp = fsops.write_tmp(self.layout, data, durable=self.options.durable)
         try:
             for name in codec.successor_names(parent.name):

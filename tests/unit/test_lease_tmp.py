@@ -44,3 +44,17 @@ def test_takeover_scans_also_clean_up(store_dir: Path) -> None:
     os.utime(leftover, (old, old))
     store.claim("w", 1)  # runs the periodic takeover scan
     assert not leftover.exists()
+
+
+def test_a_successor_over_the_size_limit_fails_its_parent(store_dir: Path) -> None:
+    """A tick whose successor would exceed --max-state-bytes fails with bad_return; nothing is written."""
+    from martian_doves.registry import Registry
+
+    registry = Registry()
+    registry.register("grow", lambda payload: {"blob": "x" * 5000})
+    store = LeaseStore(store_dir, DirectoryOptions(max_state_bytes=1024))
+    store.submit([State("g.state", "grow", {})])
+    Worker(store, registry, WorkerOptions(name="w", poll_seconds=0.05)).run()
+    (entry,) = store.history("g.state")
+    assert entry.status.value == "failed" and "bad_return" in (entry.reason or "")
+    assert not (store_dir / "g.state-1").exists()
