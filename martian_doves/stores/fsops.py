@@ -234,6 +234,12 @@ def unlink_quiet(path: str) -> bool:
         return False
 
 
+def split_claim(entry: str) -> tuple[str, str]:
+    """``x.state@TOKEN`` (an entry of ``in_progress/``) → ``("x.state", "TOKEN")``; no token → ``""``."""
+    name, _, token = entry.rpartition(TOKEN_SEP)
+    return name, token
+
+
 def stamped_entries(folder: str) -> Iterator[tuple[str, float]]:
     """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped."""
     try:
