@@ -160,25 +160,6 @@ class _StopRequest:
             worker.stop()
 
 
-class _CrashWatch(logging.Filter):
-    """Notices the worker loop's ``crash`` record, so the process can exit non-zero.
-
-    ``Worker.run`` logs a crashed loop (``extra={"action": "crash"}``), stops, and
-    returns normally; the supervisor must still learn that this was not a clean end.
-    (Where a ``LoggerAdapter`` drops the call's ``extra``, ``_ended_cleanly`` still
-    tells a crash from the end of the work.)
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "action", None) == "crash":
-            self.seen = True
-        return True
-
-
 def _redirect_output(output: Connection) -> None:
     """Point this process's stdout and stderr (fds 1 and 2) at the supervisor's pipe."""
     fd = output.fileno()
@@ -207,29 +188,8 @@ def _stop_when_orphaned(worker: Worker) -> None:
     threading.Thread(target=watch, name="doves-parent-watch", daemon=True).start()
 
 
-def _ended_cleanly(spec: WorkerSpec, store: Store, stop: _StopRequest, crash: _CrashWatch) -> bool:
-    """Whether ``Worker.run`` returned for a good reason: stopped, or the store is finished.
-
-    ``run`` also returns after its loop crashed (it logs that, stops and unregisters);
-    the process must then exit non-zero so the supervisor replaces it.
-    """
-    if stop.requested:
-        return True
-    if crash.seen or not spec.worker.exit_when_finished:  # with --watch only a stop ends the loop
-        return False
-    try:
-        # The loop only ends on its own once the store is finished; if it is not, the
-        # loop crashed (or work arrived just now, which a replacement picks up).
-        return store.is_finished()
-    except Exception as e:
-        log.error("store failed: %s", e, extra={"action": "crash"})
-        return False
-
-
 def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
     """Build store, registry and worker, run until finished or stopped; the exit status."""
-    crash = _CrashWatch()
-    logging.getLogger("martian_doves.worker").addFilter(crash)
     try:
         store = spec.open_store()
     except ConfigError as e:
@@ -249,7 +209,9 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
         _stop_when_orphaned(worker)
         if not stop.requested:
             worker.run()
-        return EXIT_OK if _ended_cleanly(spec, store, stop, crash) else EXIT_WORKER_CRASHED
+        # ``run`` returns when stopped, when the store is finished, or after its loop
+        # crashed; only the last must make the supervisor replace this process.
+        return EXIT_WORKER_CRASHED if worker.crashed else EXIT_OK
     except Exception:
         log.exception("worker failed", extra={"action": "crash"})
         return EXIT_WORKER_CRASHED

@@ -130,6 +130,8 @@ class Worker:
         self._held: dict[str, tuple[Claim, float]] = {}
         self._held_lock = threading.Lock()
         self._busy_threads = 0
+        #: Set when a loop thread died of an error: ``run`` then returned without finishing.
+        self.crashed = False
 
     @property
     def name(self) -> str:
@@ -402,4 +404,5 @@ class Worker:
             # A store that keeps failing must not leave a worker spinning with claims it
             # cannot renew: stop, release, and let the supervisor decide.
             self.log.exception("worker loop crashed; stopping", extra={"action": "crash"})
+            self.crashed = True
             self._stopping.set()
