@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgdb import db
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent.parent
@@ -112,18 +113,6 @@ def fleet(pg_url: str, tmp_path: Path) -> Iterator[Fleet]:
     group = Fleet(pg_url, tmp_path)
     yield group
     group.stop_all()
-
-
-def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    from martian_doves.stores.postgres import parse_url
-
-    conninfo, options, _ = parse_url(pg_url)
-    schema = options.schema
-    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

@@ -21,6 +21,8 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
+from pgdb import db  # noqa: E402
+
 from martian_doves import codec  # noqa: E402
 from martian_doves.errors import ClaimLost, ConfigError, InvalidDocument, StoreUnavailable  # noqa: E402
 from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
@@ -46,15 +48,6 @@ def store(pg_url: str) -> Iterator[PostgresStore]:
     opened = PostgresStore(pg_url, PostgresOptions(poll_seconds=60.0))
     yield opened
     opened.close()
-
-
-def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run ``query`` in the test's schema on a connection of its own."""
-    conninfo, options, _ = parse_url(pg_url)
-    schema = options.schema
-    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def row(pg_url: str, name: str) -> dict[str, Any]:
