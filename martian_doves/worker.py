@@ -126,8 +126,9 @@ class Worker:
         self.log = ContextAdapter(log, {"worker": self.options.name})
         self.totals = StepResult()
         self._stopping = threading.Event()
-        #: Claims this process holds: name -> (claim, monotonic time its tick started).
-        self._held: dict[str, tuple[Claim, float]] = {}
+        #: Claims this process holds: name -> (claim, monotonic time its tick started, or
+        #: None while it waits its turn in a claimed batch).
+        self._held: dict[str, tuple[Claim, float | None]] = {}
         self._held_lock = threading.Lock()
         self._busy_threads = 0
         #: Set when a loop thread died of an error: ``run`` then returned without finishing.
@@ -148,7 +149,7 @@ class Worker:
         result = StepResult()
         claims = self.store.claim(self.name, limit or self.options.prefetch)
         for claim in claims:
-            self._hold(claim)  # heartbeats keep the whole batch alive while it waits its turn
+            self._hold(claim, running=False)  # heartbeats keep the batch alive while it waits its turn
         for index, claim in enumerate(claims):
             if self._stopping.is_set():
                 for rest in claims[index:]:
@@ -166,9 +167,9 @@ class Worker:
             except Exception:  # a broken hook is logged, never fatal
                 self.log.exception("event hook %r failed on %s", hook, event.value)
 
-    def _hold(self, claim: Claim) -> None:
+    def _hold(self, claim: Claim, *, running: bool = True) -> None:
         with self._held_lock:
-            self._held[claim.name] = (claim, self.clock.monotonic())
+            self._held[claim.name] = (claim, self.clock.monotonic() if running else None)
 
     def _drop(self, claim: Claim) -> None:
         with self._held_lock:
@@ -329,17 +330,17 @@ class Worker:
                 continue
             with self._held_lock:
                 # A claim committed while the heartbeat ran is gone for a good reason.
-                really_lost = [c for c in lost if self._held.get(c.name, (None, 0.0))[0] == c]
+                really_lost = [c for c in lost if self._held.get(c.name, (None, None))[0] == c]
             for claim in really_lost:
                 self.log.warning("lease on %s was taken over", claim.name, extra={"action": "lost"})
             self._check_tick_timeout(held)
 
-    def _check_tick_timeout(self, held: list[tuple[Claim, float]]) -> None:
+    def _check_tick_timeout(self, held: list[tuple[Claim, float | None]]) -> None:
         limit = self.options.tick_timeout_seconds
         if limit is None:
             return
         now = self.clock.monotonic()
-        overran = [claim for claim, started in held if now - started > limit]
+        overran = [claim for claim, started in held if started is not None and now - started > limit]
         if not overran:
             return
         for claim in overran:

@@ -432,3 +432,31 @@ def test_a_handler_calling_sys_exit_fails_its_tick_not_the_worker() -> None:
     (entry,) = store.history("q.state")
     assert entry.status.value == "failed" and entry.attempts == 2
     assert "SystemExit" in (entry.reason or "")
+
+
+def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """States claimed in a batch wait their turn; the time they wait is not run time, so a long
+    wait never counts as an overrun (which would replace the worker process)."""
+    from martian_doves.clock import FakeClock
+    from martian_doves.model import State
+    from martian_doves.registry import default_registry
+    from martian_doves.stores.memory import MemoryStore
+    from martian_doves.worker import Worker, WorkerOptions
+
+    exits: list[int] = []
+    monkeypatch.setattr("martian_doves.worker.os._exit", exits.append)
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    store.submit([State(f"s{i}.state", "simple", {"target": "x", "tick_seconds": 0}) for i in range(3)])
+    worker = Worker(store, default_registry(), WorkerOptions(name="w", prefetch=3, tick_timeout_seconds=5),
+                    clock=clock)
+    waiting = store.claim("w", 3)
+    for claim in waiting:
+        worker._hold(claim, running=False)
+    clock.advance(60)  # the batch waited a minute behind some other tick
+    worker._check_tick_timeout(list(worker._held.values()))
+    assert exits == []
+    worker._hold(waiting[0])  # now it runs ...
+    clock.advance(6)  # ... past the limit
+    worker._check_tick_timeout(list(worker._held.values()))
+    assert exits, "a tick that really overran was not stopped"
