@@ -318,6 +318,16 @@ class Worker:
                 return False
         return self.store.is_finished()
 
+    def _guarded_heartbeat(self) -> None:
+        try:
+            self._heartbeat_loop()
+        except Exception:
+            # Without heartbeats the leases of running ticks would lapse unnoticed: stop
+            # (releasing what is held) and let the supervisor replace this worker.
+            self.log.exception("heartbeat thread crashed; stopping", extra={"action": "crash"})
+            self.crashed = True
+            self._stopping.set()
+
     def _heartbeat_loop(self) -> None:
         while not self._threads_done.wait(self.options.heartbeat_seconds):
             with self._held_lock:
@@ -370,7 +380,7 @@ class Worker:
         self.log.info("worker started on %s (concurrency %d)", self.store.description,
                       self.options.concurrency, extra={"action": "start"})
         self._threads_done = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"{self.name}-heartbeat", daemon=True)
+        heartbeat = threading.Thread(target=self._guarded_heartbeat, name=f"{self.name}-heartbeat", daemon=True)
         heartbeat.start()
         threads = [
             threading.Thread(target=self._guarded_loop, name=f"{self.name}-{i}", daemon=True)

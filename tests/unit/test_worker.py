@@ -460,3 +460,28 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatc
     clock.advance(6)  # ... past the limit
     worker._check_tick_timeout(list(worker._held.values()))
     assert exits, "a tick that really overran was not stopped"
+
+
+def test_a_crashed_heartbeat_thread_stops_the_worker() -> None:
+    """If the heartbeat thread dies, the worker must not go on holding leases nobody renews."""
+    import threading
+
+    from martian_doves.model import State
+    from martian_doves.registry import Registry
+    from martian_doves.stores.memory import MemoryStore
+    from martian_doves.worker import Worker, WorkerOptions
+
+    release = threading.Event()
+
+    store = MemoryStore()
+    registry = Registry()
+    registry.register("wait", lambda payload: release.wait(10) and None)
+    store.submit([State("w.state", "wait", {})])
+    worker = Worker(store, registry, WorkerOptions(name="w", heartbeat_seconds=0.05, shutdown_grace_seconds=0.1))
+    worker._check_tick_timeout = lambda held: 1 / 0  # type: ignore[method-assign]  # a bug in the thread
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    runner.join(5)
+    release.set()
+    runner.join(5)
+    assert worker.crashed and worker.stopping
