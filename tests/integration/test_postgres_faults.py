@@ -176,14 +176,15 @@ def test_kill_9_of_a_worker_mid_run_loses_nothing_and_doubles_nothing(pg_url: st
     fleet.start("survivor")
     fleet.go()
     wait_until(lambda: done_count(pg_url) >= 40, what="some progress")
-    held = db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress' AND worker = 'victim'")[0][0]
     victim.kill()  # SIGKILL: no release, no unregister, claims left behind
     victim.wait()
+    # Counted after the kill: before it, the victim could still commit what it held.
+    held = db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress' AND worker = 'victim'")[0][0]
     totals = fleet.wait("survivor")
     assert totals["crashed"] == 0
     assert_lineages_complete(pg_url, 30, 6)
     recovered = db(pg_url, "SELECT count(*) FROM states WHERE errors ? 'worker victim stopped renewing its lease'")
-    assert held == 0 or recovered[0][0] >= 1  # its claims were taken over, not lost
+    assert recovered[0][0] >= held  # each claim it died holding was taken over, not lost
 
 
 @pytest.mark.slow
