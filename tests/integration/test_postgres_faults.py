@@ -3,7 +3,8 @@
 Each worker is this file run as a script (``python test_postgres_faults.py CONFIG``):
 it opens the store, waits for a start gate, runs ``Worker(...).run()`` and writes its
 totals to a JSON file. Faults are real: ``kill -9`` of a worker, and
-``pg_terminate_backend`` of the store's sessions (the server itself keeps running).
+``pg_terminate_backend`` of the store's sessions on the shared server, and a crash and
+restart of a private server (pgserver.py) that only one test uses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from pgdb import db
+from pgserver import PrivateServer
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent.parent
@@ -228,6 +230,42 @@ def test_every_session_terminated_under_load_loses_and_doubles_nothing(pg_url: s
     assert terminated > 0
     assert all(t["crashed"] == 0 and t["failed"] == 0 for t in totals)
     assert_lineages_complete(pg_url, 40, 5)
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    try:
+        server = PrivateServer()
+    except RuntimeError as e:
+        if os.environ.get("DOVES_REQUIRE_POSTGRES"):
+            pytest.fail(f"cannot start a private PostgreSQL server: {e}")
+        pytest.skip(f"cannot start a private PostgreSQL server: {e}")
+    yield server
+    server.close()
+
+
+@pytest.mark.slow
+def test_the_database_server_crashing_and_restarting_under_load_loses_and_doubles_nothing(
+        private_server: PrivateServer, tmp_path: Path) -> None:
+    url = f"{private_server.url}?schema=doves_restart"
+    submit_countdowns(url, 60, 5, 0.05)
+    fleet = Fleet(url, tmp_path)
+    try:
+        for name in ("w1", "w2"):
+            fleet.start(name, store={"lease_seconds": 3.0})
+        fleet.go()
+        for progress in (40, 120):
+            wait_until(lambda at=progress: done_count(url) >= at, what=f"{progress} transitions")
+            private_server.crash()  # every session cut, commits in flight lost or not, nobody told
+            time.sleep(1.0)  # the workers find the server gone for a while
+            private_server.start()
+        totals = [fleet.wait(name) for name in ("w1", "w2")]
+    finally:
+        fleet.stop_all()
+    assert all(t["crashed"] == 0 and t["failed"] == 0 for t in totals)
+    assert_lineages_complete(url, 60, 5)
+    logs = "".join((tmp_path / f"{name}.log").read_text(errors="replace") for name in ("w1", "w2"))
+    assert "database connection lost" in logs  # the workers did see the server go
 
 
 @pytest.mark.slow
