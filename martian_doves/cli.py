@@ -268,7 +268,7 @@ def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str
             progress = report.LogProgress(params.get("progress_seconds", 5.0))
     store = spec.open_store()
     try:
-        log.info("running %d worker(s) on %s%s", options.workers, store.description,
+        log.info("running %d worker(s) on %s (%s mode)%s", options.workers, store.description, store.mode,
                  " until stopped (--watch)" if not spec.worker.exit_when_finished else "",
                  extra={"action": "run", "workers": options.workers})
         output: Callable[[str], None] = StderrWriter()

@@ -377,8 +377,8 @@ class Worker:
     def run(self) -> StepResult:
         """Register, run ``concurrency`` loops until stopped or finished, drain, unregister."""
         self.store.register_worker(self.name)
-        self.log.info("worker started on %s (concurrency %d)", self.store.description,
-                      self.options.concurrency, extra={"action": "start"})
+        self.log.info("worker started on %s (%s mode, concurrency %d)", self.store.description,
+                      self.store.mode, self.options.concurrency, extra={"action": "start"})
         self._threads_done = threading.Event()
         heartbeat = threading.Thread(target=self._guarded_heartbeat, name=f"{self.name}-heartbeat", daemon=True)
         heartbeat.start()

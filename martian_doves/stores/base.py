@@ -35,8 +35,10 @@ class Store(Protocol):
     that act on a claim raise ``ClaimLost`` if the claim was taken over meanwhile.
     """
 
-    #: Human-readable location and mode, for logs and ``status``.
+    #: Human-readable location, for logs and messages.
     description: str
+    #: How the store coordinates workers: ``lease``, ``semaphore``, ``postgres`` or ``memory``.
+    mode: str
 
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         """Add root states; never replaces an existing name."""

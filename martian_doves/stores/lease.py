@@ -107,7 +107,9 @@ class LeaseStore(RootAdmission):
             self.layout.create()
         except OSError as e:
             raise ConfigError(f"cannot use {self.layout.root} as a store: {e.strerror}") from e
-        self.description = f"{self.layout.root} ({self.mode} mode)"
+        # The location only: a folder does not record its mode, and commands such as
+        # submit open it in the default mode whatever mode its workers run in.
+        self.description = str(self.layout.root)
         self._candidates: deque[str] = deque()
         #: A worker's threads share one store: admission (its sets, the watcher) runs one at a time.
         self._admission_lock = threading.RLock()

@@ -49,6 +49,8 @@ class _Record:
 class MemoryStore:
     """Thread-safe store kept in a dict; lost when the process exits."""
 
+    mode = "memory"
+
     def __init__(self, clock: Clock | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.clock = clock or SystemClock()
         self.lease_seconds = lease_seconds

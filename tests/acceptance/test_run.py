@@ -58,10 +58,13 @@ def test_submitted_states_run_once_with_many_workers(doves: Doves, store_dir: Pa
         write_state(incoming, f"{ident}.state", "counted", {"id": ident, "count": count, "log": str(tick_log)})
     submitted = doves("submit", str(store_dir), str(incoming), "--machines", str(machines_py))
     assert submitted.returncode == 0, submitted.stderr
+    # A folder does not record a mode: submit names the folder and claims no mode for it.
+    assert submitted.stdout.strip() == f"submitted {len(COUNTED)} state file(s) to {store_dir}"
 
     result = doves("run", str(store_dir), "--workers", "4", "--concurrency", "2", "--no-chain",
                    "--machines", str(machines_py))
     assert result.returncode == 0, result.stderr
+    assert f"running 4 worker(s) on {store_dir} (lease mode)" in result.stderr
     ticks = collections.Counter((ident, count) for ident, count, _, _ in read_ticks(tick_log))
     assert set(ticks.values()) == {1} and len(ticks) == sum(COUNTED.values())
 
