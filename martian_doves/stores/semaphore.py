@@ -5,9 +5,12 @@ assignment 3 s, commitment 3 s, update 3 s, with 1 s buffers between them)::
 
     0 ─ assignment ─ 3 ─ buffer ─ 4 ─ commitment ─ 7 ─ buffer ─ 8 ─ update ─ 11 ─ buffer ─ 12
 
-- **Update**: a worker with nothing queued stamps its registration ``workers/NAME``.
-  That is the only moment registrations change, so in the next cycle every worker
-  reads the same set of *available* workers: those stamped during the previous cycle.
+- **Update**: a worker with nothing queued and a thread free (one that last asked
+  for work and got none) stamps its registration ``workers/NAME``. That is the only
+  moment registrations change, so in the next cycle every worker reads the same set
+  of *available* workers: those stamped during the previous cycle. A worker whose
+  every thread is inside a long tick (the seed's slow-countdown) is left out until a
+  thread is free, so new states never wait behind its tick.
 - **Assignment**: each worker lists the hints in ``pending/`` stamped before the
   cycle began and computes, with rendezvous hashing over the available workers, which
   are its own. Every worker computes the same owner for a state from the same frozen
@@ -189,6 +192,9 @@ class SemaphoreStore(LeaseStore):
         self._claimed_cycle = -1
         self._stamped_cycle = -1
         self._worker: str | None = None
+        #: Threads that have asked this store for work, and those whose last ask got none.
+        self._claimers: set[int] = set()
+        self._idle_claimers: set[int] = set()
         #: Whether the last skew reading was beyond the limit (not taking part).
         self.refusing = False
         self.last_skew: SkewReading | None = None
@@ -255,22 +261,31 @@ class SemaphoreStore(LeaseStore):
     def _stamp_registration(self, worker: str, cycle: int) -> None:
         self._stamped_cycle = cycle
         if not self.check_skew():
-            self._stand_aside(worker)
+            self._stamp_unavailable(worker)
             return
-        if self._queue:
-            return  # still busy with this cycle's share: not available for the next
+        if self._queue or self._every_thread_busy():
+            # Not available for the next cycle. Left unset, _stamped_cycle makes the
+            # next call in this update phase look again: a thread may come free.
+            self._stamped_cycle = -1
+            self._stamp_unavailable(worker)
+            return
         path = self._worker_path(worker)
         if not os.path.lexists(path):
             LeaseStore.register_worker(self, worker)
         self._stamp(path)
 
-    def _stand_aside(self, worker: str) -> None:
-        """Keep a refusing worker's registration out of every assignment.
+    def _every_thread_busy(self) -> bool:
+        """Whether every thread that asks for work is inside a tick (none waits for work)."""
+        return bool(self._claimers) and not self._idle_claimers
 
-        Creating the registration stamped it with the filesystem's time, which would
-        make this worker available in the next cycle: its share would then wait a
-        cycle unclaimed. Backdated two cycles (by the filesystem's clock, since ours is
-        off), it is older than any cycle's window, yet still listed as alive.
+    def _stamp_unavailable(self, worker: str) -> None:
+        """Keep this worker's registration out of the next cycle's assignment.
+
+        For a worker that refuses (skew) or is busy. Its registration may carry a
+        stamp that would make it available in the next cycle (creating it stamps the
+        filesystem's time): its share would then wait unclaimed. Backdated two cycles
+        (by the filesystem's clock, in case ours is off), it is older than any cycle's
+        window, yet still listed as alive.
         """
         path = self._worker_path(worker)
         skew = self.last_skew.skew_seconds if self.last_skew is not None else 0.0
@@ -340,6 +355,11 @@ class SemaphoreStore(LeaseStore):
 
     def claim(self, worker: str, limit: int) -> list[Claim]:
         with self._lock:
+            # The calling thread is free now (it asks for work): that counts when the
+            # update phase decides whether this worker is available.
+            thread = threading.get_ident()
+            self._claimers.add(thread)
+            self._idle_claimers.add(thread)
             self._on_phase(worker)
             claims: list[Claim] = []
             if not self.refusing:
@@ -347,6 +367,8 @@ class SemaphoreStore(LeaseStore):
                 self._maintain()
             while self._queue and len(claims) < limit:
                 claims.append(self._queue.popleft())
+            if claims:
+                self._idle_claimers.discard(thread)
             return claims
 
     def wait_for_work(self, timeout_seconds: float) -> None:

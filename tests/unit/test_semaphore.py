@@ -318,3 +318,42 @@ def test_files_copied_in_mid_cycle_join_the_next_listing(tmp_path: Path) -> None
     assert fleet.finished()
     assert set(fleet.executions.values()) == {1} and len(fleet.executions) == 40
     assert fleet.contended() == 0
+
+
+def test_a_worker_busy_in_a_long_tick_is_left_out_until_a_thread_is_free(tmp_path: Path) -> None:
+    """The seed's slow-countdown outlives a cycle. A worker whose only thread is inside such a
+    tick is not stamped available, so the next cycle's states go to free workers instead of
+    queueing behind the tick; once the thread asks for work again, the worker takes part."""
+    fleet = Fleet(tmp_path, SEED, {"busy": 0.0, "free": 0.0})
+    busy, free = fleet.stores["busy"], fleet.stores["free"]
+    for name in fleet.stores:
+        fleet.join(name)
+    cycle = SEED.at(fleet.true_clock.time())[0]
+
+    def go_to(cycles_ahead: int, phase_offset: float) -> None:
+        fleet.true_clock.set(SEED.cycle_start(cycle + cycles_ahead) + phase_offset)
+
+    def submit(prefix: str, count: int) -> None:
+        busy.submit([State(f"{prefix}{i}.state", "count", {"id": i, "count": 1}) for i in range(count)])
+
+    slow = next(f"slow{i}.state" for i in range(100) if rendezvous_owner(f"slow{i}.state", ["busy", "free"]) == "busy")
+    busy.submit([State(slow, "count", {"id": 0, "count": 1})])
+    go_to(1, 4.5)  # commitment: the busy worker's one thread takes the slow state and runs it
+    [long_tick] = busy.claim("busy", 1)
+    assert long_tick.name == slow and free.claim("free", 1) == []
+    submit("next", 20)
+    go_to(1, 8.5)  # update: only the heartbeat thread of the busy worker calls in
+    busy.heartbeat("busy", [long_tick])
+    assert free.claim("free", 1) == []
+    go_to(2, 4.5)  # commitment: every state of this cycle goes to the free worker
+    busy.heartbeat("busy", [long_tick])
+    assert len(free.claim("free", 100)) == 20
+    assert busy.heartbeat("busy", [long_tick]) == [] and not busy._queue
+
+    assert busy.commit(long_tick, None) is None  # the long tick ends; the thread asks for work again
+    assert busy.claim("busy", 1) == []
+    submit("later", 40)
+    go_to(2, 8.5)
+    assert busy.claim("busy", 1) == [] and free.claim("free", 1) == []
+    go_to(3, 4.5)
+    assert len(busy.claim("busy", 100)) > 0 and len(free.claim("free", 100)) > 0
