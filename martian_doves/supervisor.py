@@ -489,12 +489,16 @@ class Supervisor:
         now = time.monotonic()
         if self._progress is None or now < self._next_status:
             return
-        self._next_status = now + self.options.status_seconds
         try:
             report = store.status()
         except Exception as e:
             log.warning("cannot read the store's status: %s", e, extra={"action": "status"})
             return
+        finally:
+            # Counting a store with a long history (a million files in done/, a big
+            # table) takes a while: sample no more than a tenth of the time.
+            took = time.monotonic() - now
+            self._next_status = time.monotonic() + max(self.options.status_seconds, 9 * took)
         self._progress.update(report, len(self._alive()))
 
     def _wait(self, wakeup: socket.socket) -> None:
