@@ -31,6 +31,7 @@ from martian_doves.cli_options import (
     allow_unknown_option,
     log_options,
     machines_option,
+    metrics_options,
     mode_option,
     option,
     progress_options,
@@ -209,6 +210,7 @@ def cli() -> None:
         help="Worker names are PREFIX-<pid>, shown in logs, status and history.", show_default="the host name")
 @log_options()
 @progress_options()
+@metrics_options()
 @option("--clock-offset-seconds", type=float, default=0.0, hidden=True,
         help="Run the workers' clock this much fast (tests of the semaphore's skew guard).")
 def run(store: str | None, **params: Any) -> int:
@@ -250,9 +252,10 @@ def _run_spec(target: str, params: Mapping[str, Any]) -> tuple[WorkerSpec, Super
         log_level=params["log_level"].lower(), log_format=params["log_format"],
         clock_offset_seconds=params.get("clock_offset_seconds") or 0.0,
     )
-    is_tty = _stdout_is_terminal()
-    status_seconds = 1.0 if is_tty else params["progress_seconds"]
-    return spec, SupervisorOptions(workers=params["workers"], status_seconds=status_seconds)
+    metrics_port = params.get("metrics_port")
+    status_seconds = 1.0 if _stdout_is_terminal() or metrics_port is not None else params["progress_seconds"]
+    return spec, SupervisorOptions(workers=params["workers"], status_seconds=status_seconds,
+                                   metrics_port=metrics_port, metrics_host=params.get("metrics_host", "0.0.0.0"))
 
 
 def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str, Any], *, title: str) -> int:

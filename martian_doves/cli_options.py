@@ -135,3 +135,13 @@ def progress_options() -> Callable[[F], F]:
         option("--progress-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0,
                help="Interval of the progress log lines when the output is not a terminal."),
     )
+
+
+def metrics_options() -> Callable[[F], F]:
+    return compose(
+        option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+               help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, logged).",
+               show_default="off"),
+        option("--metrics-host", default="0.0.0.0", metavar="HOST",
+               help="Address the metrics endpoint listens on (127.0.0.1 keeps it to this host)."),
+    )

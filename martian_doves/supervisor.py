@@ -13,6 +13,8 @@ work from it exactly as a worker on another host would. The supervisor only
   leases simply expire and other workers take the states over),
 - copies the workers' output, line by line, to one writer (so the live progress
   display never sees half a line), and samples ``store.status()`` for progress,
+- with ``metrics_port``, serves Prometheus metrics: the workers' summed counts and
+  the store's gauges from those samples (see ``metrics``),
 - returns 0 when no state failed during the run, 1 when some did.
 
 Signal handlers only set flags (huey's rule): all logging happens in the loop.
@@ -20,6 +22,7 @@ Signal handlers only set flags (huey's rule): all logging happens in the loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -30,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,14 +41,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from martian_doves.clock import SystemClock
 from martian_doves.errors import ConfigError, DovesError
 from martian_doves.logs import StderrWriter, Writer, setup_logging
+from martian_doves.metrics import MULTIPROCESS_ENV, MetricsFolder, StoreCollector, WorkerMetrics, serve, store_registry
 from martian_doves.model import StatusReport
 from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
-from martian_doves.worker import EXIT_TICK_TIMEOUT, Worker, WorkerOptions
+from martian_doves.worker import EXIT_TICK_TIMEOUT, EventHook, Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
+
+    from prometheus_client.metrics_core import Metric
 
     from martian_doves.stores.base import Store
 
@@ -88,6 +94,8 @@ class WorkerSpec:
     log_format: str = "text"
     #: Runs the workers' clock this much fast (tests of the semaphore's skew guard).
     clock_offset_seconds: float = 0.0
+    #: Count events for Prometheus (set by the supervisor when it serves metrics).
+    metrics: bool = False
 
     def worker_name(self, pid: int) -> str:
         """The unique name of the worker running in process ``pid``."""
@@ -118,8 +126,12 @@ class SupervisorOptions:
     min_uptime_seconds: float = 10.0
     #: Quick deaths in a row of one worker slot after which the run gives up.
     crash_loop_limit: int = 5
-    #: How often ``store.status()`` is sampled for the progress display.
+    #: How often ``store.status()`` is sampled for the progress display and metrics.
     status_seconds: float = 1.0
+    #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
+    metrics_port: int | None = None
+    #: Address the metrics endpoint listens on.
+    metrics_host: str = "0.0.0.0"
 
     def validate(self) -> SupervisorOptions:
         if self.workers < 1:
@@ -128,6 +140,8 @@ class SupervisorOptions:
             raise ConfigError("supervisor delays must not be negative")
         if self.crash_loop_limit < 1 or self.status_seconds <= 0:
             raise ConfigError("invalid supervisor options")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port must be between 0 and 65535, not {self.metrics_port}")
         return self
 
 
@@ -201,7 +215,8 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
     try:
         try:
             registry = default_registry(spec.machine_sources)
-            worker = Worker(store, registry, dataclasses.replace(spec.worker, name=name))
+            hooks: list[EventHook] = [WorkerMetrics()] if spec.metrics else []
+            worker = Worker(store, registry, dataclasses.replace(spec.worker, name=name), hooks=hooks)
         except ConfigError as e:
             log.error("%s", e.message, extra={"action": "config"})
             return EXIT_WORKER_CONFIG
@@ -356,8 +371,8 @@ class Supervisor:
     def __init__(self, spec: WorkerSpec, options: SupervisorOptions | None = None, *,
                  store: Store | None = None, progress: ProgressSink | None = None,
                  output: Writer | None = None) -> None:
-        self.spec = spec
         self.options = (options or SupervisorOptions()).validate()
+        self.spec = dataclasses.replace(spec, metrics=self.options.metrics_port is not None)
         self._store = store
         self._progress = progress
         self._context = multiprocessing.get_context("spawn")
@@ -369,6 +384,12 @@ class Supervisor:
         self._stopping = False
         self._stop_deadline: float | None = None
         self._next_status = 0.0
+        #: The last status sample and when it was taken (epoch seconds), for metrics.
+        self._last_report: StatusReport | None = None
+        self._last_report_at = 0.0
+        self._restarts = 0
+        #: The port metrics are served on, once they are.
+        self.metrics_port: int | None = None
 
     @property
     def watch(self) -> bool:
@@ -418,6 +439,8 @@ class Supervisor:
         process.join()
         process.close()
         slot.process = None
+        if self.spec.metrics and pid is not None:
+            MetricsFolder.process_exited(pid)
         name = self.spec.worker_name(pid or 0)
         extra = {"action": "exit", "pid": pid, "exit_code": code, "slot": slot.index}
         if self._stopping:
@@ -448,6 +471,7 @@ class Supervisor:
             delay = min(self.options.respawn_max_seconds,
                         self.options.respawn_base_seconds * 2 ** (slot.quick_deaths - 1))
         slot.restart_at = time.monotonic() + delay
+        self._restarts += 1
         log.warning("worker %s %s; starting a new one in %.1f s", name, what, delay,
                     extra={**extra, "action": "respawn"})
 
@@ -487,7 +511,7 @@ class Supervisor:
 
     def _sample(self, store: Store) -> None:
         now = time.monotonic()
-        if self._progress is None or now < self._next_status:
+        if (self._progress is None and not self.spec.metrics) or now < self._next_status:
             return
         try:
             report = store.status()
@@ -499,7 +523,9 @@ class Supervisor:
             # table) takes a while: sample no more than a tenth of the time.
             took = time.monotonic() - now
             self._next_status = time.monotonic() + max(self.options.status_seconds, 9 * took)
-        self._progress.update(report, len(self._alive()))
+        self._last_report, self._last_report_at = report, time.time()
+        if self._progress is not None:
+            self._progress.update(report, len(self._alive()))
 
     def _wait(self, wakeup: socket.socket) -> None:
         now = time.monotonic()
@@ -507,7 +533,7 @@ class Supervisor:
         for slot in self._slots:
             if slot.restart_at is not None:
                 timeout = min(timeout, max(0.0, slot.restart_at - now))
-        if self._progress is not None:
+        if self._progress is not None or self.spec.metrics:
             timeout = min(timeout, max(0.0, self._next_status - now))
         waitables: list[Any] = [wakeup]
         waitables += [slot.process.sentinel for slot in self._alive() if slot.process is not None]
@@ -552,8 +578,11 @@ class Supervisor:
         store = self._store if self._store is not None else self.spec.open_store()
         try:
             failed_before = store.status().failed
-            self._run_with_signals(store)
-            if self._progress is not None:
+            with contextlib.ExitStack() as serving:
+                if self.options.metrics_port is not None:
+                    serving.enter_context(MetricsFolder())  # before the first worker starts
+                    serving.callback(self._serve_metrics())
+                self._run_with_signals(store)
                 self._next_status = 0.0
                 self._sample(store)
             failed_now = store.status().failed
@@ -567,6 +596,24 @@ class Supervisor:
                         extra={"action": "summary", "failed": failed_now - failed_before})
             return EXIT_SOME_FAILED
         return EXIT_OK
+
+    def _serve_metrics(self) -> Callable[[], None]:
+        """Start the metrics endpoint; the function that stops it."""
+        assert self.options.metrics_port is not None
+        collector = StoreCollector(lambda: (self._last_report, self._last_report_at), self._own_metrics)
+        stop, self.metrics_port = serve(store_registry(collector, os.environ[MULTIPROCESS_ENV]),
+                                        self.options.metrics_host, self.options.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", self.options.metrics_host, self.metrics_port,
+                 extra={"action": "metrics", "port": self.metrics_port})
+        return stop
+
+    def _own_metrics(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield GaugeMetricFamily("doves_worker_processes", "Worker processes this supervisor runs now.",
+                                value=len(self._alive()))
+        yield CounterMetricFamily("doves_worker_restarts", "Worker processes replaced after dying.",
+                                  value=self._restarts)
 
     def _run_with_signals(self, store: Store) -> None:
         in_main = threading.current_thread() is threading.main_thread()

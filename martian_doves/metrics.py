@@ -1,0 +1,190 @@
+"""Prometheus metrics: what workers did, and what a store holds.
+
+Two sources, served on one endpoint by ``doves run --metrics-port`` (and the store's
+part by ``doves dashboard`` at ``/metrics``):
+
+- **Worker events** (``doves_transitions_total``, ``doves_tick_seconds``) are counted
+  in the worker processes by ``WorkerMetrics``, an event hook. Each process writes its
+  counts to its own files in a folder the supervisor makes (prometheus-client's
+  multiprocess mode, chosen by ``PROMETHEUS_MULTIPROC_DIR``); the supervisor sums them
+  when scraped, so a worker that is killed and replaced keeps its counts in the totals.
+- **Store gauges** (``doves_states``, ``doves_workers_alive``, ...) come from the last
+  ``status()`` sample the supervisor (or dashboard) already takes, never from a query
+  per scrape, so a scraper cannot add load on the store.
+
+Every worker on a store sees the same store gauges: in a fleet, aggregate them with
+``max`` rather than ``sum`` (the README shows the queries).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from martian_doves.model import Claim, StatusReport
+from martian_doves.worker import Event
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+#: prometheus-client reads this (at import) to keep each process's values in files.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Tick durations, from 1 ms (a tick that does nothing) to the seed's 10 s slow ticks and beyond.
+TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+#: Events that end a claim, and the outcome label each is counted under.
+_OUTCOMES = {Event.COMMITTED: "committed", Event.RETRIED: "retried", Event.FAILED: "failed",
+             Event.LOST: "lost", Event.RELEASED: "released"}
+
+
+class WorkerMetrics:
+    """A ``Worker`` event hook counting transitions by outcome and timing each claim.
+
+    The time of a claim runs from the moment its tick starts to its outcome (commit
+    included): what a transition costs the worker.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Histogram
+
+        registry = REGISTRY if registry is None else registry
+        self.transitions = Counter(
+            "doves_transitions", "Claims ended by this host's workers, by outcome: committed (a successor "
+            "written or the machine ended), retried, failed, lost (taken over), released (at a stop).",
+            ["outcome"], registry=registry)
+        for outcome in _OUTCOMES.values():
+            self.transitions.labels(outcome)  # every series exists from the start, at 0
+        self.tick_seconds = Histogram(
+            "doves_tick_seconds", "Seconds from the start of a tick to its outcome, commit included.",
+            buckets=TICK_BUCKETS, registry=registry)
+        self._started: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event, claim: Claim) -> None:
+        key = (claim.name, claim.token)
+        if event is Event.CLAIMED:
+            with self._lock:
+                self._started[key] = time.monotonic()
+            return
+        outcome = _OUTCOMES.get(event)
+        if outcome is None:
+            return
+        with self._lock:
+            started = self._started.pop(key, None)
+        self.transitions.labels(outcome).inc()
+        if started is not None and event is not Event.RELEASED:
+            self.tick_seconds.observe(time.monotonic() - started)
+
+
+class StoreCollector:
+    """Gauges of a store from its last status sample, for a ``CollectorRegistry``.
+
+    Args:
+        latest: returns the last ``StatusReport`` (or None before the first sample)
+            and the time it was taken.
+        extra: more metrics of the serving process (the supervisor's own), if any.
+    """
+
+    def __init__(self, latest: Callable[[], tuple[StatusReport | None, float]],
+                 extra: Callable[[], Iterator[Metric]] | None = None) -> None:
+        self._latest = latest
+        self._extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self._extra is not None:
+            yield from self._extra()
+        report, sampled_at = self._latest()
+        if report is None:
+            return
+        states = GaugeMetricFamily("doves_states", "States in the store by status (whole store).",
+                                   labels=["status"])
+        for status, count in (("pending", report.pending), ("in_progress", report.in_progress),
+                              ("done", report.done), ("failed", report.failed)):
+            states.add_metric([status], count)
+        yield states
+        yield GaugeMetricFamily("doves_workers_alive", "Workers registered with the store and alive "
+                                "(every host's).", value=sum(1 for w in report.workers if w.alive))
+        oldest = 0.0
+        if report.oldest_pending_at is not None and report.pending:
+            oldest = max(0.0, sampled_at - report.oldest_pending_at)
+        yield GaugeMetricFamily("doves_oldest_pending_age_seconds",
+                                "Age of the oldest pending state (0 when none is pending).", value=oldest)
+        yield GaugeMetricFamily("doves_status_sampled_timestamp_seconds",
+                                "When the store's counts above were read (epoch seconds).", value=sampled_at)
+
+
+def store_registry(collector: StoreCollector, multiprocess_dir: str | None = None) -> CollectorRegistry:
+    """A registry with the store's gauges and, given their folder, the workers' summed counts."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    if multiprocess_dir is not None:
+        MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+    return registry
+
+
+class MetricsFolder:
+    """The folder worker processes write their counts to, set in the environment they inherit.
+
+    Made on ``__enter__`` and removed, with the environment restored, on ``__exit__``.
+    """
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._previous: str | None = None
+
+    def __enter__(self) -> MetricsFolder:
+        self.path = tempfile.mkdtemp(prefix="doves-metrics-")
+        self._previous = os.environ.get(MULTIPROCESS_ENV)
+        os.environ[MULTIPROCESS_ENV] = self.path
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is None:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+        else:
+            os.environ[MULTIPROCESS_ENV] = self._previous
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    @staticmethod
+    def process_exited(pid: int) -> None:
+        """Forget a dead worker's live gauges (its counters stay in the totals)."""
+        from prometheus_client import multiprocess
+
+        path = os.environ.get(MULTIPROCESS_ENV)
+        if path:
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[Callable[[], None], int]:
+    """Serve ``registry`` at http://host:port/metrics in a thread; (stop function, bound port).
+
+    Port 0 picks a free port (the bound one is returned).
+    """
+    from prometheus_client import start_http_server
+
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as e:
+        from martian_doves.errors import ConfigError
+
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from e
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2.0)
+
+    return stop, int(server.server_address[1])
