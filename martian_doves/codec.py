@@ -10,12 +10,13 @@ anything.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from martian_doves.errors import InvalidDocument, MalformedJSON, UnsafeName
+from martian_doves.errors import FileTooLarge, InvalidDocument, MalformedJSON, UnsafeName
 from martian_doves.model import State
 
 #: Default upper bound on a state file's size; larger files are quarantined unread.
@@ -83,18 +84,48 @@ def successor_names(parent: str) -> Iterator[str]:
     raise UnsafeName(f"no free successor name for {parent!r} after 10000 branches")
 
 
-def _check_depth(obj: Any, limit: int) -> None:
-    # json.loads already stops at the interpreter's recursion limit; this keeps
-    # handlers (and our own encoder) away from payloads nested absurdly deep.
-    stack = [(obj, 0)]
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        # Valid JSON, but PostgreSQL's jsonb (and many tools) cannot hold it: refused in
+        # every store, so a payload never works in one store and breaks in another.
+        raise InvalidDocument(f"payload text {text[:40]!r} holds a NUL character (\\u0000), which is not storable")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidDocument(f"payload text {text[:40]!r} is not valid Unicode (a lone surrogate)") from e
+
+
+def check_payload(payload: Any, limit: int | None = None) -> None:
+    """Raise ``InvalidDocument`` unless ``payload`` is a JSON object every store can hold.
+
+    Checks what ``json.loads`` gives for free and a handler may get wrong: only
+    objects with string keys, arrays, strings, finite numbers, booleans and null;
+    no NUL characters or lone surrogates in strings; nesting at most ``limit`` deep
+    (json.loads stops only at the interpreter's recursion limit).
+    """
+    limit = MAX_DEPTH if limit is None else limit
+    if not isinstance(payload, dict):
+        raise InvalidDocument(f"payload must be an object, got {type(payload).__name__}")
+    stack: list[tuple[Any, int]] = [(payload, 0)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             raise InvalidDocument(f"payload nested deeper than {limit} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidDocument(f"payload key {key!r} is not a string")
+                _check_text(key)
+                stack.append((value, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((value, depth + 1) for value in item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidDocument(f"payload holds {item}, which is not JSON")
+        elif item is not None and not isinstance(item, int):  # bool is an int
+            raise InvalidDocument(f"payload holds a {type(item).__name__}, which is not JSON")
 
 
 #: Deepest nesting accepted in a payload.
@@ -142,7 +173,10 @@ def from_document(doc: Any, name: str) -> State:
     payload = doc.get("payload", {})
     if not isinstance(payload, dict):
         raise InvalidDocument(f"{name}: \"payload\" must be an object, got {type(payload).__name__}")
-    _check_depth(payload, MAX_DEPTH)
+    try:
+        check_payload(payload)
+    except InvalidDocument as e:
+        raise InvalidDocument(f"{name}: {e.message}") from e
     parent = doc.get("parent")
     if parent is not None and not isinstance(parent, str):
         raise InvalidDocument(f"{name}: \"parent\" must be a string")
@@ -157,9 +191,23 @@ def to_document(state: State) -> dict[str, Any]:
     return doc
 
 
-def encode(state: State) -> bytes:
-    """Serialise a state the way the seed's files look (4-space indented JSON)."""
+def encode(state: State, max_bytes: int | None = None) -> bytes:
+    """Serialise a state the way the seed's files look (4-space indented JSON).
+
+    Raises:
+        InvalidDocument: the payload is not JSON.
+        FileTooLarge: the file would be larger than ``max_bytes`` (it would be
+            quarantined unread: refuse it before it is written).
+    """
     try:
-        return (json.dumps(to_document(state), indent=4, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        check_payload(state.payload)
+    except InvalidDocument as e:
+        raise InvalidDocument(f"{state.name or 'successor'}: {e.message}") from e
+    try:
+        data = (json.dumps(to_document(state), indent=4, ensure_ascii=False, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as e:
-        raise InvalidDocument(f"{state.name}: payload is not JSON-serialisable: {e}") from e
+        raise InvalidDocument(f"{state.name or 'successor'}: payload is not JSON-serialisable: {e}") from e
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileTooLarge(f"{state.name or 'successor'} would be {len(data)} bytes, over the {max_bytes}-byte "
+                           "limit (--max-state-bytes)")
+    return data

@@ -6,6 +6,13 @@ changes once released. Each class's docstring is its default message.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
+#: Longest duration any option accepts (about 31 years, i.e. "never"), well within
+#: what thread timeouts (threading.TIMEOUT_MAX) and PostgreSQL intervals can hold.
+MAX_SECONDS = 1e9
+
 
 class DovesError(Exception):
     """Martian Doves error."""
@@ -25,6 +32,17 @@ class ConfigError(DovesError):
     """Invalid configuration."""
 
     code = "config"
+
+
+def check_seconds(durations: Mapping[str, float | None]) -> None:
+    """Raise ``ConfigError`` unless each duration (by flag; None: unset) is finite and at most ``MAX_SECONDS``.
+
+    Range checks such as ``value <= 0`` let NaN through, and an infinite or huge
+    lease or delay overflows a PostgreSQL interval or a timer deep inside a worker.
+    """
+    for flag, value in durations.items():
+        if value is not None and not (math.isfinite(value) and abs(value) <= MAX_SECONDS):
+            raise ConfigError(f"{flag} must be a finite number of seconds, at most {MAX_SECONDS:.0f}; got {value}")
 
 
 class CodecError(DovesError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from martian_doves.errors import ConfigError
+from martian_doves.errors import ConfigError, check_seconds
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class RetryPolicy:
     jitter: float = 0.5
 
     def validate(self) -> RetryPolicy:
+        check_seconds({"--retry-base-seconds": self.base_delay_seconds, "--retry-max-seconds": self.max_delay_seconds})
         if self.max_attempts < 1:
             raise ConfigError("--max-attempts must be at least 1")
         if self.base_delay_seconds < 0 or self.max_delay_seconds < 0:

@@ -28,6 +28,7 @@ from martian_doves.errors import (
     TickFailed,
     TickTimeout,
     UnknownState,
+    check_seconds,
 )
 from martian_doves.logs import ContextAdapter
 from martian_doves.model import Claim, Failure
@@ -76,6 +77,9 @@ class WorkerOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def validate(self) -> WorkerOptions:
+        check_seconds({"--heartbeat-seconds": self.heartbeat_seconds, "--poll-seconds": self.poll_seconds,
+                       "--tick-timeout": self.tick_timeout_seconds,
+                       "--shutdown-grace-seconds": self.shutdown_grace_seconds})
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if self.prefetch < 1:

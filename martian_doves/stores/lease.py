@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
-from martian_doves.errors import ClaimLost, CodecError, ConfigError, FileTooLarge, NameTaken, UnsafeName
+from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName, check_seconds
 from martian_doves.model import (
     Claim,
     Failure,
@@ -76,6 +76,7 @@ class DirectoryOptions:
     scan_seconds: float = 10.0
 
     def validate(self) -> DirectoryOptions:
+        check_seconds({"--lease-seconds": self.lease_seconds, "--scan-seconds": self.scan_seconds})
         if self.lease_seconds <= 0:
             raise ConfigError("--lease-seconds must be positive")
         if self.max_state_bytes < 64:
@@ -133,7 +134,7 @@ class LeaseStore(RootAdmission):
                 codec.check_name(state.name)
                 if not codec.is_state_file_name(state.name):
                     raise UnsafeName(f"{state.name}: state file names end in .state")
-                data = codec.encode(State(state.name, state.state, state.payload))
+                data = codec.encode(State(state.name, state.state, state.payload), self.options.max_state_bytes)
             except CodecError as e:
                 results.append(SubmitResult(state.name, False, e.message))
                 continue
@@ -372,11 +373,9 @@ class LeaseStore(RootAdmission):
             created it (False: an earlier attempt of the same tick had, so it may be
             pending, claimed or settled already).
         """
-        data = codec.encode(State("", successor[0], successor[1], parent=parent.name))
-        if len(data) > self.options.max_state_bytes:
-            # Written, it would only be quarantined unread: fail the tick that made it instead.
-            raise FileTooLarge(f"successor of {parent.name} is {len(data)} bytes, over the "
-                               f"{self.options.max_state_bytes}-byte limit (--max-state-bytes)")
+        # Too large, it would only be quarantined unread: fail the tick that made it instead.
+        data = codec.encode(State(f"successor of {parent.name}", successor[0], successor[1], parent=parent.name),
+                            self.options.max_state_bytes)
         tmp = fsops.write_tmp(self.layout, data, durable=self.options.durable)
         try:
             for name in codec.successor_names(parent.name):

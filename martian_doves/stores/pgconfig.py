@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import psycopg.conninfo
 
-from martian_doves.errors import ConfigError
+from martian_doves import codec
+from martian_doves.errors import ConfigError, check_seconds
 
 #: Schema used when neither the options nor the URL (``?schema=``) name one.
 DEFAULT_SCHEMA = "doves"
@@ -24,7 +25,7 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 #: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
 #: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
 URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
-               "reconnect_seconds")
+               "reconnect_seconds", "max_state_bytes")
 
 
 
@@ -86,6 +87,9 @@ class PostgresOptions:
     reconnect_seconds: float = 30.0
     #: Time allowed to open a connection.
     connect_timeout_seconds: float = 10.0
+    #: Largest state accepted, measured as the state file it exports to: submits over
+    #: it are refused and a tick whose successor is over it fails (as in a folder).
+    max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
 
     def validate(self) -> PostgresOptions:
         """Return ``self`` if every value is usable.
@@ -93,8 +97,13 @@ class PostgresOptions:
         Raises:
             ConfigError: a value is out of range (one line, naming the option).
         """
+        check_seconds({"--lease-seconds": self.lease_seconds, "--poll-seconds": self.poll_seconds,
+                       "--reconnect-seconds": self.reconnect_seconds,
+                       "--connect-timeout-seconds": self.connect_timeout_seconds})
         if self.lease_seconds <= 0:
             raise ConfigError("--lease-seconds must be positive")
+        if self.max_state_bytes < 64:
+            raise ConfigError("--max-state-bytes is too small")
         if self.claim_batch < 1 or self.pool_size < 1:
             raise ConfigError("claim_batch and pool_size must be at least 1")
         if self.poll_seconds <= 0 or self.reconnect_seconds < 0 or self.connect_timeout_seconds <= 0:

@@ -36,7 +36,6 @@ from martian_doves.errors import (
     ClaimLost,
     CodecError,
     ConfigError,
-    FileTooLarge,
     InvalidDocument,
     NameTaken,
     StoreError,
@@ -217,11 +216,10 @@ class PostgresStore:
                 codec.check_name(state.name)
                 if not codec.is_state_file_name(state.name):
                     raise UnsafeName(f"{state.name}: state file names end in .state")
-                if len(codec.encode(State(state.name, state.state, state.payload))) > codec.DEFAULT_MAX_STATE_BYTES:
-                    raise FileTooLarge(f"{state.name}: over the {codec.DEFAULT_MAX_STATE_BYTES}-byte limit")
+                codec.encode(State(state.name, state.state, state.payload), self.options.max_state_bytes)
                 rows.append((index, state.name, state.state, json.dumps(state.payload, allow_nan=False)))
-            except (CodecError, ValueError) as e:
-                results[index] = SubmitResult(state.name, False, _one_line(e))
+            except CodecError as e:
+                results[index] = SubmitResult(state.name, False, e.message)
         for start in range(0, len(rows), _SUBMIT_CHUNK):
             chunk = rows[start:start + _SUBMIT_CHUNK]
             params = {"names": [r[1] for r in chunk], "states": [r[2] for r in chunk],
@@ -367,11 +365,14 @@ class PostgresStore:
             CodecError: the successor payload cannot be stored as JSON, or every
                 candidate name is taken by other machines' states.
         """
-        try:
-            # jsonb has no NaN or Infinity: refuse them here, as a bad return value.
-            payload = None if successor is None else json.dumps(successor[1], allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
+        payload = None
+        if successor is not None:
+            # As in a folder: a successor over the size limit fails the tick that made it.
+            codec.encode(State(f"successor of {claim.name}", *successor), self.options.max_state_bytes)
+            try:  # jsonb has no NaN or Infinity: refuse them here, as a bad return value
+                payload = json.dumps(successor[1], allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
         params: dict[str, Any] = {
             "name": claim.name, "token": claim.token, "state": successor[0] if successor else None,
             "payload": payload, "keep": keep and successor is not None, "worker": claim.worker,

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from martian_doves.clock import Clock
-from martian_doves.errors import ConfigError
+from martian_doves.errors import ConfigError, check_seconds
 from martian_doves.model import Claim, StatusReport
 from martian_doves.stores import fsops
 from martian_doves.stores.lease import DirectoryOptions, LeaseStore
@@ -103,6 +103,8 @@ class Phases:
         return self.cycle_start(cycle + 1)
 
     def validate(self) -> Phases:
+        check_seconds({"--assignment-seconds": self.assignment_seconds, "--commitment-seconds": self.commitment_seconds,
+                       "--update-seconds": self.update_seconds, "--buffer-seconds": self.buffer_seconds})
         if min(self.assignment_seconds, self.commitment_seconds, self.update_seconds) <= 0:
             raise ConfigError("semaphore phases must be longer than 0 s")
         if self.buffer_seconds < 0:

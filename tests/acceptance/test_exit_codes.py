@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from acceptance_helpers import Doves, copy_seed_examples, one_line, write_state
 
 
@@ -55,6 +56,17 @@ def test_invalid_option_values_are_configuration_errors(doves: Doves, store_dir:
     result = doves("run", str(store_dir), "--workers", "0")
     assert result.returncode == 2
     one_line(result.stderr)
+
+
+@pytest.mark.parametrize("option", ["--lease-seconds", "--retry-base-seconds", "--poll-seconds", "--tick-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300"])
+def test_durations_that_are_not_finite_are_configuration_errors(doves: Doves, store_dir: Path, option: str,
+                                                                 value: str) -> None:
+    """NaN passes a "> 0" check, and inf or 1e300 overflows a timer or a PostgreSQL interval
+    deep inside a worker: refused up front, in one line."""
+    result = doves("run", str(store_dir), option, value)
+    assert result.returncode == 2
+    assert f"{option} must be a finite number of seconds" in one_line(result.stderr)
 
 
 def test_all_done_exits_0(doves: Doves, store_dir: Path) -> None:

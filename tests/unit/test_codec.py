@@ -13,7 +13,7 @@ from itertools import islice
 import pytest
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, InvalidDocument, MalformedJSON, UnsafeName
+from martian_doves.errors import CodecError, FileTooLarge, InvalidDocument, MalformedJSON, UnsafeName
 from martian_doves.model import State
 
 
@@ -177,10 +177,36 @@ def test_payload_at_a_sane_depth_is_accepted() -> None:
     assert codec.decode(raw, "ok.state").payload == {"x": json.loads(b"[" * 20 + b"]" * 20)}
 
 
-def test_encode_refuses_unserialisable_payload() -> None:
+@pytest.mark.parametrize(("payload", "match"), [
+    ({"when": object()}, "holds a object, which is not JSON"),
+    ({"tags": {1, 2}}, "holds a set"),
+    ({"x": float("nan")}, "nan, which is not JSON"),
+    ({"x": [float("inf")]}, "inf, which is not JSON"),
+    ({1: "int key"}, "key 1 is not a string"),
+])
+def test_encode_refuses_unserialisable_payload(payload: dict[object, object], match: str) -> None:
     """A handler returning something JSON cannot hold gets a CodecError, not a TypeError."""
-    with pytest.raises(InvalidDocument, match="not JSON-serialisable"):
-        codec.encode(State("x.state-1", "countdown", {"when": object()}))
+    with pytest.raises(InvalidDocument, match=match):
+        codec.encode(State("x.state-1", "countdown", payload))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("payload", [{"x": "a\x00b"}, {"a\x00b": 1}, {"deep": [{"x": "\ud800"}]}])
+def test_text_no_store_can_hold_is_refused_everywhere(payload: dict[str, object]) -> None:
+    """NUL is valid JSON but PostgreSQL's jsonb refuses it; a lone surrogate is not Unicode.
+    Refused in files, in handler returns and in encoding alike, so a payload never works in
+    one store and breaks a worker in another."""
+    with pytest.raises(InvalidDocument, match=r"NUL|lone surrogate"):
+        codec.encode(State("x.state", "countdown", payload))
+    raw = json.dumps({"state": "countdown", "payload": payload}).encode()
+    with pytest.raises(InvalidDocument, match=r"NUL|lone surrogate"):
+        codec.decode(raw, "x.state")
+
+
+def test_encode_enforces_the_size_limit() -> None:
+    state = State("big.state", "countdown", {"blob": "x" * 5000})
+    assert len(codec.encode(state, max_bytes=6000)) < 6000
+    with pytest.raises(FileTooLarge, match="over the 1000-byte limit"):
+        codec.encode(state, max_bytes=1000)
 
 
 def test_encode_refuses_nan() -> None:
