@@ -450,11 +450,13 @@ class Supervisor:
             log.error("worker %s cannot run with this configuration; stopping the run", name, extra=extra)
             self._abort(EXIT_USAGE)
             return
-        if code == 0 and not self.watch:
-            # a worker only exits 0 on its own when the store is finished
+        if code == 0 and not self.watch and self._store_finished(store):
             log.info("worker %s finished", name, extra=extra)
             return
-        what = _describe_exit(code) if code != 0 else "exited although --watch is set"
+        # Exit 0 with work left: stopped by someone else's signal, or a handler that
+        # called os._exit(0). Replaced like any other death.
+        what = _describe_exit(code) if code != 0 else (
+            "exited although --watch is set" if self.watch else "exited before the store was finished")
         if not self.watch and self._store_finished(store):
             log.warning("worker %s %s; not replaced, the store is finished", name, what, extra=extra)
             return

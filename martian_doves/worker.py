@@ -92,6 +92,26 @@ class WorkerOptions:
         return self
 
 
+def storable_text(text: str) -> str:
+    """``text`` without what no store can hold: NUL (PostgreSQL text) and lone surrogates (UTF-8)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable_line(text: str) -> str:
+    """``text`` as one printable line, for a state's errors and the log.
+
+    A handler's message may hold line breaks, terminal escape codes or NUL: escaped,
+    so a log line stays one line and every store can keep it.
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in storable_text(text))
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` as one printable line."""
+    return printable_line(f"{type(error).__name__}: {error}")
+
+
 @dataclass
 class StepResult:
     """What one ``step`` did."""
@@ -204,10 +224,14 @@ class Worker:
                 self._fail(claim, Failure(e.code, e.message, None, claim.attempts + 1, claim.errors), result)
                 return None
             except Retry as e:
-                self._retry(claim, f"Retry: {e.reason}", None, e.delay_seconds, result)
+                self._retry(claim, printable_line(f"Retry: {e.reason}"), None, e.delay_seconds, result)
                 return None
-            except (Exception, SystemExit) as e:  # a handler calling sys.exit() fails its tick, not the worker
-                self._retry(claim, f"{type(e).__name__}: {e}", traceback.format_exc(), None, result)
+            except BaseException as e:
+                # sys.exit(), a stray asyncio.CancelledError or KeyboardInterrupt from a
+                # handler fails its tick, not the worker (Ctrl-C in a main thread still stops).
+                if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                    raise
+                self._retry(claim, describe_error(e), storable_text(traceback.format_exc()), None, result)
                 return None
             try:
                 next_claim = self._commit(claim, successor)
@@ -325,7 +349,7 @@ class Worker:
     def _guarded_heartbeat(self) -> None:
         try:
             self._heartbeat_loop()
-        except Exception:
+        except BaseException:  # anything that would end the thread silently
             # Without heartbeats the leases of running ticks would lapse unnoticed: stop
             # (releasing what is held) and let the supervisor replace this worker.
             self.log.exception("heartbeat thread crashed; stopping", extra={"action": "crash"})
@@ -415,7 +439,7 @@ class Worker:
     def _guarded_loop(self) -> None:
         try:
             self._loop()
-        except Exception:
+        except BaseException:  # anything that would end the thread silently
             # A store that keeps failing must not leave a worker spinning with claims it
             # cannot renew: stop, release, and let the supervisor decide.
             self.log.exception("worker loop crashed; stopping", extra={"action": "crash"})

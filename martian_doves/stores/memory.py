@@ -295,7 +295,7 @@ def _detached(state: State) -> State:
     Raises:
         InvalidDocument: the payload cannot be written as a state file.
     """
-    return codec.decode(codec.encode(state), state.name)
+    return codec.decode(codec.encode(state, codec.DEFAULT_MAX_STATE_BYTES), state.name)
 
 
 def expire_all(store: MemoryStore) -> None:

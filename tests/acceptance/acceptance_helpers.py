@@ -83,6 +83,13 @@ def blocks(payload):
     time.sleep(payload["sleep"])
     _record(payload, "end")
     return None
+
+
+@machine("exits-quietly")
+def exits_quietly(payload):
+    """Ends its worker process with status 0, as a careless os._exit(0) in user code would."""
+    _record(payload, "exit")
+    os._exit(0)
 '''
 
 

@@ -127,3 +127,21 @@ def test_a_worker_exits_non_zero_on_a_fatal_store_error(doves: Doves, store_dir:
     # which replaced it (and the replacement then found the store unusable).
     assert "crashed; starting a new one" in result.stderr
     assert "cannot run with this configuration" in result.stderr
+
+
+def test_a_worker_that_exits_0_with_work_left_is_replaced(doves: Doves, store_dir: Path, machines_py: Path,
+                                                          tick_log: Path) -> None:
+    """Exit status 0 is not "finished" while the store has work: the worker is replaced, its claim
+    taken over when the lease expires, and the state fails once its attempts are used up, while
+    the other states are done. The run ends with 1, never 0 with work left behind."""
+    write_state(store_dir, "quits.state", "exits-quietly", {"id": "quits", "log": str(tick_log)})
+    for ident in range(3):
+        write_state(store_dir, f"c{ident}.state", "counted", {"id": f"c{ident}", "count": 3, "log": str(tick_log)})
+    result = doves("run", str(store_dir), "--workers", "1", "--lease-seconds", "1", "--max-attempts", "2",
+                   "--machines", str(machines_py))
+    assert result.returncode == 1, result.stderr
+    assert "exited before the store was finished" in result.stderr
+    assert [e for i, _, _, e in read_ticks(tick_log) if i == "quits"] == ["exit", "exit"]
+    status = doves.status(store_dir)
+    assert (status["pending"], status["in_progress"], status["failed"]) == (0, 0, 1)
+    assert status["recent_failures"][0]["name"] == "quits.state"

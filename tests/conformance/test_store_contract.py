@@ -654,6 +654,20 @@ def test_a_tick_that_mutates_its_payload_is_retried_with_the_original(any_store:
         ({"count": 2}, Status.DONE), ({"count": 1}, Status.DONE)]
 
 
+def test_an_error_message_no_store_could_hold_is_kept_escaped(any_store: Store, travel: TimeTravel) -> None:
+    """A handler's exception message with NUL, a lone surrogate, a line break and a terminal escape
+    is recorded (escaped, one line) like any other: it never breaks the store's retry or fail."""
+    def nasty(payload: dict[str, Any]) -> None:
+        raise ValueError("a\x00b \ud800 line\nbreak \x1b[31mred")
+
+    worker = _worker(any_store, travel.clock, registry=_registry(nasty=nasty),
+                     retry=RetryPolicy(max_attempts=2, base_delay_seconds=0, jitter=0))
+    _submit(any_store, State("n.state", "nasty", {}))
+    _drain(worker)
+    message = "ValueError: a\\x00b \\ud800 line\\nbreak \\x1b[31mred"
+    assert any_store.status().recent_failures == [("n.state", "tick_failed", message)]
+
+
 def test_a_successor_payload_that_is_not_json_fails_the_state(any_store: Store, travel: TimeTravel) -> None:
     """A handler whose successor cannot be written as JSON fails its state (bad_return) on every
     store, instead of committing something a directory or database could not hold."""
@@ -745,14 +759,18 @@ def _nested(depth: int) -> Any:
 
 @pytest.mark.parametrize(
     "successor",
-    [("bad\nstate", {}), ("x" * 500, {}), ("count", {"count": 1, "deep": _nested(100)})],
-    ids=["control-char-state", "too-long-state", "too-deep-payload"],
+    [("bad\nstate", {}), ("x" * 500, {}), ("count", {"count": 1, "deep": _nested(100)}),
+     ("count", {"count": 1, "text": "a\x00b"}), ("count", {"count": 1, "a\x00b": 1}),
+     ("count", {"count": 1, "text": "\ud800"}), ("count", {"count": 1, "big": "x" * 2_000_000})],
+    ids=["control-char-state", "too-long-state", "too-deep-payload", "nul-in-text", "nul-in-key",
+         "lone-surrogate", "over-the-size-limit"],
 )
 def test_a_successor_no_file_could_hold_fails_its_parent(any_store: Store, travel: TimeTravel,
                                                          successor: tuple[str, dict[str, Any]]) -> None:
     """A successor that could never be read back as a state (a state name with control characters or
-    too long, a payload nested too deep) fails the state that produced it as bad_return, on every
-    store, instead of being written and failing later under its child's name."""
+    too long, a payload nested too deep, text PostgreSQL cannot hold, a file over the size limit)
+    fails the state that produced it as bad_return, on every store, instead of being written and
+    failing later under its child's name, or breaking the worker's commit over and over."""
     worker = _worker(any_store, travel.clock, registry=_registry(produce=lambda p: successor))
     _submit(any_store, State("p.state", "produce", {}))
     result = worker.step()

@@ -408,10 +408,30 @@ def test_retry_accepts_sensible_delays(delay: float | None) -> None:
     assert Retry(delay).delay_seconds == delay
 
 
-def test_a_handler_calling_sys_exit_fails_its_tick_not_the_worker() -> None:
-    """``sys.exit()`` inside a handler is a failed attempt (retried, then failed), never a dead worker
-    thread that would leave its claim to be released and run again forever."""
+def _exit(code: int) -> None:
     import sys
+
+    sys.exit(code)
+
+
+def _cancelled() -> None:
+    import asyncio
+
+    raise asyncio.CancelledError()
+
+
+def _interrupted() -> None:
+    raise KeyboardInterrupt()
+
+
+@pytest.mark.parametrize(("raise_it", "kind"), [
+    (lambda: _exit(3), "SystemExit"), (_cancelled, "CancelledError"), (_interrupted, "KeyboardInterrupt"),
+])
+def test_a_handler_raising_a_base_exception_fails_its_tick_not_the_worker(raise_it: Any, kind: str) -> None:
+    """``sys.exit()``, a stray ``asyncio.CancelledError`` or ``KeyboardInterrupt`` inside a handler
+    (in a worker thread) is a failed attempt (retried, then failed), never a dead worker thread
+    that would leave its claim to be released and run again forever."""
+    import threading
 
     from martian_doves.clock import FakeClock
     from martian_doves.model import State
@@ -423,15 +443,22 @@ def test_a_handler_calling_sys_exit_fails_its_tick_not_the_worker() -> None:
     clock = FakeClock()
     store = MemoryStore(clock=clock)
     registry = Registry()
-    registry.register("quitter", lambda payload: sys.exit(3))
+    registry.register("quitter", lambda payload: raise_it())
     store.submit([State("q.state", "quitter", {})])
     worker = Worker(store, registry, WorkerOptions(name="w", retry=RetryPolicy(max_attempts=2, base_delay_seconds=0)),
                     clock=clock)
-    while not store.is_finished():
-        worker.step()
+
+    def steps() -> None:  # in a thread, as in a running worker
+        while not store.is_finished():
+            worker.step()
+
+    thread = threading.Thread(target=steps)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
     (entry,) = store.history("q.state")
     assert entry.status.value == "failed" and entry.attempts == 2
-    assert "SystemExit" in (entry.reason or "")
+    assert kind in (entry.reason or "")
 
 
 def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
