@@ -10,6 +10,7 @@ stderr and exit with ``EXIT_USAGE``; nothing the user did wrong shows a tracebac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.resources
 import json
 import logging
@@ -229,10 +230,8 @@ def run(store: str | None, **params: Any) -> int:
 
 def _run_spec(target: str, params: Mapping[str, Any]) -> tuple[WorkerSpec, SupervisorOptions]:
     """Turn ``run``'s options into a ``WorkerSpec`` (validated) and ``SupervisorOptions``."""
-    lease = params.get("lease_seconds")
-    heartbeat = params.get("heartbeat_seconds") or (min(2.0, lease / 4) if lease else 2.0)
-    if lease and heartbeat > lease / 2:
-        raise ConfigError("--heartbeat-seconds must be at most half of --lease-seconds")
+    # Fitted to the lease the store really uses once it is open (see _fit_heartbeat).
+    heartbeat = params.get("heartbeat_seconds") or 2.0
     retry = RetryPolicy(max_attempts=params["max_attempts"], base_delay_seconds=params["retry_base_seconds"],
                         max_delay_seconds=params["retry_max_seconds"], jitter=params["retry_jitter"])
     worker = WorkerOptions(
@@ -258,6 +257,20 @@ def _run_spec(target: str, params: Mapping[str, Any]) -> tuple[WorkerSpec, Super
                                    metrics_port=metrics_port, metrics_host=params.get("metrics_host", "0.0.0.0"))
 
 
+def _fit_heartbeat(spec: WorkerSpec, given: float | None, lease: float) -> WorkerSpec:
+    """Heartbeats well inside the lease the store uses, whether --lease-seconds, the store
+    URL or the default set it: a heartbeat slower than half the lease lets a healthy
+    worker's claim expire and run twice."""
+    if given is None:
+        heartbeat = min(2.0, lease / 4)
+    elif given > lease / 2:
+        raise ConfigError(f"--heartbeat-seconds {given:g} must be at most half of the store's lease "
+                          f"({lease:g} s, from --lease-seconds, the store URL or the default)")
+    else:
+        heartbeat = given
+    return dataclasses.replace(spec, worker=dataclasses.replace(spec.worker, heartbeat_seconds=heartbeat))
+
+
 def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str, Any], *, title: str) -> int:
     """Check the configuration here (one clear line on error), then run the supervisor."""
     handler = setup_logging(spec.log_level, spec.log_format, worker=f"{spec.name_prefix}-supervisor")
@@ -271,6 +284,7 @@ def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str
             progress = report.LogProgress(params.get("progress_seconds", 5.0))
     store = spec.open_store()
     try:
+        spec = _fit_heartbeat(spec, params.get("heartbeat_seconds"), store.lease_seconds)
         log.info("running %d worker(s) on %s (%s mode)%s", options.workers, store.description, store.mode,
                  " until stopped (--watch)" if not spec.worker.exit_when_finished else "",
                  extra={"action": "run", "workers": options.workers})

@@ -40,6 +40,10 @@ class Store(Protocol):
     #: How the store coordinates workers: ``lease``, ``semaphore``, ``postgres`` or ``memory``.
     mode: str
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim lives without a heartbeat before another worker may take it over."""
+
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         """Add root states; never replaces an existing name."""
         ...

@@ -481,6 +481,10 @@ class LeaseStore(RootAdmission):
             pass
         fsops.unlink_quiet(claim_path)
 
+    @property
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
     # -- reporting -------------------------------------------------------------------------
 
     def _liveness_seconds(self) -> float:

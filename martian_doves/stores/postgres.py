@@ -238,6 +238,10 @@ class PostgresStore:
                 added.discard(name)  # the same name twice in one call: the second is refused
         return [results[index] for index in range(len(states))]
 
+    @property
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
     def _worker_params(self, worker: str) -> dict[str, Any]:
         return {"worker": worker, "host": self._host, "pid": os.getpid(), "lease": self.options.lease_seconds,
                 "channel": self.channel}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from acceptance_helpers import Doves, copy_seed_examples, one_line, write_state
+from acceptance_helpers import Doves, copy_seed_examples, one_line, read_ticks, write_state
 
 
 def test_unknown_option_is_a_usage_error(doves: Doves, store_dir: Path) -> None:
@@ -104,3 +104,33 @@ def test_help_shows_every_option_with_its_environment_variable(doves: Doves) -> 
                      "DOVES_ASSIGNMENT_SECONDS", "DOVES_LOG_FORMAT", "DOVES_TICK_TIMEOUT"):
         assert variable in result.stdout
     assert "DOVES_STORE" in doves("--help").stdout
+
+
+def test_a_heartbeat_slower_than_half_the_default_lease_is_refused(doves: Doves, store_dir: Path) -> None:
+    """Without --lease-seconds the lease is the default (30 s): a 100 s heartbeat would let a
+    healthy worker's claim expire and its tick run twice."""
+    result = doves("run", str(store_dir), "--heartbeat-seconds", "100")
+    assert result.returncode == 2
+    assert "must be at most half of the store's lease (30 s" in one_line(result.stderr)
+
+
+def test_the_heartbeat_fits_a_lease_set_in_the_store_url(doves: Doves, pg_url: str, machines_py: Path,
+                                                         tick_log: Path) -> None:
+    """?lease_seconds=1 in a PostgreSQL URL: an explicit slow heartbeat is refused, and the default
+    one shrinks to fit, so ticks longer than the lease keep their claims (nothing taken over)."""
+    url = f"{pg_url}&lease_seconds=1"
+    refused = doves("run", url, "--heartbeat-seconds", "5")
+    assert refused.returncode == 2
+    assert "must be at most half of the store's lease (1 s" in refused.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+
+    incoming = tick_log.parent / "incoming"
+    incoming.mkdir()
+    for ident in range(2):
+        write_state(incoming, f"s{ident}.state", "counted",
+                    {"id": f"s{ident}", "count": 2, "sleep": 2.5, "log": str(tick_log)})
+    assert doves("submit", url, str(incoming), "--machines", str(machines_py)).returncode == 0
+    result = doves("run", url, "--workers", "2", "--machines", str(machines_py))
+    assert result.returncode == 0, result.stderr
+    assert "took over" not in result.stderr and "lost the claim" not in result.stderr
+    assert sorted((i, c) for i, c, _, _ in read_ticks(tick_log)) == [("s0", 1), ("s0", 2), ("s1", 1), ("s1", 2)]
