@@ -120,10 +120,20 @@ def _store_option_values(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _open_store(target: str, params: Mapping[str, Any], *, must_exist: bool) -> Store:
     """Open a store for a command; a folder must already exist unless ``must_exist`` is False."""
-    if must_exist and not is_postgres_url(target) and "://" not in target and not os.path.isdir(target):
-        raise ConfigError(f"no store at {target}: the folder does not exist")
-    spec = WorkerSpec(target, params.get("mode") or DIRECTORY_MODES[0], _store_option_values(params))
+    options = _store_option_values(params)
+    if must_exist:
+        _require_folder(target)
+        options["create_schema"] = False  # PostgreSQL: a mistyped schema is an error too
+    spec = WorkerSpec(target, params.get("mode") or DIRECTORY_MODES[0], options)
     return spec.open_store()
+
+
+def _require_folder(target: str) -> None:
+    """For a folder store: raise ``ConfigError`` unless ``target`` is an existing folder."""
+    if is_postgres_url(target) or "://" in target or os.path.isdir(target):
+        return
+    why = "it is not a folder" if os.path.exists(target) else "the folder does not exist"
+    raise ConfigError(f"no store at {target}: {why} (create the folder, or let doves submit {target} FILES... do it)")
 
 
 @contextlib.contextmanager
@@ -224,6 +234,7 @@ def run(store: str | None, **params: Any) -> int:
     stops claiming and lets in-flight ticks finish; a second one stops at once.
     """
     target = _store_target(store)
+    _require_folder(target)  # a mistyped path must not become a new, empty store
     spec, supervisor_options = _run_spec(target, params)
     return _supervise(spec, supervisor_options, params, title="doves run")
 
@@ -378,8 +389,9 @@ def history(args: Sequence[str], as_json: bool, **params: Any) -> int:
     target, (name,) = _split_store(args, 1)
     with _opened(target, params) as store:
         entries = store.history(os.path.basename(name))
+        where = store.description  # never the URL itself: it may hold a password
     if not entries:
-        click.echo(f"doves: no state named {name} in {target}", err=True)
+        click.echo(f"doves: no state named {name} in {where}", err=True)
         return EXIT_SOME_FAILED
     if as_json:
         click.echo(json.dumps(report.history_dicts(entries), indent=2, default=str))

@@ -90,6 +90,9 @@ class PostgresOptions:
     #: Largest state accepted, measured as the state file it exports to: submits over
     #: it are refused and a tick whose successor is over it fails (as in a folder).
     max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
+    #: Create (or upgrade) the schema on open. Off for commands that only read or
+    #: change existing states, so a mistyped schema is an error, not a new empty store.
+    create_schema: bool = True
 
     def validate(self) -> PostgresOptions:
         """Return ``self`` if every value is usable.

@@ -96,6 +96,8 @@ class PostgresStore:
         self._listener: Conn | None = None
         self._listen_lock = threading.Lock()
         self._woken = threading.Condition()
+        if not self.options.create_schema:
+            self._require_schema()
         self.migrate()
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
@@ -161,6 +163,17 @@ class PostgresStore:
                 raise StoreError(f"{what} failed on {self.description}: {_one_line(e)}") from e
             time.sleep(delay)
             delay, attempt = min(delay * 2, 1.0), attempt + 1
+
+    def _require_schema(self) -> None:
+        """Raise ``ConfigError`` unless this store's schema exists (see ``create_schema``)."""
+        try:
+            with self._connect() as conn:
+                found = conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone()
+        except psycopg.Error as e:
+            raise StoreError(f"cannot read {self.description}: {_one_line(e)}") from e
+        if found == (None,):
+            raise ConfigError(f"no store at {self.description}: schema {self.schema} does not exist "
+                              "(doves submit or doves migrate creates it)")
 
     def migrate(self) -> int:
         """Create the schema or bring it to the latest version; safe to run concurrently.

@@ -134,3 +134,32 @@ def test_the_heartbeat_fits_a_lease_set_in_the_store_url(doves: Doves, pg_url: s
     assert result.returncode == 0, result.stderr
     assert "took over" not in result.stderr and "lost the claim" not in result.stderr
     assert sorted((i, c) for i, c, _, _ in read_ticks(tick_log)) == [("s0", 1), ("s0", 2), ("s1", 1), ("s1", 2)]
+
+
+def test_a_mistyped_folder_never_becomes_a_new_store(doves: Doves, tmp_path: Path) -> None:
+    typo = tmp_path / "stroe"
+    result = doves("run", str(typo))
+    assert result.returncode == 2
+    assert "the folder does not exist" in one_line(result.stderr)
+    assert not typo.exists()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a store")
+    result = doves("status", str(a_file))
+    assert result.returncode == 2
+    assert "it is not a folder" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize("command", [("status",), ("history", "x.state"), ("retry",), ("reset", "--yes")])
+def test_a_mistyped_schema_never_becomes_a_new_store(doves: Doves, pg_server_url: str, pg_schema: str,
+                                                      command: tuple[str, ...]) -> None:
+    """Commands that read or change existing states refuse a schema that does not exist instead of
+    creating an empty one (and reporting it as an empty store)."""
+    url = f"{pg_server_url}?schema={pg_schema}"
+    result = doves(command[0], url, *command[1:])
+    assert result.returncode == 2
+    assert f"schema {pg_schema} does not exist" in one_line(result.stderr)
+    import psycopg
+
+    with psycopg.connect(pg_server_url) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (pg_schema,)).fetchone()
+    assert found == (0,)
