@@ -541,9 +541,11 @@ class LeaseStore(RootAdmission):
             elif not os.path.lexists(self._state_path(entry)):
                 os.rename(path, self._state_path(entry))
         names = [n for n in fsops.listdir_quiet(self.layout.root) if codec.is_state_file_name(n)]
+        # Decided before anything is deleted: a successor's parent must still be there.
+        doomed = {name for name in names if self._is_successor(name)} if successors else set()
         kept = 0
         for name in names:
-            if successors and self._is_successor(name):
+            if name in doomed:
                 fsops.unlink_quiet(self._state_path(name))
                 continue
             self._create_hint(name)
@@ -553,12 +555,14 @@ class LeaseStore(RootAdmission):
         return kept
 
     def _is_successor(self, name: str) -> bool:
+        """Whether ``name`` was written by a tick: it names its parent, and the parent is here.
+
+        Never guessed from the name alone: ``x.state-1`` submitted as a machine of its
+        own is a root, and reset must not delete what a user submitted. (The seed's own
+        successors carried no parent field: reset keeps them, as roots.)
+        """
         parent = self._parent_of(name)
-        if parent:
-            return True
-        # Seed-era successors carry no parent field: x.state-N next to its x.state.
-        match = codec._LINEAGE.match(name)
-        return bool(match and match["step"] and os.path.lexists(self._state_path(match["base"])))
+        return bool(parent) and os.path.lexists(self._state_path(parent))
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         chosen = names if names is not None else [

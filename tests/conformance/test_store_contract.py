@@ -525,6 +525,19 @@ def test_reset_with_successors_runs_the_roots_again_from_scratch(any_store: Stor
     assert (any_store.status().done, any_store.status().failed) == (4, 1)
 
 
+def test_reset_with_successors_never_deletes_a_submitted_root_named_like_a_successor(
+        any_store: Store, store_clock: ShiftedClock) -> None:
+    """``x.state-1`` submitted as a machine of its own is a root, whatever its name says: reset
+    deletes only what ticks wrote (x.state's successors went to the x.state-1~2 branch)."""
+    _submit(any_store, _state("x.state", 2), _state("x.state-1", 3))
+    _run_all(any_store, store_clock)
+    assert any_store.reset(successors=True) == 2
+    assert _lineage(any_store, "x.state") == [("x.state", Status.PENDING, 2)]
+    assert _lineage(any_store, "x.state-1") == [("x.state-1", Status.PENDING, 3)]
+    _run_all(any_store, store_clock)
+    assert any_store.status().done == 5
+
+
 def test_reset_without_successors_reruns_every_state_without_new_files(any_store: Store,
                                                                        store_clock: ShiftedClock) -> None:
     """``reset(successors=False)``: every state, successors included, runs again; a root's re-run
