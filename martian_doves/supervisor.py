@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -223,7 +224,14 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
         stop.attach(worker)
         _stop_when_orphaned(worker)
         if not stop.requested:
-            worker.run()
+            try:
+                worker.run()
+            except OSError as e:
+                if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                # A read-only volume or a folder of another user: no respawn will fix it.
+                log.error("cannot write to the store: %s", e, extra={"action": "config"})
+                return EXIT_WORKER_CONFIG
         # ``run`` returns when stopped, when the store is finished, or after its loop
         # crashed; only the last must make the supervisor replace this process.
         return EXIT_WORKER_CRASHED if worker.crashed else EXIT_OK

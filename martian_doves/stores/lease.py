@@ -562,7 +562,9 @@ class LeaseStore(RootAdmission):
         successors carried no parent field: reset keeps them, as roots.)
         """
         parent = self._parent_of(name)
-        return bool(parent) and os.path.lexists(self._state_path(parent))
+        if not parent:  # None (no such file) or "" (a root)
+            return False
+        return os.path.lexists(self._state_path(parent))
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         chosen = names if names is not None else [

@@ -107,8 +107,9 @@ class Phases:
                        "--update-seconds": self.update_seconds, "--buffer-seconds": self.buffer_seconds})
         if min(self.assignment_seconds, self.commitment_seconds, self.update_seconds) <= 0:
             raise ConfigError("semaphore phases must be longer than 0 s")
-        if self.buffer_seconds < 0:
-            raise ConfigError("--buffer-seconds must not be negative")
+        if self.buffer_seconds < MIN_SKEW_SECONDS * 2:
+            raise ConfigError(f"--buffer-seconds must be at least {MIN_SKEW_SECONDS * 2:g}: the skew guard "
+                              f"needs half of it, and file timestamps are only a few milliseconds fine")
         return self
 
 
@@ -154,6 +155,11 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
+#: Smallest skew bound the guard can measure against: filesystem timestamps come from
+#: the kernel's coarse clock (ticks of 1 to 10 ms), so a reading is only that fine.
+MIN_SKEW_SECONDS = 0.025
+
+
 @dataclass(frozen=True)
 class SemaphoreOptions(DirectoryOptions):
     """Directory options plus the semaphore's phase lengths (seed defaults)."""
@@ -170,6 +176,14 @@ class SemaphoreOptions(DirectoryOptions):
     def phases(self) -> Phases:
         return Phases(self.assignment_seconds, self.commitment_seconds, self.update_seconds,
                       self.buffer_seconds).validate()
+
+    def validate(self) -> SemaphoreOptions:
+        super().validate()
+        self.phases  # noqa: B018 (validates the phases)
+        if self.max_skew_seconds is not None and not MIN_SKEW_SECONDS <= self.max_skew_seconds <= 1e9:
+            raise ConfigError(f"--max-skew-seconds must be at least {MIN_SKEW_SECONDS:g}: below that, the "
+                              "coarse timestamps of the filesystem alone look like skew and nobody takes part")
+        return self
 
     @property
     def skew_limit_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,43 @@ def test_a_mistyped_schema_never_becomes_a_new_store(doves: Doves, pg_server_url
     with psycopg.connect(pg_server_url) as conn:
         found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (pg_schema,)).fetchone()
     assert found == (0,)
+
+
+@pytest.mark.parametrize("option", [("--buffer-seconds", "0"), ("--max-skew-seconds", "0")])
+def test_a_skew_bound_finer_than_file_timestamps_is_refused(doves: Doves, store_dir: Path,
+                                                            option: tuple[str, str]) -> None:
+    """With no room for skew, the coarse file timestamps alone would make every worker refuse to
+    take part, and a run without --watch would wait forever."""
+    result = doves("run", str(store_dir), "--mode", "semaphore", *option)
+    assert result.returncode == 2
+    assert f"{option[0]} must be at least" in one_line(result.stderr)
+
+
+def test_a_read_only_store_is_a_configuration_error(doves: Doves, store_dir: Path, tmp_path: Path) -> None:
+    """A store on a read-only mount stops the run at once with exit 2 and one error line, instead
+    of workers crashing and being respawned until the supervisor gives up."""
+    import shutil
+    import subprocess
+
+    from acceptance_helpers import command, environment
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    copy_seed_examples(incoming)
+    assert doves("submit", str(store_dir), str(incoming)).returncode == 0  # a store with its folders
+    mount_point = tmp_path / "read-only"
+    mount_point.mkdir()
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare to make a read-only mount")
+    script = (f'mount --bind "{store_dir}" "{mount_point}" && mount -o remount,ro,bind "{mount_point}" '
+              f'&& exec "$@"')
+    try:
+        result = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *command("run", str(mount_point))],
+                                env=environment(None), capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        pytest.skip(f"cannot make a read-only mount here: {e}")
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {result.stderr.strip()}")
+    assert result.returncode == 2, result.stderr
+    assert "cannot write to the store" in result.stderr and "Read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr and "respawn" not in result.stderr
