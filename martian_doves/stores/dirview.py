@@ -6,7 +6,6 @@ protocol maintains (see ``stores/lease.py``).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING
 
@@ -25,11 +24,17 @@ def _count(folder: str, suffix: str = "") -> int:
     return sum(1 for entry in fsops.listdir_quiet(folder) if entry.endswith(suffix))
 
 
+def _as_count(value: object) -> int:
+    """A count from one of our JSON files; 0 for anything a person's edit left there."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _as_time(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _read_json(path: str) -> JSONDict:
-    try:
-        return dict(json.loads(fsops.read_regular(path, 65536) or b"{}"))
-    except (OSError, ValueError, CodecError):
-        return {}
+    return fsops.read_json_object(path, 65536) or {}
 
 
 def _registrations(store: LeaseStore) -> list[tuple[WorkerInfo, str]]:
@@ -42,7 +47,7 @@ def _registrations(store: LeaseStore) -> list[tuple[WorkerInfo, str]]:
         except OSError:
             continue
         info = _read_json(path)
-        worker = WorkerInfo(entry, str(info.get("host", "?")), int(info.get("pid", 0)), seen,
+        worker = WorkerInfo(entry, str(info.get("host", "?")), _as_count(info.get("pid")), seen,
                             now - seen < store._liveness_seconds())
         found.append((worker, str(info.get("mode", store.mode))))
     return found
@@ -92,11 +97,11 @@ def _entry(store: LeaseStore, name: str, claimed: dict[str, str]) -> HistoryEntr
     if os.path.lexists(done):
         info = _read_json(done)
         return HistoryEntry(name, state.state, Status.DONE, state.payload, info.get("worker"),
-                            os.lstat(done).st_ctime, int(info.get("attempts", 0)))
-    reason = store._reason(name)
-    if reason is not None:
+                            os.lstat(done).st_ctime, _as_count(info.get("attempts")))
+    if os.path.lexists(store._reason_path(name)):
+        reason = store._reason(name) or {"code": "?", "message": "its reason file is unreadable"}
         return HistoryEntry(name, state.state, Status.FAILED, state.payload, reason.get("worker"),
-                            reason.get("failed_at"), int(reason.get("attempts", 0)),
+                            _as_time(reason.get("failed_at")), _as_count(reason.get("attempts")),
                             f"{reason.get('code')}: {reason.get('message')}")
     if name in claimed:
         return HistoryEntry(name, state.state, Status.IN_PROGRESS, state.payload, claimed[name])

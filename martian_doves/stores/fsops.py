@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from martian_doves.errors import FileTooLarge, NotARegularFile
+from martian_doves.errors import CodecError, FileTooLarge, NotARegularFile
 
 #: Folder (inside the store) for files being written; never visible as states.
 TMP_DIR = ".doves-tmp"
@@ -187,6 +189,20 @@ def create_with(path: str, data: bytes) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def read_json_object(path: str, max_bytes: int = 1 << 20) -> dict[str, Any] | None:
+    """The JSON object in one of the store's own small files (hint, claim, registration,
+    reason), or None if it is missing, unreadable or not an object.
+
+    These files are ours, but a person may edit or clobber one: a bad one must cost
+    what it described, never crash the worker or command that reads it.
+    """
+    try:
+        found = json.loads(read_regular(path, max_bytes) or b"{}")
+    except (OSError, ValueError, CodecError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def read_regular(path: str, max_bytes: int) -> bytes:

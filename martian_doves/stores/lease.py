@@ -86,6 +86,15 @@ class DirectoryOptions:
         return self
 
 
+def _read_claim_info(path: str) -> tuple[str, int, tuple[str, ...]]:
+    """(worker, attempts, errors) from a hint or claim file; defaults for what is unreadable."""
+    info = fsops.read_json_object(path) or {}
+    attempts, errors = info.get("attempts", 0), info.get("errors", [])
+    return (str(info.get("worker", "?")),
+            attempts if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 0 else 0,
+            tuple(str(e) for e in errors) if isinstance(errors, list) else ())
+
+
 def _claim_path(layout: fsops.Layout, name: str, token: str) -> str:
     return os.path.join(layout.in_progress, f"{name}{TOKEN_SEP}{token}")
 
@@ -228,14 +237,9 @@ class LeaseStore(RootAdmission):
         if os.path.lexists(self._done_path(name)) or os.path.lexists(self._reason_path(name)):
             fsops.unlink_quiet(claim_path)  # a stale hint: the state is already settled
             return None
-        try:
-            info = json.loads(fsops.read_regular(claim_path, 1 << 20) or b"{}")
-        except (ValueError, FileNotFoundError, CodecError):
-            info = {}
-        attempts = int(info.get("attempts", 0)) + (1 if taken_over else 0)
-        errors = tuple(info.get("errors", ())) + (
-            (f"worker {info.get('worker', '?')} stopped renewing its lease",) if taken_over else ()
-        )
+        info = _read_claim_info(claim_path)
+        attempts = info[1] + (1 if taken_over else 0)
+        errors = info[2] + ((f"worker {info[0]} stopped renewing its lease",) if taken_over else ())
         try:
             state = codec.decode(fsops.read_regular(self._state_path(name), self.options.max_state_bytes), name)
         except FileNotFoundError:
@@ -492,10 +496,7 @@ class LeaseStore(RootAdmission):
         return self.options.lease_seconds
 
     def _reason(self, name: str) -> JSONDict | None:
-        try:
-            return dict(json.loads(fsops.read_regular(self._reason_path(name), 1 << 22)))
-        except (OSError, ValueError, CodecError):
-            return None
+        return fsops.read_json_object(self._reason_path(name), 1 << 22)
 
     def _workers(self) -> list[WorkerInfo]:
         return dirview.workers(self)

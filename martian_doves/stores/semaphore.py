@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -254,10 +253,10 @@ class SemaphoreStore(LeaseStore):
             path = self._worker_path(entry)
             try:
                 stamp = os.lstat(path).st_mtime
-                info = json.loads(fsops.read_regular(path, 65536) or b"{}")
-            except (OSError, ValueError):
+            except OSError:
                 continue
-            if info.get("mode") == self.mode:
+            info = fsops.read_json_object(path, 65536)
+            if info is not None and info.get("mode") == self.mode:
                 stamps[entry] = stamp
         return stamps
 
