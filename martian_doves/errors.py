@@ -45,6 +45,12 @@ def check_seconds(durations: Mapping[str, float | None]) -> None:
             raise ConfigError(f"{flag} must be a finite number of seconds, at most {MAX_SECONDS:.0f}; got {value}")
 
 
+def workers_alive_error(live: list[str]) -> ConfigError:
+    """Why ``reset`` refuses: it must never pull states from under running workers."""
+    return ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first (a worker "
+                       "killed without a clean stop counts as running until its lease runs out)")
+
+
 class CodecError(DovesError):
     """The state file cannot be read as a state."""
 

@@ -47,8 +47,8 @@ def _registrations(store: LeaseStore) -> list[tuple[WorkerInfo, str]]:
         except OSError:
             continue
         info = _read_json(path)
-        worker = WorkerInfo(entry, str(info.get("host", "?")), _as_count(info.get("pid")), seen,
-                            now - seen < store._liveness_seconds())
+        liveness = _as_time(info.get("liveness_seconds")) or store._liveness_seconds()
+        worker = WorkerInfo(entry, str(info.get("host", "?")), _as_count(info.get("pid")), seen, now - seen < liveness)
         found.append((worker, str(info.get("mode", store.mode))))
     return found
 

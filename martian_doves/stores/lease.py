@@ -39,7 +39,15 @@ from dataclasses import dataclass
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
-from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName, check_seconds
+from martian_doves.errors import (
+    ClaimLost,
+    CodecError,
+    ConfigError,
+    NameTaken,
+    UnsafeName,
+    check_seconds,
+    workers_alive_error,
+)
 from martian_doves.model import (
     Claim,
     Failure,
@@ -334,8 +342,10 @@ class LeaseStore(RootAdmission):
 
     def register_worker(self, worker: str) -> None:
         codec.check_name(worker)
+        # Its own liveness window goes with it: whoever reads the registration (status,
+        # reset) may have opened the store with other options than this worker's.
         info = {"host": socket.gethostname(), "pid": os.getpid(), "mode": self.mode,
-                "started_at": self.clock.time()}
+                "started_at": self.clock.time(), "liveness_seconds": self._liveness_seconds()}
         path = self._worker_path(worker)
         fsops.unlink_quiet(path)
         fsops.write_new(self.layout, path, json.dumps(info).encode(), durable=False)
@@ -530,7 +540,7 @@ class LeaseStore(RootAdmission):
     def reset(self, *, successors: bool) -> int:
         live = [w.name for w in self._workers() if w.alive]
         if live:
-            raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
+            raise workers_alive_error(live)
         for folder in (self.layout.in_progress, self.layout.done, self.layout.pending, self.layout.workers,
                        self.layout.admitted):
             for entry in fsops.listdir_quiet(folder):

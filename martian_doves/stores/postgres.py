@@ -41,6 +41,7 @@ from martian_doves.errors import (
     StoreError,
     StoreUnavailable,
     UnsafeName,
+    workers_alive_error,
 )
 from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, Status, StatusReport, WorkerInfo
 from martian_doves.stores import fsops
@@ -497,7 +498,7 @@ class PostgresStore:
             with self._durable(conn, transaction=True):
                 live = [row[0] for row in conn.execute(Q["live_workers"], {"lease": self.options.lease_seconds})]
                 if live:
-                    raise ConfigError(f"workers are running on this store ({', '.join(live)}); stop them first")
+                    raise workers_alive_error(live)
                 if successors:
                     conn.execute(Q["delete_successors"])
                 row = conn.execute(Q["reset"], {"everything": True, "names": None, "channel": self.channel}).fetchone()

@@ -30,6 +30,7 @@ from martian_doves.registry import default_registry  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import Store  # noqa: E402
 from martian_doves.stores.lease import LeaseStore  # noqa: E402
+from martian_doves.stores.pgconfig import _migrations  # noqa: E402
 from martian_doves.stores.postgres import (  # noqa: E402
     PostgresOptions,
     PostgresStore,
@@ -37,6 +38,9 @@ from martian_doves.stores.postgres import (  # noqa: E402
     parse_url,
 )
 from martian_doves.worker import Worker, WorkerOptions  # noqa: E402
+
+#: The schema version this release migrates to.
+LATEST = _migrations()[-1][0]
 
 
 def countdown(name: str, count: int = 3) -> State:
@@ -154,9 +158,9 @@ def test_open_store_routes_postgres_urls_and_implements_the_protocol(pg_url: str
 
 
 def test_migrate_is_idempotent_and_versioned(pg_url: str, store: PostgresStore) -> None:
-    assert store.migrate() == 1
-    assert store.migrate() == 1
-    assert db(pg_url, "SELECT version FROM schema_version") == [(1,)]
+    assert store.migrate() == LATEST
+    assert store.migrate() == LATEST
+    assert db(pg_url, "SELECT max(version) FROM schema_version") == [(LATEST,)]
     again = PostgresStore(pg_url)
     again.close()
     db(pg_url, "INSERT INTO schema_version (version) VALUES (999)")
@@ -202,7 +206,33 @@ def test_concurrent_first_opens_create_the_schema_once(pg_url: str) -> None:
     for opened in stores:
         opened.close()
     assert errors == []
-    assert db(pg_url, "SELECT version FROM schema_version") == [(1,)]
+    assert db(pg_url, "SELECT max(version) FROM schema_version") == [(LATEST,)]
+
+
+def test_a_store_made_by_the_first_release_is_migrated_with_its_states(pg_url: str, pg_server_url: str) -> None:
+    """A schema at version 1 (as 1.0 made it), with states and a worker in it, opens at the latest
+    version with everything kept: upgrades are by numbered scripts, never by hand."""
+    schema = parse_url(pg_url)[1].schema
+    first = dict(_migrations())[1]
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path = {schema}")
+        conn.execute(Q["version_table"])
+        conn.execute(first.encode())
+        conn.execute(Q["set_version"], {"version": 1})
+        conn.execute("INSERT INTO states (name, root, state, payload) "
+                     "VALUES ('old.state', 'old.state', 'countdown', '{\"count\": 1}')")
+        conn.execute("INSERT INTO workers (name, host, pid) VALUES ('old-worker', 'h', 1)")
+    upgraded = PostgresStore(pg_url)
+    try:
+        assert db(pg_url, "SELECT max(version) FROM schema_version") == [(LATEST,)]
+        assert [w.name for w in upgraded.status().workers] == ["old-worker"]
+        [claim] = upgraded.claim("w", 1)
+        assert claim.name == "old.state"
+        upgraded.commit(claim, None)
+        assert upgraded.is_finished()
+    finally:
+        upgraded.close()
 
 
 # -- submit, claim, commit --------------------------------------------------------------
@@ -579,3 +609,21 @@ def test_claims_are_exclusive_under_concurrent_claimers(pg_url: str) -> None:
         opened.close()
     names = [c.name for claims in taken for c in claims]
     assert sorted(names) == sorted(f"p{i:03d}.state" for i in range(200))
+
+
+def test_liveness_is_judged_by_each_workers_own_lease(pg_url: str) -> None:
+    """A fleet running with a 120 s lease and sparse heartbeats stays "alive" for status and reset,
+    whatever lease the reading command was opened with; a silent worker of a 30 s lease does not."""
+    long_lease = PostgresStore(pg_url, PostgresOptions(lease_seconds=120))
+    reader = PostgresStore(pg_url)  # the default 30 s lease
+    try:
+        long_lease.register_worker("patient")
+        reader.register_worker("gone")
+        db(pg_url, "UPDATE workers SET last_seen = now() - interval '60 seconds'")
+        alive = {w.name: w.alive for w in reader.status().workers}
+        assert alive == {"patient": True, "gone": False}
+        with pytest.raises(ConfigError, match=r"workers are running on this store \(patient\)"):
+            reader.reset(successors=False)
+    finally:
+        long_lease.close()
+        reader.close()

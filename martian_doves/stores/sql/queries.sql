@@ -144,7 +144,7 @@ SELECT name FROM states WHERE status = 'in_progress' AND token = %(child_token)s
 -- its row (as of the statement's start): a claim committed or given back meanwhile
 -- is not "lost", only one whose row now carries another worker's token.
 WITH seen AS (
-    INSERT INTO workers (name, host, pid) VALUES (%(worker)s, %(host)s, %(pid)s)
+    INSERT INTO workers (name, host, pid, lease_seconds) VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s)
     ON CONFLICT (name) DO UPDATE SET last_seen = now()
 ), renewed AS (
     UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
@@ -186,8 +186,9 @@ WITH pruned AS (
     -- Registrations silent for ten leases belong to workers that died long ago.
     DELETE FROM workers WHERE last_seen < now() - 10 * %(lease)s * interval '1 second'
 )
-INSERT INTO workers (name, host, pid) VALUES (%(worker)s, %(host)s, %(pid)s)
-ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = now(), last_seen = now()
+INSERT INTO workers (name, host, pid, lease_seconds) VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s)
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = now(), last_seen = now(),
+    lease_seconds = excluded.lease_seconds
 
 -- name: unregister_worker
 WITH gone AS (
@@ -225,7 +226,7 @@ SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 
 
 -- name: workers
 SELECT name, host, pid, extract(epoch FROM last_seen)::float8,
-       last_seen > now() - %(lease)s * interval '1 second'
+       last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second'
 FROM workers ORDER BY name
 
 -- name: recent_failures
@@ -255,7 +256,8 @@ SELECT extract(epoch FROM least(
 ) - now())::float8
 
 -- name: live_workers
-SELECT name FROM workers WHERE last_seen > now() - %(lease)s * interval '1 second' ORDER BY name
+SELECT name FROM workers WHERE last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second'
+ORDER BY name
 
 -- name: delete_successors
 DELETE FROM states WHERE parent IS NOT NULL
