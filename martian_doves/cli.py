@@ -229,9 +229,10 @@ def run(store: str | None, **params: Any) -> int:
 
     Starts --workers processes on this host; each claims states, runs their ticks and
     writes the successors. Run it on as many hosts as you like against the same STORE.
-    Exits 0 when everything is done, 1 if some states failed during the run, 2 on a
-    usage or configuration error. With --watch it runs until stopped: SIGTERM or Ctrl-C
-    stops claiming and lets in-flight ticks finish; a second one stops at once.
+    Exits 0 when everything is done, 1 if some states failed during the run or a
+    signal stopped it first, 2 on a usage or configuration error. With --watch it runs
+    until stopped (then exits 0): SIGTERM or Ctrl-C stops claiming and lets in-flight
+    ticks finish; a second one stops at once.
     """
     target = _store_target(store)
     _require_folder(target)  # a mistyped path must not become a new, empty store

@@ -582,7 +582,8 @@ class Supervisor:
 
         Returns:
             ``EXIT_OK`` if no state failed during the run, ``EXIT_SOME_FAILED`` if some
-            did (or workers kept crashing), ``EXIT_USAGE`` if workers could not start
+            did, workers kept crashing, or a signal stopped a run without ``--watch``
+            before the store was finished; ``EXIT_USAGE`` if workers could not start
             with this configuration.
         """
         store = self._store if self._store is not None else self.spec.open_store()
@@ -596,11 +597,17 @@ class Supervisor:
                 self._next_status = 0.0
                 self._sample(store)
             failed_now = store.status().failed
+            # A run meant to finish the work (no --watch) that a signal stopped first did
+            # not do its job: a script running `doves run && next-step` must not go on.
+            cut_short = self._signals > 0 and not self.watch and not self._store_finished(store)
         finally:
             if self._store is None:
                 store.close()
         if self._abort_code is not None:
             return self._abort_code
+        if cut_short:
+            log.warning("stopped before the store was finished", extra={"action": "summary"})
+            return EXIT_SOME_FAILED
         if failed_now > failed_before:
             log.warning("%d state(s) failed during this run", failed_now - failed_before,
                         extra={"action": "summary", "failed": failed_now - failed_before})

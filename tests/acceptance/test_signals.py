@@ -145,3 +145,16 @@ def test_a_worker_that_exits_0_with_work_left_is_replaced(doves: Doves, store_di
     status = doves.status(store_dir)
     assert (status["pending"], status["in_progress"], status["failed"]) == (0, 0, 1)
     assert status["recent_failures"][0]["name"] == "quits.state"
+
+
+def test_a_run_stopped_before_the_work_is_done_exits_1(doves: Doves, start_doves: Callable[..., Running],
+                                                      store_dir: Path, machines_py: Path, tick_log: Path) -> None:
+    """Without --watch, `doves run` promises to finish the work: stopped first, it says so and exits
+    1, so `doves run STORE && next-step` does not go on with half the results."""
+    submit_counted(doves, store_dir, machines_py, tick_log, lineages=2, count=200, sleep=0.02)
+    running = start_doves("run", str(store_dir), "--workers", "1", "--machines", str(machines_py))
+    running.wait_for(lambda: len(read_ticks(tick_log)) >= 5, "some ticks")
+    running.send(signal.SIGTERM)
+    assert running.wait() == 1, running.output
+    assert "stopped before the store was finished" in running.output
+    assert doves.status(store_dir)["pending"] > 0
