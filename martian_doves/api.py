@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, DovesError, NotARegularFile
+from martian_doves.errors import CodecError, DovesError, NotARegularFile, UnsafeName
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
 from martian_doves.stores import fsops
@@ -46,6 +46,8 @@ def check_file(path: Path, registry: Registry | None = None,
     """Read and validate one state file (name, size, JSON, document, and machine if given)."""
     try:
         codec.check_name(path.name)
+        if not codec.is_state_file_name(path.name):  # a store would refuse it (submit says so too)
+            raise UnsafeName(f"{path.name}: state file names end in .state (or .state-N)")
         if path.is_symlink():
             raise NotARegularFile(f"{path.name}: is a symlink")
         state = codec.decode(fsops.read_regular(str(path), max_bytes), path.name)

@@ -185,7 +185,7 @@ def cli() -> None:
 
 @cli.command()
 @store_argument
-@option("--workers", "-w", type=click.IntRange(min=1), default=1,
+@option("--workers", "-w", type=click.IntRange(1, 1024), default=1,
         help="Worker processes to run on this host; a dead one is replaced.")
 @option("--concurrency", "-c", type=click.IntRange(min=1), default=_WORKER_DEFAULTS.concurrency,
         help="Ticks each worker process runs at once (threads). Raise it for machines that wait on I/O.")
@@ -442,7 +442,8 @@ def retry(args: Sequence[str], **params: Any) -> int:
         count = store.retry_failed([os.path.basename(n) for n in names] if names else None)
         click.echo(f"{count} failed state(s) in {store.description} pending again")
     if names and count < len(names):
-        click.echo(f"doves: {len(names) - count} of the {len(names)} named state(s) had not failed", err=True)
+        click.echo(f"doves: {len(names) - count} of the {len(names)} named state(s) are not failed states "
+                   "of this store (not failed, or no such name)", err=True)
         return EXIT_SOME_FAILED
     return EXIT_OK
 
@@ -544,7 +545,7 @@ def _example_states(fast: bool) -> list[State]:
 
 
 @cli.command()
-@option("--workers", "-w", type=click.IntRange(min=1), default=4, help="Worker processes to run.")
+@option("--workers", "-w", type=click.IntRange(1, 1024), default=4, help="Worker processes to run.")
 @option("--dir", "directory", env="DOVES_DEMO_DIR", type=click.Path(file_okay=False), default=None,
         show_default="./doves-demo-<time>", help="Folder for the demo store (new or empty).")
 @option("--fast/--seed-timing", env="DOVES_DEMO_FAST", default=True,

@@ -98,7 +98,7 @@ def store_options(*, visible: bool, with_mode: bool = True) -> Callable[[F], F]:
                help="Semaphore mode: a worker whose clock is further off the shared filesystem's stays out."),
         option("--schema", default=None, hidden=hidden, show_default="doves, or the URL's ?schema=",
                help="PostgreSQL: schema holding the tables."),
-        option("--pool-size", type=click.IntRange(min=1), default=None, hidden=hidden, show_default="4",
+        option("--pool-size", type=click.IntRange(min=1), default=None, hidden=hidden, show_default="8",
                help="PostgreSQL: most connections per worker process; at least --concurrency + 1."),
         option("--synchronous-commit/--no-synchronous-commit", default=None, hidden=hidden, show_default="on",
                help="PostgreSQL: wait for the WAL flush on every commit. Off is faster; a server crash may then "

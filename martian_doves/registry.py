@@ -115,6 +115,12 @@ def _checked_successor(parent_state: str, state: str, payload: JSONDict) -> tupl
     return state, payload
 
 
+def _origin(handler: Handler) -> str:
+    """Where a handler was defined, for messages: ``module.name``."""
+    module = getattr(handler, "__module__", None) or "?"
+    return f"{module}.{getattr(handler, '__qualname__', type(handler).__name__)}"
+
+
 class Registry:
     """State name → handler. Build one, ``load`` machine modules into it, pass it to workers."""
 
@@ -128,7 +134,8 @@ class Registry:
     def add(self, spec: MachineSpec) -> None:
         existing = self._specs.get(spec.name)
         if existing is not None and existing.handler is not spec.handler:
-            raise MachineLoadError(f"state {spec.name!r} is defined twice")
+            raise MachineLoadError(f"state {spec.name!r} is defined twice: by {_origin(existing.handler)} "
+                                   f"and by {_origin(spec.handler)}")
         self._specs[spec.name] = spec
 
     def register(self, name: str, handler: Handler, payload: type | None = None) -> None:
@@ -251,13 +258,13 @@ def _import_source(source: str) -> types.ModuleType:
             sys.path.insert(0, folder)
         try:
             spec.loader.exec_module(module)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # sys.exit() at import must not end doves quietly
             del sys.modules[module_name]
             raise MachineLoadError(f"{source}: {_one_line(e)}") from e
         return module
     try:
         return importlib.import_module(source)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise MachineLoadError(f"cannot import machines module {source!r}: {_one_line(e)}") from e
 
 

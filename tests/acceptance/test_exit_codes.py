@@ -35,13 +35,26 @@ def test_missing_machines_file_is_a_configuration_error(doves: Doves, store_dir:
     assert "missing.py" in one_line(result.stderr)
 
 
-def test_machines_file_that_raises_is_a_configuration_error(doves: Doves, store_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("body", "says"), [("raise RuntimeError('cannot import me')", "cannot import me"),
+                                           ("import sys; sys.exit(4)", "SystemExit: 4")])
+def test_machines_file_that_raises_is_a_configuration_error(doves: Doves, store_dir: Path, tmp_path: Path,
+                                                            body: str, says: str) -> None:
     broken = tmp_path / "broken_machines.py"
-    broken.write_text("raise RuntimeError('cannot import me')\n")
+    broken.write_text(body + "\n")
     result = doves("run", str(store_dir), "--machines", str(broken))
     assert result.returncode == 2
     line = one_line(result.stderr)
-    assert "broken_machines.py" in line and "cannot import me" in line
+    assert "broken_machines.py" in line and says in line
+
+
+def test_a_state_defined_twice_names_both_definitions(doves: Doves, store_dir: Path, tmp_path: Path) -> None:
+    twice = tmp_path / "twice.py"
+    twice.write_text("from martian_doves import machine\n\n"
+                     "@machine('countdown')\ndef mine(payload):\n    return None\n")
+    result = doves("run", str(store_dir), "--machines", str(twice))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "'countdown' is defined twice: by martian_doves.builtin." in line and ".mine" in line
 
 
 def test_unimportable_machines_module_is_a_configuration_error(doves: Doves, store_dir: Path) -> None:

@@ -88,3 +88,13 @@ def test_submit_can_skip_the_machine_check(doves: Doves, mixed_folder: Path, sto
     result = doves("submit", str(store_dir), str(mixed_folder / "stranger.state"), "--allow-unknown-states")
     assert result.returncode == 0, result.stderr
     assert (store_dir / "stranger.state").is_file()
+
+
+def test_validate_and_submit_agree_on_a_file_named_without_state(doves: Doves, tmp_path: Path,
+                                                               store_dir: Path) -> None:
+    """Named directly, a file whose name no store accepts is invalid for validate as for submit."""
+    path = write_state(tmp_path, "job.json", "countdown", {"count": 1})
+    checked = doves("validate", str(path))
+    assert checked.returncode == 1 and "end in .state" in checked.stdout
+    submitted = doves("submit", str(store_dir), str(path))
+    assert submitted.returncode == 1 and "end in .state" in submitted.stderr
