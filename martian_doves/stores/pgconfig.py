@@ -10,7 +10,7 @@ import dataclasses
 import re
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 import psycopg.conninfo
@@ -149,7 +149,10 @@ def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, Po
         except ValueError as e:
             raise ConfigError(f"URL parameter {key}={raw!r} is not a valid {kind.__name__}") from e
     options = dataclasses.replace(options, **changes).validate()
-    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in URL_OPTIONS])))
+    # The URL as given, less our own parameters (rebuilt by hand: urlunsplit would turn a
+    # host-less postgresql:///db?host=/run/postgresql into postgresql:/db).
+    rest = urlencode([(k, v) for k, v in query if k not in URL_OPTIONS], quote_via=quote)  # libpq: no "+"
+    conninfo = url.split("?", 1)[0] + (f"?{rest}" if rest else "")
     try:
         psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as e:

@@ -113,10 +113,13 @@ class PostgresStore:
         # The application name lets an operator (and the fault tests) find this store's
         # sessions in pg_stat_activity: doves:SCHEMA:PID. Keepalives notice a peer that
         # vanished without a word (a partition) in about half a minute, unless the URL says.
+        # What the URL sets itself wins (its options= come first, ours are added).
         given = psycopg.conninfo.conninfo_to_dict(self.conninfo)
-        keepalives = {k: v for k, v in _KEEPALIVES.items() if k not in given}
-        return {"autocommit": True, "options": settings, "application_name": f"doves:{self.schema}:{os.getpid()}",
-                "connect_timeout": max(1, round(self.options.connect_timeout_seconds)), **keepalives}
+        if given.get("options"):
+            settings = f"{given['options']} {settings}"
+        ours = {"application_name": f"doves:{self.schema[:45]}:{os.getpid()}",  # at most 63 bytes
+                "connect_timeout": max(1, round(self.options.connect_timeout_seconds)), **_KEEPALIVES}
+        return {"autocommit": True, "options": settings, **{k: v for k, v in ours.items() if k not in given}}
 
     def _connect(self) -> Conn:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -627,3 +627,26 @@ def test_liveness_is_judged_by_each_workers_own_lease(pg_url: str) -> None:
     finally:
         long_lease.close()
         reader.close()
+
+
+def test_connection_settings_in_the_url_are_kept(pg_url: str, pg_server_url: str) -> None:
+    """options=, connect_timeout and application_name given in the URL reach the server (ours are
+    added to options=, not put in its place), and a host-less URL (host= as a parameter) works."""
+    parts = urlsplit(pg_server_url)
+    schema = parse_url(pg_url)[1].schema
+    query = urlencode({"host": parts.hostname, "port": parts.port, "user": parts.username, "schema": schema,
+                       "options": "-c work_mem=7MB", "application_name": "my-fleet", "connect_timeout": "3"},
+                     quote_via=quote)
+    url = f"postgresql:///{parts.path.lstrip('/')}?{query}"
+    opened = PostgresStore(url)
+    try:
+        opened.submit([countdown("u.state", 1)])
+        [claim] = opened.claim("w", 1)
+        with opened._pool.connection() as conn:
+            settings = conn.execute("SELECT current_setting('work_mem'), current_setting('application_name'), "
+                                    "current_setting('search_path')").fetchone()
+        assert settings == ("7MB", "my-fleet", schema)
+        opened.commit(claim, None)
+        assert opened.is_finished()
+    finally:
+        opened.close()
