@@ -124,6 +124,11 @@ class RootAdmission:
                     continue
                 if self._take_admission(name, now) and self._create_hint(name):
                     admitted += 1
+            elif not young and os.path.lexists(os.path.join(self.layout.failed, name)):
+                # A failed state's file is in failed/, so this is a new copy (a fixed file?):
+                # it never runs by itself, and silence would leave the user guessing.
+                log.warning("%s is in the folder again, but a state of that name failed: `doves retry STORE %s` "
+                            "runs this new file", name, name, extra={"action": "admit", "state_name": name})
             self._known.add(name)
         if admitted:
             log.info("admitted %d state file(s) found in %s", admitted, self.layout.root,

@@ -10,12 +10,17 @@ by running it from inside the admitting store's listing of ``in_progress/``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from martian_doves.registry import default_registry
 from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.worker import Worker, WorkerOptions
 
 
 class InterleavingStore(LeaseStore):
@@ -34,6 +39,11 @@ class InterleavingStore(LeaseStore):
             step, self.interleave = self.interleave, None
             step()
         return names
+
+
+def _age(path: Path) -> None:
+    past = time.time() - 60  # copied in a while ago: past the admission grace
+    os.utime(path, (past, past))
 
 
 def _copy_in(folder: Path, *names: str) -> None:
@@ -126,3 +136,24 @@ def test_a_young_file_copied_in_late_is_not_finished_either(store_dir: Path) -> 
         assert not store.is_finished()
     finally:
         store.close()
+
+
+def test_a_failed_states_file_copied_in_again_is_reported_and_runs_after_retry(
+        store_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A user fixes a quarantined file and copies it in again: it does not run by itself (the
+    name has failed), the log says how to run it, and `retry` runs the new file."""
+    broken = store_dir / "job.state"
+    broken.write_text('{"state": "countdown", "payload": {"count": 1}')  # malformed
+    _age(broken)
+    store = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
+    Worker(store, default_registry(), WorkerOptions(name="w", poll_seconds=0.05)).run()
+    assert store.status().failed == 1  # quarantined as malformed
+    broken.write_text('{"state": "countdown", "payload": {"count": 1, "tick_seconds": 0}}')  # fixed
+    _age(broken)
+    again = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
+    with caplog.at_level(logging.WARNING):
+        assert Worker(again, default_registry(), WorkerOptions(name="w", poll_seconds=0.05)).run().claimed == 0
+    assert "job.state is in the folder again, but a state of that name failed" in caplog.text
+    assert again.retry_failed(["job.state"]) == 1
+    assert Worker(again, default_registry(), WorkerOptions(name="w", poll_seconds=0.05)).run().committed == 1
+    assert again.status().failed == 0
