@@ -92,6 +92,14 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def output_record(line: str, worker: str) -> str:
+    """A line a worker process printed (not logged), as a JSON log record of its own, so a
+    ``--log-format json`` stream stays one JSON object per line whatever machines print."""
+    record = logging.LogRecord("martian_doves.output", logging.INFO, "", 0, line, None, None)
+    record.worker, record.action = worker, "output"
+    return JsonFormatter().format(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, worker, action, extras.
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from martian_doves.clock import SystemClock
 from martian_doves.errors import ConfigError, DovesError
-from martian_doves.logs import StderrWriter, Writer, setup_logging
+from martian_doves.logs import StderrWriter, Writer, output_record, setup_logging
 from martian_doves.metrics import MULTIPROCESS_ENV, MetricsFolder, StoreCollector, WorkerMetrics, serve, store_registry
 from martian_doves.model import StatusReport
 from martian_doves.registry import default_registry
@@ -277,31 +277,36 @@ class _OutputPump:
     own last line; the pump turns whatever arrives into complete lines.
     """
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: Writer, json_lines: bool = False) -> None:
         self._writer = writer
+        #: Wrap lines that are not JSON (a machine's print()) into JSON log records.
+        self._json_lines = json_lines
         self._lock = threading.Lock()
-        #: Each worker's pipe by file descriptor, with the bytes of its unfinished line.
-        self._streams: dict[int, tuple[Connection, bytearray]] = {}
+        #: Each worker's pipe by file descriptor: pipe, worker name, bytes of its unfinished line.
+        self._streams: dict[int, tuple[Connection, str, bytearray]] = {}
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, reader: Connection) -> None:
+    def add(self, reader: Connection, worker: str) -> None:
         with self._lock:
-            self._streams[reader.fileno()] = (reader, bytearray())
+            self._streams[reader.fileno()] = (reader, worker, bytearray())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="doves-output", daemon=True)
                 self._thread.start()
 
-    def _emit(self, data: bytes | bytearray) -> None:
+    def _emit(self, data: bytes | bytearray, worker: str) -> None:
         try:
-            self._writer(bytes(data).decode("utf-8", errors="replace").rstrip("\r"))
+            line = bytes(data).decode("utf-8", errors="replace").rstrip("\r")
+            if self._json_lines and not line.startswith("{"):
+                line = output_record(line, worker)
+            self._writer(line)
         except Exception:  # a broken writer must not stop the pump (and block the workers)
             pass
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                readers = [reader for reader, _ in self._streams.values()]
+                readers = [reader for reader, _, _ in self._streams.values()]
             if not readers:
                 if self._closing.is_set():
                     return
@@ -315,18 +320,18 @@ class _OutputPump:
                 except OSError:
                     data = b""
                 with self._lock:
-                    _, buffer = self._streams[fd]
+                    _, worker, buffer = self._streams[fd]
                     if not data:  # end of file: the worker has exited
                         del self._streams[fd]
                         reader.close()
                         if buffer:
-                            self._emit(buffer)
+                            self._emit(buffer, worker)
                         continue
                     buffer.extend(data)
                     *lines, rest = buffer.split(b"\n")
                     buffer[:] = rest
                 for line in lines:
-                    self._emit(line)
+                    self._emit(line, worker)
 
     def close(self, timeout_seconds: float = 2.0) -> None:
         """Wait (bounded) for every worker's output to end, then stop the pump."""
@@ -384,7 +389,7 @@ class Supervisor:
         self._store = store
         self._progress = progress
         self._context = multiprocessing.get_context("spawn")
-        self._pump = _OutputPump(output or StderrWriter())
+        self._pump = _OutputPump(output or StderrWriter(), json_lines=spec.log_format == "json")
         self._slots = [_Slot(index) for index in range(self.options.workers)]
         #: Stop signals received (the handler's only effect).
         self._signals = 0
@@ -422,7 +427,7 @@ class Supervisor:
         )
         process.start()
         writer.close()  # the child holds the write end now; EOF arrives when it exits
-        self._pump.add(reader)
+        self._pump.add(reader, self.spec.worker_name(process.pid or 0))
         slot.process = process
         slot.started_at = time.monotonic()
         slot.restart_at = None

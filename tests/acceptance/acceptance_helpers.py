@@ -85,6 +85,16 @@ def blocks(payload):
     return None
 
 
+@machine("chatty")
+def chatty(payload):
+    """Prints (not logs) a line to stdout and one to stderr, as careless user code does."""
+    import sys
+
+    print(f"chatty says hello from {payload['id']}")
+    print(f"chatty complains on stderr from {payload['id']}", file=sys.stderr)
+    return None
+
+
 @machine("exits-quietly")
 def exits_quietly(payload):
     """Ends its worker process with status 0, as a careless os._exit(0) in user code would."""

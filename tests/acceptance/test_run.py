@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
 from pathlib import Path
 
 from acceptance_helpers import Doves, copy_seed_examples, read_ticks, write_state
@@ -84,3 +85,15 @@ def test_worker_names_and_json_logs(doves: Doves, store_dir: Path) -> None:
     spawned = {r["pid"] for r in records if r["action"] == "spawn"}
     assert len(spawned) == 2
     assert {r["worker"] for r in machine_records} <= {f"fleet-a-{pid}" for pid in spawned}
+
+
+def test_json_logs_stay_json_when_machines_print(doves: Doves, store_dir: Path, machines_py: Path) -> None:
+    """With --log-format json every line of the stream is a JSON object, a machine's print() too
+    (wrapped as a record of the martian_doves.output logger, with the worker's name)."""
+    write_state(store_dir, "talk.state", "chatty", {"id": "talk"})
+    result = doves("run", str(store_dir), "--workers", "2", "--log-format", "json", "--machines", str(machines_py))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    printed = {r["message"]: r for r in records if r["logger"] == "martian_doves.output"}
+    assert set(printed) == {"chatty says hello from talk", "chatty complains on stderr from talk"}
+    assert all(r["worker"].startswith(f"{socket.gethostname()}-") for r in printed.values())
