@@ -538,20 +538,30 @@ class PostgresStore:
             ConfigError: the directory cannot be created.
         """
         layout = fsops.Layout(os.path.abspath(directory))
+        if os.path.exists(layout.root) and not os.path.isdir(layout.root):
+            raise ConfigError(f"cannot export to {layout.root}: it is a file, not a folder")
         try:
             layout.create()
         except OSError as e:
             raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
+        clashes: list[str] = []
 
         def dump(conn: Conn, _: int) -> int:
+            clashes.clear()  # a retry after a lost connection starts over (and finds its own files)
             # A server-side cursor: millions of states stream through in small batches.
             with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
                 cursor.itersize = 500
-                return sum(self._export_one(layout, *row) for row in cursor.execute(Q["export"]))
+                return sum(self._export_one(layout, clashes, *row) for row in cursor.execute(Q["export"]))
 
-        return self._run("export", dump)
+        exported = self._run("export", dump)
+        if clashes:
+            log.warning("%d state(s) not exported: %s holds other files of those names (%s%s)", len(clashes),
+                        layout.root, ", ".join(clashes[:5]), ", ..." if len(clashes) > 5 else "",
+                        extra={"action": "export"})
+        return exported
 
-    def _export_one(self, layout: fsops.Layout, name: str, state: str, payload: JSONDict, parent: str | None,
+    def _export_one(self, layout: fsops.Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
+                    parent: str | None,
                     status: str, attempts: int, errors: list[str], not_before: float, worker: str | None,
                     token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
         try:
@@ -561,9 +571,16 @@ class PostgresStore:
             log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
             return 0
         folder = layout.failed if status == Status.FAILED.value else layout.root
-        if not fsops.write_new(layout, os.path.join(folder, name), data, durable=False):
-            log.warning("not exporting %s: the name exists in %s", name, folder, extra={"action": "export"})
-            return 0
+        path = os.path.join(folder, name)
+        if not fsops.write_new(layout, path, data, durable=False):
+            try:  # exported before (again, or by an earlier try of this export): already there
+                same = fsops.read_regular(path, len(data)) == data
+            except (OSError, CodecError):
+                same = False
+            if not same:
+                clashes.append(name)
+                return 0
+        # Markers too are written only where missing (an earlier try may have stopped short).
         info = {"attempts": attempts, "errors": errors}
         if status == Status.DONE.value:
             marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()

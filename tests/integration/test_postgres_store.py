@@ -7,6 +7,7 @@ reply is simulated by closing the connection right after a statement has run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import threading
@@ -497,7 +498,8 @@ def test_batch_claims_are_kept_renewed_and_given_back(pg_url: str) -> None:
     assert db(pg_url, "SELECT count(*) FROM states WHERE status = 'in_progress'") == [(2,)]
 
 
-def test_export_writes_the_directory_store_layout(pg_url: str, store: PostgresStore, tmp_path: Path) -> None:
+def test_export_writes_the_directory_store_layout(pg_url: str, store: PostgresStore, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     store.submit([countdown("done.state", 2), countdown("bad.state"), countdown("wait.state"),
                   countdown("held.state")])
     claims = {c.name: c for c in store.claim("w", 4)}
@@ -516,7 +518,18 @@ def test_export_writes_the_directory_store_layout(pg_url: str, store: PostgresSt
     assert json.loads((target / "failed" / "bad.state.reason.json").read_text())["code"] == "tick_failed"
     assert sorted(os.listdir(target / "pending")) == ["held.state", "wait.state"]
     assert json.loads((target / "pending" / "wait.state").read_text())["attempts"] == 1
-    assert store.export(str(target)) == 0  # never overwrites
+    # Again into the same folder: the same files are there already, nothing is overwritten.
+    assert store.export(str(target)) == 5
+    (target / "wait.state").write_text('{"state": "countdown", "payload": {"count": 99}}')  # someone else's
+    with caplog.at_level(logging.WARNING):
+        assert store.export(str(target)) == 4
+    assert "1 state(s) not exported" in caplog.text and "wait.state" in caplog.text
+    assert json.loads((target / "wait.state").read_text())["payload"] == {"count": 99}  # never overwritten
+    (target / "wait.state").write_bytes(codec.encode(State("wait.state", "countdown", {"count": 3, "tick_seconds": 0})))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="it is a file, not a folder"):
+        store.export(str(a_file))
     # The directory store reads it and finishes the work the database had left.
     files = LeaseStore(target)
     try:
