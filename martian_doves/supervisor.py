@@ -69,6 +69,8 @@ EXIT_WORKER_CRASHED = 70
 #: Worker process exit status: it cannot start with this configuration; the run stops.
 EXIT_WORKER_CONFIG = 78
 
+#: A second stop signal this soon after the first is the same stop, delivered twice.
+_SAME_SIGNAL_SECONDS = 0.3
 #: Longest the supervisor loop sleeps without looking at its flags and children.
 _LOOP_SECONDS = 0.5
 
@@ -393,6 +395,7 @@ class Supervisor:
         self._slots = [_Slot(index) for index in range(self.options.workers)]
         #: Stop signals received (the handler's only effect).
         self._signals = 0
+        self._first_signal_at = 0.0
         self._abort_code: int | None = None
         self._stopping = False
         self._stop_deadline: float | None = None
@@ -411,6 +414,13 @@ class Supervisor:
     # -- signals -----------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        # One stop often arrives twice at once: `timeout` and service managers signal the
+        # child and then its whole process group. Only a later signal means "stop now".
+        if self._signals == 1 and now - self._first_signal_at < _SAME_SIGNAL_SECONDS:
+            return
+        if self._signals == 0:
+            self._first_signal_at = now
         self._signals += 1
 
     def request_stop(self) -> None:

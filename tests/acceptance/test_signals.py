@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def test_a_second_signal_stops_at_once(start_doves: Callable[..., Running], stor
     running.wait_for_output("stop signal received")
     assert running.process.poll() is None  # the first signal waits for the in-flight tick
 
+    time.sleep(0.5)  # a person's second Ctrl-C (one stop delivered twice at once counts once)
     running.send(signal.SIGINT)
     running.wait()
     assert "second stop signal" in running.output
@@ -158,3 +160,18 @@ def test_a_run_stopped_before_the_work_is_done_exits_1(doves: Doves, start_doves
     assert running.wait() == 1, running.output
     assert "stopped before the store was finished" in running.output
     assert doves.status(store_dir)["pending"] > 0
+
+
+def test_one_stop_delivered_twice_at_once_is_still_a_clean_stop(start_doves: Callable[..., Running],
+                                                                store_dir: Path, machines_py: Path,
+                                                                tick_log: Path) -> None:
+    """`timeout` and service managers signal the process and then its whole group: two SIGTERMs
+    at once. That is one stop: the in-flight tick finishes rather than being killed."""
+    write_state(store_dir, "short.state", "blocks", {"id": "short", "sleep": 2, "log": str(tick_log)})
+    running = start_doves("run", str(store_dir), "--workers", "1", "--machines", str(machines_py))
+    running.wait_for(lambda: len(read_ticks(tick_log)) == 1, "the tick to start")
+    running.send(signal.SIGTERM)
+    running.send(signal.SIGTERM)
+    assert running.wait() == 0, running.output
+    assert "second stop signal" not in running.output
+    assert [e for _, _, _, e in read_ticks(tick_log)] == ["start", "end"]
