@@ -377,6 +377,35 @@ def status(store: str | None, as_json: bool, **params: Any) -> int:
 
 
 @cli.command()
+@store_argument
+@option("--host", env="DOVES_DASHBOARD_HOST", default="127.0.0.1", metavar="HOST",
+        help="Address to listen on. The page shows state names and failure messages: --host 0.0.0.0 "
+             "exposes it to every network this host is on.")
+@option("--port", env="DOVES_DASHBOARD_PORT", type=click.IntRange(0, 65535), default=8080, metavar="PORT",
+        help="Port to listen on (0: any free port, logged).")
+@option("--refresh-seconds", env="DOVES_DASHBOARD_REFRESH_SECONDS", type=click.FloatRange(min=0.1), default=2.0,
+        metavar="SECONDS",
+        help="How often the store's status is read and the page updates; a slow count waits nine times "
+             "its own duration, so the store is never busy counting more than a tenth of the time.")
+@log_options()
+@store_options(visible=False)
+def dashboard(store: str | None, host: str, port: int, refresh_seconds: float, **params: Any) -> int:
+    """Serve a read-only web page of STORE for operators, until SIGTERM or Ctrl-C.
+
+    The page shows the counts, the transition rate, workers, the oldest pending state,
+    recent failures and the store's details, updated every --refresh-seconds. Also
+    serves /api/status (JSON), /metrics (Prometheus) and /healthz. Opening the page,
+    however often, adds no load: one status sample per refresh serves every request.
+    """
+    from martian_doves.dashboard import serve_dashboard
+
+    setup_logging(params["log_level"].lower(), params["log_format"], worker="dashboard")
+    with _opened(_store_target(store), params) as opened:
+        serve_dashboard(opened, host, port, refresh_seconds)
+    return EXIT_OK
+
+
+@cli.command()
 @click.argument("args", nargs=-1, metavar="[STORE] NAME")
 @option("--json", "as_json", is_flag=True, default=False, help="Print a JSON list, oldest state first.")
 @store_options(visible=False)

@@ -1,0 +1,246 @@
+"""``doves dashboard``: a small, read-only web page of a store's status, for operators.
+
+One sampler thread reads ``store.status()`` at most every ``refresh_seconds``, and
+never more than a tenth of the time (counting a big store is slow); HTTP requests
+only read its last sample, so no number of open pages or scrapers adds load on the
+store. Served with the standard library's ``ThreadingHTTPServer``:
+
+- ``/``: the page (``dashboard.html``, self-contained: no external URL of any kind);
+- ``/api/status``: ``status --json`` plus ``sampled_at``, ``rate``, ``series`` and ``error``;
+- ``/metrics``: the store's Prometheus gauges (the same as ``doves run --metrics-port``);
+- ``/healthz``: ``ok``.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.metrics import StoreCollector, store_registry
+from martian_doves.model import JSONDict, StatusReport
+from martian_doves.report import RateMeter, status_dict
+from martian_doves.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+#: How many (time, finished) samples the page's sparkline gets: 10 minutes at the default refresh.
+HISTORY_SAMPLES = 300
+#: Headers of every answer (with its Content-Type, Content-Length and Content-Security-Policy).
+_COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+_TEXT = "text/plain; charset=utf-8"
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What the sampler saw last; every request reads one of these, never the store."""
+
+    #: The last status read (None before the first one succeeded).
+    report: StatusReport | None = None
+    #: When ``report`` was read, epoch seconds.
+    sampled_at: float | None = None
+    #: Transitions (done + failed) per second over the last samples.
+    rate: float = 0.0
+    #: (epoch seconds, done + failed) of the last samples, oldest first.
+    series: tuple[tuple[float, int], ...] = ()
+    #: Why the last sample failed, or None if it did not.
+    error: str | None = None
+
+    def as_dict(self, refresh_seconds: float) -> JSONDict:
+        """The ``/api/status`` object (without status fields before the first sample)."""
+        document = status_dict(self.report) if self.report is not None else {}
+        return {**document, "sampled_at": self.sampled_at, "rate": round(self.rate, 3),
+                "series": [list(point) for point in self.series], "error": self.error,
+                "refresh_seconds": refresh_seconds}
+
+
+class Sampler:
+    """One thread reading the store's status, no more than a tenth of the time."""
+
+    def __init__(self, store: Store, refresh_seconds: float, history: int = HISTORY_SAMPLES) -> None:
+        check_seconds({"--refresh-seconds": refresh_seconds})
+        self.refresh_seconds = refresh_seconds
+        self._store = store
+        self._meter = RateMeter(window_seconds=max(10.0, 5 * refresh_seconds))
+        self._series: collections.deque[tuple[float, int]] = collections.deque(maxlen=history)
+        self._snapshot = Snapshot()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="doves-dashboard-sampler", daemon=True)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot
+
+    def latest(self) -> tuple[StatusReport | None, float]:
+        """The last report and its time, as ``metrics.StoreCollector`` wants them."""
+        snapshot = self.snapshot
+        return snapshot.report, snapshot.sampled_at or 0.0
+
+    def sample(self) -> float:
+        """Read the store's status once (errors are logged and kept); how long it took."""
+        started = time.monotonic()
+        try:
+            report = self._store.status()
+        except Exception as e:
+            error = " ".join((str(e) or type(e).__name__).split())
+            if error != self.snapshot.error:  # a store that stays down is not logged every refresh
+                log.warning("cannot read the store's status: %s", error, extra={"action": "status"})
+            with self._lock:
+                self._snapshot = dataclasses.replace(self._snapshot, error=error)
+        else:
+            now, finished = time.time(), report.done + report.failed
+            self._series.append((now, finished))
+            rate = self._meter.add(time.monotonic(), finished)
+            if self.snapshot.error is not None:
+                log.info("the store's status can be read again", extra={"action": "status"})
+            with self._lock:
+                self._snapshot = Snapshot(report, now, rate, tuple(self._series))
+        return time.monotonic() - started
+
+    def _run(self) -> None:
+        while True:
+            took = self.sample()
+            if self._stop.wait(max(self.refresh_seconds, 9 * took)):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)  # a status call that hangs must not hold the exit (daemon thread)
+
+
+def load_page() -> tuple[bytes, str]:
+    """The page, and a Content-Security-Policy that allows nothing but its own script and style."""
+    html = importlib.resources.files("martian_doves").joinpath("dashboard.html").read_text(encoding="utf-8")
+
+    def hashes(tag: str) -> str:  # the page writes its <script> and <style> without attributes
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+                        for b in blocks) or "'none'"
+
+    policy = (f"default-src 'none'; script-src 'self' {hashes('script')}; style-src 'self' {hashes('style')}; "
+              "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return html.encode(), policy
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """The HTTP side: serves the sampler's last snapshot; never calls the store."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.page, self.policy = load_page()
+        self.registry = store_registry(StoreCollector(sampler.latest))
+        try:
+            self.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            super().__init__((host, port), _Handler)
+        except OSError as e:
+            raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {e.strerror or e}") from e
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = str(host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line instead of socketserver's traceback on stderr; a client gone away is routine."""
+        error = sys.exc_info()[1]
+        level = logging.DEBUG if isinstance(error, ConnectionError) else logging.WARNING
+        log.log(level, "request from %s failed: %r", client_address[0], error, extra={"action": "http"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DashboardServer
+
+    def version_string(self) -> str:
+        return "doves-dashboard"
+
+    def _route(self) -> tuple[int, str, bytes]:
+        """(status, content type, body) of a GET of ``self.path``."""
+        path = urlsplit(self.path).path
+        if path == "/":
+            return 200, "text/html; charset=utf-8", self.server.page
+        if path == "/api/status":
+            document = self.server.sampler.snapshot.as_dict(self.server.sampler.refresh_seconds)
+            return 200, "application/json; charset=utf-8", json.dumps(document, default=str).encode()
+        if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry)
+        if path == "/healthz":
+            return 200, _TEXT, b"ok\n"
+        return 404, _TEXT, b"not found\n"
+
+    def _answer(self, *, body: bool) -> None:
+        status, content_type, content = self._route()
+        self.send_response(status)
+        headers = {"Content-Type": content_type, "Content-Length": str(len(content)), **_COMMON_HEADERS,
+                   "Content-Security-Policy": self.server.policy}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args, extra={"action": "http"})
+
+
+@contextlib.contextmanager
+def serving(store: Store, host: str, port: int, refresh_seconds: float) -> Iterator[DashboardServer]:
+    """Sample ``store`` and serve the dashboard while in the block (port 0: any free port)."""
+    sampler = Sampler(store, refresh_seconds)
+    server = DashboardServer(host, port, sampler)
+    thread = threading.Thread(target=server.serve_forever, name="doves-dashboard-http", daemon=True)
+    sampler.start()
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10.0)
+        sampler.stop()
+
+
+def serve_dashboard(store: Store, host: str, port: int, refresh_seconds: float) -> None:
+    """Serve the dashboard until SIGTERM or SIGINT (Ctrl-C); call from the main thread."""
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with serving(store, host, port, refresh_seconds) as server:
+            log.info("dashboard on %s", server.url, extra={"action": "dashboard", "url": server.url})
+            while not stop.wait(1.0):
+                pass
+            log.info("stop signal received: dashboard stopping", extra={"action": "stop"})
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
