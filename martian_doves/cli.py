@@ -623,7 +623,6 @@ def demo(workers: int, directory: str | None, fast: bool, **params: Any) -> int:
     for command, meaning in hints:
         click.echo(f"  {command:<{width}}  # {meaning.format(folder=folder)}")
     return code
-    return code
 
 
 # -- entry point -----------------------------------------------------------------------------------
