@@ -71,4 +71,4 @@ def test_retry_by_name(doves: Doves, store_dir: Path, machines_py: Path, tmp_pat
 
     missing = doves("retry", str(store_dir), "not-failed.state")
     assert missing.returncode == 1
-    assert "had not failed" in missing.stderr
+    assert "are not failed states of this store" in missing.stderr
