@@ -116,6 +116,8 @@ def test_dead_registrations_do_not_strand_work(store: Path, log: Path, fleet: Fl
         workers = fleet.start_many(3)
         wait_until(lambda: read_executions(log), "the first transitions")
         victim = workers[0]
+        # On a loaded machine the victim may still be starting: it must have registered.
+        wait_until(lambda: (store / "workers" / victim.name).exists(), "the victim's registration")
         victim.kill()
         # The ghost stays "alive" one more cycle, then dies too.
         time.sleep(cycle_seconds(OPTIONS))
