@@ -132,5 +132,6 @@ class HistoryEntry:
     worker: str | None = None
     #: When the tick was committed (or failed), epoch seconds.
     finished_at: float | None = None
+    #: Attempts that failed (a worker lost counts): 0 for a state done at its first try.
     attempts: int = 0
     reason: str | None = None

@@ -33,7 +33,8 @@ _STATUS_STYLES = {
     Status.FAILED: "bold red",
 }
 #: Columns of ``doves history``.
-HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "attempts", "reason")
+#: "failed attempts": a state done at its first try shows 0, one that failed shows all its tries.
+HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "failed attempts", "reason")
 
 
 def format_time(epoch_seconds: float | None) -> str:
