@@ -39,7 +39,9 @@ def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, 
             raise ConfigError(
                 "PostgreSQL support is not installed: pip install 'martian-doves[postgres]'"
             ) from e
-        store: Store = PostgresStore(target, _pick(PostgresOptions, options), clock=clock)
+        picked = _pick(PostgresOptions, options)
+        explicit = {k for k, v in options.items() if v is not None}
+        store: Store = PostgresStore(target, picked, clock=clock, explicit=explicit)
         return store
     if "://" in target:
         raise ConfigError(f"unsupported store URL {target!r}: use a directory or postgresql://")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Collection
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -25,7 +26,7 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 #: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
 #: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
 URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
-               "reconnect_seconds", "max_state_bytes")
+               "reconnect_seconds")
 
 
 
@@ -116,12 +117,15 @@ class PostgresOptions:
         return self
 
 
-def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, PostgresOptions, str]:
+def parse_url(url: str, options: PostgresOptions | None = None,
+              explicit: Collection[str] | None = None) -> tuple[str, PostgresOptions, str]:
     """Split a store URL into what libpq gets, the full options, and a description.
 
     Args:
         url: ``postgresql://user@host:port/db?schema=NAME&...``, any ``URL_OPTIONS`` in the query.
-        options: given explicitly; a field that differs from its default wins over the URL.
+        options: given explicitly; the fields named in ``explicit`` win over the URL (a
+            flag set to its default value too), or, without ``explicit``, those that
+            differ from their defaults.
 
     Returns:
         ``(conninfo, validated options with the schema set, password-free description)``.
@@ -138,8 +142,10 @@ def parse_url(url: str, options: PostgresOptions | None = None) -> tuple[str, Po
         raise ConfigError(f"invalid PostgreSQL URL: {e}") from e
     defaults, changes = PostgresOptions(), dict[str, Any](schema=options.schema or DEFAULT_SCHEMA)
     for key, raw in query:
-        if key not in URL_OPTIONS or getattr(options, key) != getattr(defaults, key):
-            continue
+        if key not in URL_OPTIONS:
+            continue  # libpq's own parameter
+        if key in explicit if explicit is not None else getattr(options, key) != getattr(defaults, key):
+            continue  # given explicitly: it wins
         kind: type = str if key == "schema" else type(getattr(defaults, key))
         flag = raw.lower() in ("on", "true", "1", "yes")
         if kind is bool and not flag and raw.lower() not in ("off", "false", "0", "no"):

@@ -21,7 +21,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -73,19 +73,21 @@ class PostgresStore:
 
     mode = "postgres"
 
-    def __init__(self, url: str, options: PostgresOptions | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, url: str, options: PostgresOptions | None = None, clock: Clock | None = None,
+                 explicit: Collection[str] | None = None) -> None:
         """Connect, create or migrate the schema, and open the connection pool.
 
         Args:
             url: ``postgresql://`` URL; ``?schema=NAME`` picks the schema (see ``parse_url``).
             options: tuning; options given here win over the URL's.
             clock: stamps failure reasons; leases use the database's clock, waits real time.
+            explicit: the fields of ``options`` that were given (see ``parse_url``).
 
         Raises:
             ConfigError: bad URL, schema name or options.
             StoreUnavailable: the server cannot be reached or refuses the connection.
         """
-        self.conninfo, self.options, self.description = parse_url(url, options)
+        self.conninfo, self.options, self.description = parse_url(url, options, explicit)
         self.schema: str = self.options.schema or DEFAULT_SCHEMA
         self.clock = clock or SystemClock()
         self.channel = f"doves_{self.schema}"

@@ -143,6 +143,16 @@ def test_bad_options_are_config_errors() -> None:
             options.validate()
 
 
+def test_an_option_given_wins_over_the_url_even_at_its_default_value(pg_url: str) -> None:
+    """`--lease-seconds 30` (the default value, given on purpose) beats `?lease_seconds=5`; an
+    option not given leaves the URL's."""
+    given = open_store(f"{pg_url}&lease_seconds=5&pool_size=3", lease_seconds=30.0)
+    try:
+        assert (given.lease_seconds, given.options.pool_size) == (30.0, 3)
+    finally:
+        given.close()
+
+
 def test_unreachable_server_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable) as caught:
         PostgresStore("postgresql://postgres@127.0.0.1:1/test", PostgresOptions(connect_timeout_seconds=2))
