@@ -306,10 +306,11 @@ def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str
                 output = live.write
                 handler.writer = output  # log lines scroll above the live line
             try:
-                code = Supervisor(spec, options, store=store, progress=progress, output=output).run()
+                supervisor = Supervisor(spec, options, store=store, progress=progress, output=output)
+                code = supervisor.run()
             finally:
                 handler.writer = StderrWriter()
-        status = store.status()
+        status = supervisor.final_status or store.status()
     finally:
         store.close()
     log.info("finished: %d done, %d failed, %d pending, %d in progress", status.done, status.failed,

@@ -97,7 +97,7 @@ def output_record(line: str, worker: str) -> str:
     ``--log-format json`` stream stays one JSON object per line whatever machines print."""
     record = logging.LogRecord("martian_doves.output", logging.INFO, "", 0, line, None, None)
     record.worker, record.action = worker, "output"
-    return JsonFormatter().format(record)
+    return _OUTPUT_FORMATTER.format(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -124,6 +124,10 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
         return json.dumps(document, ensure_ascii=False, default=str)
+
+
+#: Formats the lines workers print for ``output_record`` (one instance serves every line).
+_OUTPUT_FORMATTER = JsonFormatter()
 
 
 class ContextAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -406,6 +406,8 @@ class Supervisor:
         self._restarts = 0
         #: The port metrics are served on, once they are.
         self.metrics_port: int | None = None
+        #: The store's status when ``run`` ended.
+        self.final_status: StatusReport | None = None
 
     @property
     def watch(self) -> bool:
@@ -534,15 +536,16 @@ class Supervisor:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _sample(self, store: Store) -> None:
+    def _sample(self, store: Store) -> StatusReport | None:
+        """Read the status for progress and metrics when due; the report, if one was read."""
         now = time.monotonic()
         if (self._progress is None and not self.spec.metrics) or now < self._next_status:
-            return
+            return None
         try:
             report = store.status()
         except Exception as e:
             log.warning("cannot read the store's status: %s", e, extra={"action": "status"})
-            return
+            return None
         finally:
             # Counting a store with a long history (a million files in done/, a big
             # table) takes a while: sample no more than a tenth of the time.
@@ -551,6 +554,7 @@ class Supervisor:
         self._last_report, self._last_report_at = report, time.time()
         if self._progress is not None:
             self._progress.update(report, len(self._alive()))
+        return report
 
     def _wait(self, wakeup: socket.socket) -> None:
         now = time.monotonic()
@@ -610,8 +614,9 @@ class Supervisor:
                     serving.callback(self._serve_metrics())
                 self._run_with_signals(store)
                 self._next_status = 0.0
-                self._sample(store)
-            failed_now = store.status().failed
+                # One count of a possibly large store serves the display and the summary.
+                self.final_status = self._sample(store) or store.status()
+            failed_now = self.final_status.failed
             # A run meant to finish the work (no --watch) that a signal stopped first did
             # not do its job: a script running `doves run && next-step` must not go on.
             cut_short = self._signals > 0 and not self.watch and not self._store_finished(store)

@@ -346,15 +346,22 @@ class Worker:
                 return False
         return self.store.is_finished()
 
-    def _guarded_heartbeat(self) -> None:
-        try:
-            self._heartbeat_loop()
-        except BaseException:  # anything that would end the thread silently
-            # Without heartbeats the leases of running ticks would lapse unnoticed: stop
-            # (releasing what is held) and let the supervisor replace this worker.
-            self.log.exception("heartbeat thread crashed; stopping", extra={"action": "crash"})
-            self.crashed = True
-            self._stopping.set()
+    def _guarded(self, loop: Callable[[], None], what: str) -> Callable[[], None]:
+        """``loop`` for a thread: whatever ends it unexpectedly stops the whole worker.
+
+        A loop thread that dies silently would leave a worker spinning with claims it
+        cannot renew; a dead heartbeat thread would let the leases of running ticks lapse
+        unnoticed. Either way: stop (releasing what is held), mark the worker crashed,
+        and let the supervisor replace it.
+        """
+        def run() -> None:
+            try:
+                loop()
+            except BaseException:  # anything that would end the thread silently
+                self.log.exception("%s crashed; stopping", what, extra={"action": "crash"})
+                self.crashed = True
+                self._stopping.set()
+        return run
 
     def _heartbeat_loop(self) -> None:
         while not self._threads_done.wait(self.options.heartbeat_seconds):
@@ -408,10 +415,11 @@ class Worker:
         self.log.info("worker started on %s (%s mode, concurrency %d)", self.store.description,
                       self.store.mode, self.options.concurrency, extra={"action": "start"})
         self._threads_done = threading.Event()
-        heartbeat = threading.Thread(target=self._guarded_heartbeat, name=f"{self.name}-heartbeat", daemon=True)
+        heartbeat = threading.Thread(target=self._guarded(self._heartbeat_loop, "heartbeat thread"),
+                                     name=f"{self.name}-heartbeat", daemon=True)
         heartbeat.start()
         threads = [
-            threading.Thread(target=self._guarded_loop, name=f"{self.name}-{i}", daemon=True)
+            threading.Thread(target=self._guarded(self._loop, "worker loop"), name=f"{self.name}-{i}", daemon=True)
             for i in range(self.options.concurrency)
         ]
         for thread in threads:
@@ -436,12 +444,3 @@ class Worker:
                           self.totals.retried, self.totals.failed, extra={"action": "stop"})
         return self.totals
 
-    def _guarded_loop(self) -> None:
-        try:
-            self._loop()
-        except BaseException:  # anything that would end the thread silently
-            # A store that keeps failing must not leave a worker spinning with claims it
-            # cannot renew: stop, release, and let the supervisor decide.
-            self.log.exception("worker loop crashed; stopping", extra={"action": "crash"})
-            self.crashed = True
-            self._stopping.set()
