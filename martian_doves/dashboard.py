@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from martian_doves.errors import ConfigError, check_seconds
-from martian_doves.metrics import StoreCollector, store_registry
+from martian_doves.metrics import StoreCollector, next_status_after, store_registry
 from martian_doves.model import JSONDict, StatusReport
 from martian_doves.report import RateMeter, status_dict
 from martian_doves.stores.base import Store
@@ -118,7 +118,7 @@ class Sampler:
     def _run(self) -> None:
         while True:
             took = self.sample()
-            if self._stop.wait(max(self.refresh_seconds, 9 * took)):
+            if self._stop.wait(next_status_after(self.refresh_seconds, took)):
                 return
 
     def start(self) -> None:

@@ -44,6 +44,13 @@ _OUTCOMES = {Event.COMMITTED: "committed", Event.RETRIED: "retried", Event.FAILE
              Event.LOST: "lost", Event.RELEASED: "released"}
 
 
+def next_status_after(every_seconds: float, took_seconds: float) -> float:
+    """Seconds to wait before the next ``status()`` sample: ``every_seconds``, or longer
+    when counting took a while (a million files in done/, a big table), so a store is
+    never busy counting for more than a tenth of the time."""
+    return max(every_seconds, 9 * took_seconds)
+
+
 class WorkerMetrics:
     """A ``Worker`` event hook counting transitions by outcome and timing each claim.
 

@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from martian_doves.clock import SystemClock
 from martian_doves.errors import ConfigError, DovesError
 from martian_doves.logs import StderrWriter, Writer, output_record, setup_logging
-from martian_doves.metrics import MULTIPROCESS_ENV, MetricsFolder, StoreCollector, WorkerMetrics, serve, store_registry
+from martian_doves.metrics import (
+    MULTIPROCESS_ENV,
+    MetricsFolder,
+    StoreCollector,
+    WorkerMetrics,
+    next_status_after,
+    serve,
+    store_registry,
+)
 from martian_doves.model import StatusReport
 from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
@@ -547,10 +555,8 @@ class Supervisor:
             log.warning("cannot read the store's status: %s", e, extra={"action": "status"})
             return None
         finally:
-            # Counting a store with a long history (a million files in done/, a big
-            # table) takes a while: sample no more than a tenth of the time.
             took = time.monotonic() - now
-            self._next_status = time.monotonic() + max(self.options.status_seconds, 9 * took)
+            self._next_status = time.monotonic() + next_status_after(self.options.status_seconds, took)
         self._last_report, self._last_report_at = report, time.time()
         if self._progress is not None:
             self._progress.update(report, len(self._alive()))
