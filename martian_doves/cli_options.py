@@ -92,10 +92,12 @@ def store_options(*, visible: bool, with_mode: bool = True) -> Callable[[F], F]:
         option("--update-seconds", type=click.FloatRange(min=0, min_open=True), default=3.0, hidden=hidden,
                help="Semaphore mode: length of the update phase."),
         option("--buffer-seconds", type=click.FloatRange(min=0), default=1.0, hidden=hidden,
-               help="Semaphore mode: gap between phases; must exceed clock skew plus filesystem delay."),
+               help="Semaphore mode: gap between phases; must exceed clock skew plus filesystem delay "
+                    "(at least 0.05: file timestamps are only a few milliseconds fine)."),
         option("--max-skew-seconds", type=click.FloatRange(min=0), default=None, hidden=hidden,
                show_default="half of --buffer-seconds",
-               help="Semaphore mode: a worker whose clock is further off the shared filesystem's stays out."),
+               help="Semaphore mode: a worker whose clock is further off the shared filesystem's stays out "
+                    "(at least 0.025)."),
         option("--schema", default=None, hidden=hidden, show_default="doves, or the URL's ?schema=",
                help="PostgreSQL: schema holding the tables."),
         option("--pool-size", type=click.IntRange(min=1), default=None, hidden=hidden, show_default="8",
