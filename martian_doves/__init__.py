@@ -13,11 +13,12 @@ time by many workers sharing one store, with no central coordinator::
 from __future__ import annotations
 
 from martian_doves.api import run, status, submit, submit_paths
+from martian_doves.config import WorkerOptions
 from martian_doves.errors import DovesError, Retry
 from martian_doves.model import Claim, State, Status, StatusReport
 from martian_doves.registry import Registry, default_registry, machine
 from martian_doves.stores import open_store
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.worker import Worker
 
 __version__ = "1.0.0"
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, DovesError, NotARegularFile, UnsafeName
+from martian_doves.config import WorkerOptions
+from martian_doves.errors import CodecError, DovesError, NotARegularFile
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
 from martian_doves.stores import fsops
 from martian_doves.stores.base import Store, SubmitResult
-from martian_doves.worker import StepResult, Worker, WorkerOptions
+from martian_doves.worker import StepResult, Worker
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,7 @@ def check_file(path: Path, registry: Registry | None = None,
                max_bytes: int = codec.DEFAULT_MAX_STATE_BYTES) -> FileCheck:
     """Read and validate one state file (name, size, JSON, document, and machine if given)."""
     try:
-        codec.check_name(path.name)
-        if not codec.is_state_file_name(path.name):  # a store would refuse it (submit says so too)
-            raise UnsafeName(f"{path.name}: state file names end in .state (or .state-N)")
+        codec.check_state_file_name(path.name)
         if path.is_symlink():
             raise NotARegularFile(f"{path.name}: is a symlink")
         state = codec.decode(fsops.read_regular(str(path), max_bytes), path.name)

@@ -39,6 +39,7 @@ from martian_doves.cli_options import (
     store_argument,
     store_options,
 )
+from martian_doves.config import SupervisorOptions, WorkerOptions
 from martian_doves.errors import ConfigError, DovesError
 from martian_doves.logs import StderrWriter, setup_logging
 from martian_doves.model import State
@@ -51,10 +52,8 @@ from martian_doves.supervisor import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     Supervisor,
-    SupervisorOptions,
     WorkerSpec,
 )
-from martian_doves.worker import WorkerOptions
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "cli", "main", "run_cli"]
 

@@ -62,6 +62,17 @@ def check_name(name: str) -> None:
         raise UnsafeName(f"unsafe name: longer than {MAX_NAME_BYTES} bytes")
 
 
+def check_state_file_name(name: str) -> None:
+    """Raise ``UnsafeName`` unless ``name`` is safe (``check_name``) and names a state file.
+
+    The rule every store applies to what it is given: a root's name ends in ``.state``
+    (or ``.state-N``), so a folder store can tell states from other files by name.
+    """
+    check_name(name)
+    if not is_state_file_name(name):
+        raise UnsafeName(f"{name}: state file names end in .state (or .state-N)")
+
+
 def successor_names(parent: str) -> Iterator[str]:
     """Candidate names for ``parent``'s successor, in the order a commit tries them.
 

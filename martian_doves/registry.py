@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from martian_doves import codec
 from martian_doves.errors import BadReturn, CodecError, InvalidPayload, MachineLoadError, UnknownState
 from martian_doves.model import JSONDict
+from martian_doves.text import describe_error
 
 #: Entry-point group scanned for machine modules of installed packages.
 ENTRY_POINT_GROUP = "martian_doves.machines"
@@ -222,7 +223,7 @@ class Registry:
             try:
                 loaded = entry.load()
             except Exception as e:
-                raise MachineLoadError(f"entry point {entry.name!r}: {_one_line(e)}") from e
+                raise MachineLoadError(f"entry point {entry.name!r}: {describe_error(e)}") from e
             if isinstance(loaded, types.ModuleType):
                 found += self.load_module(loaded)
             else:
@@ -232,11 +233,6 @@ class Registry:
                 self.add(spec)
                 found += 1
         return found
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: message`` on one line, whatever the user's exception put in its message."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _import_source(source: str) -> types.ModuleType:
@@ -260,12 +256,12 @@ def _import_source(source: str) -> types.ModuleType:
             spec.loader.exec_module(module)
         except (Exception, SystemExit) as e:  # sys.exit() at import must not end doves quietly
             del sys.modules[module_name]
-            raise MachineLoadError(f"{source}: {_one_line(e)}") from e
+            raise MachineLoadError(f"{source}: {describe_error(e)}") from e
         return module
     try:
         return importlib.import_module(source)
     except (Exception, SystemExit) as e:
-        raise MachineLoadError(f"cannot import machines module {source!r}: {_one_line(e)}") from e
+        raise MachineLoadError(f"cannot import machines module {source!r}: {describe_error(e)}") from e
 
 
 def default_registry(sources: Iterable[str] = (), *, entry_points: bool = True) -> Registry:

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport
+from martian_doves.text import one_line
 
 log = logging.getLogger("martian_doves.progress")
 
@@ -65,8 +66,8 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split()) or "-"
+def _cell(text: str | None) -> str:
+    return one_line(" ".join((text or "").split())) or "-"
 
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -120,7 +121,7 @@ def status_text(report: StatusReport, now: float | None = None) -> str:
     if report.workers:
         parts.append(plain_table(("worker", "host", "pid", "last seen", "state"), _worker_rows(report, now)))
     if report.recent_failures:
-        rows = [[name, code, _one_line(message)] for name, code, message in report.recent_failures]
+        rows = [[name, code, _cell(message)] for name, code, message in report.recent_failures]
         parts.append("recent failures:\n" + plain_table(("state file", "code", "message"), rows))
     return "\n\n".join(parts)
 
@@ -146,7 +147,7 @@ def status_renderable(report: StatusReport, now: float | None = None) -> Rendera
     if report.recent_failures:
         failures = Table("state file", "code", "message", title="recent failures", title_justify="left")
         for name, code, message in report.recent_failures:
-            failures.add_row(name, Text(code, style="red"), _one_line(message))
+            failures.add_row(name, Text(code, style="red"), _cell(message))
         parts.append(failures)
     return Group(*parts)
 
@@ -164,7 +165,7 @@ def history_rows(entries: Sequence[HistoryEntry]) -> list[list[str]]:
             entry.worker or "-",
             format_time(entry.finished_at),
             str(entry.attempts),
-            _one_line(entry.reason),
+            _cell(entry.reason),
         ]
         for entry in entries
     ]

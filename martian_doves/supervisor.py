@@ -40,6 +40,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from martian_doves.clock import SystemClock
+from martian_doves.config import SupervisorOptions, WorkerOptions
 from martian_doves.errors import ConfigError, DovesError
 from martian_doves.logs import StderrWriter, Writer, output_record, setup_logging
 from martian_doves.metrics import (
@@ -54,7 +55,7 @@ from martian_doves.metrics import (
 from martian_doves.model import StatusReport
 from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
-from martian_doves.worker import EXIT_TICK_TIMEOUT, EventHook, Worker, WorkerOptions
+from martian_doves.worker import EXIT_TICK_TIMEOUT, EventHook, Worker
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -119,41 +120,6 @@ class WorkerSpec:
             return open_store(self.target, self.mode, clock=clock, **dict(self.store_options))
         except ImportError as e:  # a mode whose module is not installed
             raise ConfigError(f"mode {self.mode!r} is not available: {e}") from e
-
-
-@dataclass(frozen=True)
-class SupervisorOptions:
-    """How the supervisor runs its workers."""
-
-    #: Worker processes kept running.
-    workers: int = 1
-    #: Time beyond the workers' shutdown grace before stragglers are killed.
-    stop_margin_seconds: float = 5.0
-    #: First respawn delay after a crash; doubles per quick crash of the same slot.
-    respawn_base_seconds: float = 0.5
-    #: Upper bound of the respawn delay.
-    respawn_max_seconds: float = 30.0
-    #: A worker that dies sooner than this after its start counts towards a crash loop.
-    min_uptime_seconds: float = 10.0
-    #: Quick deaths in a row of one worker slot after which the run gives up.
-    crash_loop_limit: int = 5
-    #: How often ``store.status()`` is sampled for the progress display and metrics.
-    status_seconds: float = 1.0
-    #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
-    metrics_port: int | None = None
-    #: Address the metrics endpoint listens on.
-    metrics_host: str = "0.0.0.0"
-
-    def validate(self) -> SupervisorOptions:
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
-        if self.stop_margin_seconds < 0 or self.respawn_base_seconds < 0 or self.respawn_max_seconds < 0:
-            raise ConfigError("supervisor delays must not be negative")
-        if self.crash_loop_limit < 1 or self.status_seconds <= 0:
-            raise ConfigError("invalid supervisor options")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise ConfigError(f"--metrics-port must be between 0 and 65535, not {self.metrics_port}")
-        return self
 
 
 class ProgressSink(Protocol):

@@ -14,27 +14,26 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from martian_doves.clock import Clock, SystemClock
+from martian_doves.config import WorkerOptions
 from martian_doves.errors import (
     BadReturn,
     ClaimLost,
     CodecError,
-    ConfigError,
     InvalidPayload,
     Retry,
     StoreUnavailable,
     TickFailed,
     TickTimeout,
     UnknownState,
-    check_seconds,
 )
 from martian_doves.logs import ContextAdapter
 from martian_doves.model import Claim, Failure
 from martian_doves.registry import Registry
-from martian_doves.retry import RetryPolicy
 from martian_doves.stores.base import Store, Successor
+from martian_doves.text import describe_error, one_line, storable_text
 
 log = logging.getLogger(__name__)
 
@@ -51,65 +50,6 @@ class Event(enum.StrEnum):
     FAILED = "failed"
     LOST = "lost"
     RELEASED = "released"
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How one worker process behaves. Every field has a ``doves run`` flag."""
-
-    name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
-    #: Ticks run at once in this process (threads).
-    concurrency: int = 1
-    #: States claimed per request; more saves round trips, fewer balances slow ticks.
-    prefetch: int = 1
-    #: How often leases are renewed. Must be well below the store's lease.
-    heartbeat_seconds: float = 2.0
-    #: Longest sleep between looks for work when no wake-up arrives.
-    poll_seconds: float = 1.0
-    #: Exit when the store has nothing pending or claimed (``--watch`` turns it off).
-    exit_when_finished: bool = True
-    #: A tick running longer than this is retried (or failed) and the process replaced.
-    tick_timeout_seconds: float | None = None
-    #: On stop, how long in-flight ticks may run before their claims are released.
-    shutdown_grace_seconds: float = 10.0
-    #: Follow a machine's lineage in this worker while it runs (saves a claim per tick).
-    chain: bool = True
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    def validate(self) -> WorkerOptions:
-        check_seconds({"--heartbeat-seconds": self.heartbeat_seconds, "--poll-seconds": self.poll_seconds,
-                       "--tick-timeout": self.tick_timeout_seconds,
-                       "--shutdown-grace-seconds": self.shutdown_grace_seconds})
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
-        if self.prefetch < 1:
-            raise ConfigError("--prefetch must be at least 1")
-        if self.heartbeat_seconds <= 0 or self.poll_seconds <= 0:
-            raise ConfigError("heartbeat and poll intervals must be positive")
-        if self.tick_timeout_seconds is not None and self.tick_timeout_seconds <= 0:
-            raise ConfigError("--tick-timeout must be positive")
-        self.retry.validate()
-        return self
-
-
-def storable_text(text: str) -> str:
-    """``text`` without what no store can hold: NUL (PostgreSQL text) and lone surrogates (UTF-8)."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def printable_line(text: str) -> str:
-    """``text`` as one printable line, for a state's errors and the log.
-
-    A handler's message may hold line breaks, terminal escape codes or NUL: escaped,
-    so a log line stays one line and every store can keep it.
-    """
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in storable_text(text))
-
-
-def describe_error(error: BaseException) -> str:
-    """``Type: message`` as one printable line."""
-    return printable_line(f"{type(error).__name__}: {error}")
 
 
 @dataclass
@@ -224,7 +164,7 @@ class Worker:
                 self._fail(claim, Failure(e.code, e.message, None, claim.attempts + 1, claim.errors), result)
                 return None
             except Retry as e:
-                self._retry(claim, printable_line(f"Retry: {e.reason}"), None, e.delay_seconds, result)
+                self._retry(claim, one_line(f"Retry: {e.reason}"), None, e.delay_seconds, result)
                 return None
             except BaseException as e:
                 # sys.exit(), a stray asyncio.CancelledError or KeyboardInterrupt from a

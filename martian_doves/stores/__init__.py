@@ -34,11 +34,13 @@ def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, 
         raise ConfigError("no store given: pass STORE or set DOVES_STORE")
     if is_postgres_url(target):
         try:
-            from martian_doves.stores.postgres import PostgresOptions, PostgresStore
+            from martian_doves.stores.postgres import PostgresStore
         except ImportError as e:
             raise ConfigError(
                 "PostgreSQL support is not installed: pip install 'martian-doves[postgres]'"
             ) from e
+        from martian_doves.config import PostgresOptions
+
         picked = _pick(PostgresOptions, options)
         explicit = {k for k, v in options.items() if v is not None}
         store: Store = PostgresStore(target, picked, clock=clock, explicit=explicit)
@@ -46,11 +48,13 @@ def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, 
     if "://" in target:
         raise ConfigError(f"unsupported store URL {target!r}: use a directory or postgresql://")
     if mode == "lease":
-        from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+        from martian_doves.config import DirectoryOptions
+        from martian_doves.stores.lease import LeaseStore
 
         return LeaseStore(target, _pick(DirectoryOptions, options), clock=clock)
     if mode == "semaphore":
-        from martian_doves.stores.semaphore import SemaphoreOptions, SemaphoreStore
+        from martian_doves.config import SemaphoreOptions
+        from martian_doves.stores.semaphore import SemaphoreStore
 
         return SemaphoreStore(target, _pick(SemaphoreOptions, options), clock=clock)
     raise ConfigError(f"unknown mode {mode!r}: choose one of {', '.join(DIRECTORY_MODES)}")

@@ -26,7 +26,7 @@ from martian_doves.stores.fsops import REASON_SUFFIX
 from martian_doves.stores.watch import Watcher
 
 if TYPE_CHECKING:
-    from martian_doves.stores.lease import DirectoryOptions
+    from martian_doves.config import DirectoryOptions
 
 log = logging.getLogger("martian_doves.stores.lease")
 

@@ -35,17 +35,16 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
+from martian_doves.config import DirectoryOptions
 from martian_doves.errors import (
     ClaimLost,
     CodecError,
     ConfigError,
     NameTaken,
     UnsafeName,
-    check_seconds,
     workers_alive_error,
 )
 from martian_doves.model import (
@@ -65,33 +64,6 @@ from martian_doves.stores.watch import Watcher
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class DirectoryOptions:
-    """Tuning shared by both directory modes."""
-
-    #: A claim whose heartbeat is older than this is taken over by another worker.
-    lease_seconds: float = 30.0
-    #: fsync data and directories before a name becomes visible (survives power loss).
-    durable: bool = False
-    #: Larger state files are quarantined unread.
-    max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
-    #: A file copied in by hand is admitted once it is this old (its writer is done).
-    admission_grace_seconds: float = 1.0
-    #: How often the whole folder is re-listed for files copied in without an event
-    #: (NFS delivers no inotify events for other hosts' writes).
-    scan_seconds: float = 10.0
-
-    def validate(self) -> DirectoryOptions:
-        check_seconds({"--lease-seconds": self.lease_seconds, "--scan-seconds": self.scan_seconds})
-        if self.lease_seconds <= 0:
-            raise ConfigError("--lease-seconds must be positive")
-        if self.max_state_bytes < 64:
-            raise ConfigError("--max-state-bytes is too small")
-        if self.scan_seconds <= 0 or self.admission_grace_seconds < 0:
-            raise ConfigError("--scan-seconds must be positive")
-        return self
 
 
 def _read_claim_info(path: str) -> tuple[str, int, tuple[str, ...]]:
@@ -148,9 +120,7 @@ class LeaseStore(RootAdmission):
         results = []
         for state in states:
             try:
-                codec.check_name(state.name)
-                if not codec.is_state_file_name(state.name):
-                    raise UnsafeName(f"{state.name}: state file names end in .state")
+                codec.check_state_file_name(state.name)
                 data = codec.encode(State(state.name, state.state, state.payload), self.options.max_state_bytes)
             except CodecError as e:
                 results.append(SubmitResult(state.name, False, e.message))

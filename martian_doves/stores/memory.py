@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.codec import successor_names
-from martian_doves.errors import ClaimLost, CodecError, UnsafeName
+from martian_doves.errors import ClaimLost, CodecError
 from martian_doves.model import (
     Claim,
     Failure,
@@ -94,9 +94,7 @@ class MemoryStore:
                 try:
                     # Held to the same rules as a directory store: names that could be files,
                     # payloads that are JSON.
-                    codec.check_name(state.name)
-                    if not codec.is_state_file_name(state.name):
-                        raise UnsafeName(f"{state.name}: state file names end in .state")
+                    codec.check_state_file_name(state.name)
                     state = _detached(State(state.name, state.state, state.payload))
                 except CodecError as e:
                     results.append(SubmitResult(state.name, False, e.message))

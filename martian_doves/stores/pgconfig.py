@@ -16,13 +16,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import psycopg
 import psycopg.conninfo
 
-from martian_doves import codec
-from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.config import DEFAULT_SCHEMA, PostgresOptions
+from martian_doves.errors import ConfigError
+from martian_doves.text import first_line
 
-#: Schema used when neither the options nor the URL (``?schema=``) name one.
-DEFAULT_SCHEMA = "doves"
-#: Schema names are restricted so they need no quoting anywhere (search_path, channel).
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 #: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
 #: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
 URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
@@ -54,67 +51,6 @@ def _migrations() -> list[tuple[int, str]]:
     """The numbered migration scripts (``0001_initial.sql`` ...) in version order."""
     found = [(re.match(r"^(\d+)_.*\.sql$", entry.name), entry) for entry in _sql_file("migrations").iterdir()]
     return sorted((int(match[1]), entry.read_text("utf-8")) for match, entry in found if match)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-@dataclasses.dataclass(frozen=True)
-class PostgresOptions:
-    """Tuning of the PostgreSQL store."""
-
-    #: A claim not renewed for this long (database clock) is taken over by the next claim.
-    lease_seconds: float = 30.0
-    #: Schema holding the tables; wins over the URL's ``?schema=``; default ``doves``.
-    schema: str | None = None
-    #: States locked per claim round trip; extras wait in this process (renewed by its
-    #: heartbeats) for the next ``claim``. More saves round trips, fewer balances better.
-    claim_batch: int = 1
-    #: Most connections this process opens (plus one for LISTEN), opened only as threads
-    #: need them. Keep it above the worker's concurrency (+1 for the heartbeat thread).
-    pool_size: int = 8
-    #: Longest wait for a NOTIFY before looking again (missed wake-ups, leases expiring).
-    poll_seconds: float = 5.0
-    #: Wait for the WAL flush on every transition. ``False`` makes them much cheaper, but a
-    #: *server* crash may then undo the last fraction of a second of transitions: those
-    #: ticks run again (ticks are at-least-once anyway), and nothing is half-written,
-    #: lost or doubled, because the WAL is replayed in order. Submits, resets and
-    #: retries of failed states stay synchronous. Worker crashes are unaffected.
-    synchronous_commit: bool = True
-    #: How long an operation keeps retrying on a lost connection (a restarting server)
-    #: before giving up with ``StoreUnavailable``.
-    reconnect_seconds: float = 30.0
-    #: Time allowed to open a connection.
-    connect_timeout_seconds: float = 10.0
-    #: Largest state accepted, measured as the state file it exports to: submits over
-    #: it are refused and a tick whose successor is over it fails (as in a folder).
-    max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
-    #: Create (or upgrade) the schema on open. Off for commands that only read or
-    #: change existing states, so a mistyped schema is an error, not a new empty store.
-    create_schema: bool = True
-
-    def validate(self) -> PostgresOptions:
-        """Return ``self`` if every value is usable.
-
-        Raises:
-            ConfigError: a value is out of range (one line, naming the option).
-        """
-        check_seconds({"--lease-seconds": self.lease_seconds, "--poll-seconds": self.poll_seconds,
-                       "--reconnect-seconds": self.reconnect_seconds,
-                       "--connect-timeout-seconds": self.connect_timeout_seconds})
-        if self.lease_seconds <= 0:
-            raise ConfigError("--lease-seconds must be positive")
-        if self.max_state_bytes < 64:
-            raise ConfigError("--max-state-bytes is too small")
-        if self.claim_batch < 1 or self.pool_size < 1:
-            raise ConfigError("claim_batch and pool_size must be at least 1")
-        if self.poll_seconds <= 0 or self.reconnect_seconds < 0 or self.connect_timeout_seconds <= 0:
-            raise ConfigError("poll, reconnect and connect timeouts must be positive")
-        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
-            raise ConfigError(f"schema {self.schema!r}: use lowercase letters, digits and _ (at most 50)")
-        return self
 
 
 def parse_url(url: str, options: PostgresOptions | None = None,
@@ -162,6 +98,6 @@ def parse_url(url: str, options: PostgresOptions | None = None,
     try:
         psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error as e:
-        raise ConfigError(f"invalid PostgreSQL URL: {_one_line(e)}") from e
+        raise ConfigError(f"invalid PostgreSQL URL: {first_line(e)}") from e
     user = f"{parts.username}@" if parts.username else ""
     return conninfo, options, f"postgresql://{user}{where} (schema {options.schema})"

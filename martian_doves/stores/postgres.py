@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
+from martian_doves.config import DEFAULT_SCHEMA, PostgresOptions
 from martian_doves.errors import (
     ClaimLost,
     CodecError,
@@ -48,14 +49,12 @@ from martian_doves.stores import fsops
 from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.fsops import REASON_SUFFIX
 from martian_doves.stores.pgconfig import (
-    DEFAULT_SCHEMA,
     URL_OPTIONS,
-    PostgresOptions,
     Q,
     _migrations,
-    _one_line,
     parse_url,
 )
+from martian_doves.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ class PostgresStore:
         try:
             return psycopg.connect(self.conninfo, **self._connect_kwargs())
         except psycopg.OperationalError as e:
-            raise StoreUnavailable(f"cannot connect to {self.description}: {_one_line(e)}") from e
+            raise StoreUnavailable(f"cannot connect to {self.description}: {first_line(e)}") from e
 
     @contextlib.contextmanager
     def _durable(self, conn: Conn, transaction: bool = False) -> Iterator[None]:
@@ -162,11 +161,11 @@ class PostgresStore:
                     return operation(conn, attempt)
             except psycopg.OperationalError as e:
                 if self._closed or time.monotonic() >= deadline:
-                    raise StoreUnavailable(f"{what}: {self.description} is unreachable: {_one_line(e)}") from e
-                log.warning("%s: database connection lost (%s); retrying", what, _one_line(e),
+                    raise StoreUnavailable(f"{what}: {self.description} is unreachable: {first_line(e)}") from e
+                log.warning("%s: database connection lost (%s); retrying", what, first_line(e),
                             extra={"action": "reconnect"})
             except psycopg.Error as e:
-                raise StoreError(f"{what} failed on {self.description}: {_one_line(e)}") from e
+                raise StoreError(f"{what} failed on {self.description}: {first_line(e)}") from e
             time.sleep(delay)
             delay, attempt = min(delay * 2, 1.0), attempt + 1
 
@@ -176,7 +175,7 @@ class PostgresStore:
             with self._connect() as conn:
                 found = conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone()
         except psycopg.Error as e:
-            raise StoreError(f"cannot read {self.description}: {_one_line(e)}") from e
+            raise StoreError(f"cannot read {self.description}: {first_line(e)}") from e
         if found == (None,):
             raise ConfigError(f"no store at {self.description}: schema {self.schema} does not exist "
                               "(doves submit or doves migrate creates it)")
@@ -217,9 +216,9 @@ class PostgresStore:
                                      extra={"action": "migrate"})
                             current = version
             except psycopg.OperationalError as e:
-                raise StoreUnavailable(f"cannot migrate {self.description}: {_one_line(e)}") from e
+                raise StoreUnavailable(f"cannot migrate {self.description}: {first_line(e)}") from e
             except psycopg.Error as e:
-                raise StoreError(f"cannot migrate {self.description}: {_one_line(e)}") from e
+                raise StoreError(f"cannot migrate {self.description}: {first_line(e)}") from e
         return current
 
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
@@ -232,9 +231,7 @@ class PostgresStore:
         rows: list[tuple[int, str, str, str]] = []
         for index, state in enumerate(states):
             try:
-                codec.check_name(state.name)
-                if not codec.is_state_file_name(state.name):
-                    raise UnsafeName(f"{state.name}: state file names end in .state")
+                codec.check_state_file_name(state.name)
                 codec.encode(State(state.name, state.state, state.payload), self.options.max_state_bytes)
                 rows.append((index, state.name, state.state, json.dumps(state.payload, allow_nan=False)))
             except CodecError as e:
@@ -333,7 +330,7 @@ class PostgresStore:
                 pass
         except (psycopg.Error, StoreError) as e:
             # Polling carries on; the listener is rebuilt on the next wait.
-            log.debug("LISTEN connection failed (%s); polling", _one_line(e))
+            log.debug("LISTEN connection failed (%s); polling", first_line(e))
             if self._listener is not None:
                 self._listener.close()
             self._listener = None

@@ -34,7 +34,6 @@ never contend (counted in ``contended``).
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 import os
@@ -44,72 +43,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from martian_doves.clock import Clock
-from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.config import Phase, SemaphoreOptions
 from martian_doves.model import Claim, StatusReport
 from martian_doves.stores import fsops
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.stores.lease import LeaseStore
 
 log = logging.getLogger(__name__)
-
-
-class Phase(enum.StrEnum):
-    ASSIGNMENT = "assignment"
-    COMMITMENT = "commitment"
-    UPDATE = "update"
-    BUFFER = "buffer"
-
-
-@dataclass(frozen=True)
-class Phases:
-    """Phase arithmetic: which phase a wall-clock time falls in, and when the next begins."""
-
-    assignment_seconds: float = 3.0
-    commitment_seconds: float = 3.0
-    update_seconds: float = 3.0
-    buffer_seconds: float = 1.0
-
-    @property
-    def cycle_seconds(self) -> float:
-        return self.assignment_seconds + self.commitment_seconds + self.update_seconds + 3 * self.buffer_seconds
-
-    def starts(self) -> list[tuple[float, Phase]]:
-        """Offsets within a cycle at which each phase (and buffer) begins."""
-        a, c, u, b = self.assignment_seconds, self.commitment_seconds, self.update_seconds, self.buffer_seconds
-        return [
-            (0.0, Phase.ASSIGNMENT), (a, Phase.BUFFER), (a + b, Phase.COMMITMENT),
-            (a + b + c, Phase.BUFFER), (a + 2 * b + c, Phase.UPDATE), (a + 2 * b + c + u, Phase.BUFFER),
-        ]
-
-    def at(self, now: float) -> tuple[int, Phase, float]:
-        """(cycle number, phase, seconds into the cycle) at wall time ``now``."""
-        cycle = int(now // self.cycle_seconds)
-        offset = now - cycle * self.cycle_seconds
-        phase = Phase.BUFFER
-        for start, candidate in self.starts():
-            if offset >= start:
-                phase = candidate
-        return cycle, phase, offset
-
-    def cycle_start(self, cycle: int) -> float:
-        return cycle * self.cycle_seconds
-
-    def next_boundary(self, now: float) -> float:
-        """Wall time at which the next phase or buffer begins."""
-        cycle, _, offset = self.at(now)
-        for start, _phase in self.starts():
-            if start > offset + 1e-9:
-                return self.cycle_start(cycle) + start
-        return self.cycle_start(cycle + 1)
-
-    def validate(self) -> Phases:
-        check_seconds({"--assignment-seconds": self.assignment_seconds, "--commitment-seconds": self.commitment_seconds,
-                       "--update-seconds": self.update_seconds, "--buffer-seconds": self.buffer_seconds})
-        if min(self.assignment_seconds, self.commitment_seconds, self.update_seconds) <= 0:
-            raise ConfigError("semaphore phases must be longer than 0 s")
-        if self.buffer_seconds < MIN_SKEW_SECONDS * 2:
-            raise ConfigError(f"--buffer-seconds must be at least {MIN_SKEW_SECONDS * 2:g}: the skew guard "
-                              f"needs half of it, and file timestamps are only a few milliseconds fine")
-        return self
 
 
 def rendezvous_owner(state_name: str, workers: Sequence[str]) -> str | None:
@@ -152,41 +91,6 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     remote = filesystem_time()
     after = local_time()
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
-
-
-#: Smallest skew bound the guard can measure against: filesystem timestamps come from
-#: the kernel's coarse clock (ticks of 1 to 10 ms), so a reading is only that fine.
-MIN_SKEW_SECONDS = 0.025
-
-
-@dataclass(frozen=True)
-class SemaphoreOptions(DirectoryOptions):
-    """Directory options plus the semaphore's phase lengths (seed defaults)."""
-
-    assignment_seconds: float = 3.0
-    commitment_seconds: float = 3.0
-    update_seconds: float = 3.0
-    buffer_seconds: float = 1.0
-    #: Largest |skew| tolerated; default half a buffer (the other half is left for
-    #: filesystem propagation delay).
-    max_skew_seconds: float | None = None
-
-    @property
-    def phases(self) -> Phases:
-        return Phases(self.assignment_seconds, self.commitment_seconds, self.update_seconds,
-                      self.buffer_seconds).validate()
-
-    def validate(self) -> SemaphoreOptions:
-        super().validate()
-        self.phases  # noqa: B018 (validates the phases)
-        if self.max_skew_seconds is not None and not MIN_SKEW_SECONDS <= self.max_skew_seconds <= 1e9:
-            raise ConfigError(f"--max-skew-seconds must be at least {MIN_SKEW_SECONDS:g}: below that, the "
-                              "coarse timestamps of the filesystem alone look like skew and nobody takes part")
-        return self
-
-    @property
-    def skew_limit_seconds(self) -> float:
-        return self.buffer_seconds / 2 if self.max_skew_seconds is None else self.max_skew_seconds
 
 
 class SemaphoreStore(LeaseStore):

@@ -34,12 +34,13 @@ from pathlib import Path
 import pytest
 
 from martian_doves.clock import SystemClock
+from martian_doves.config import DirectoryOptions, SemaphoreOptions
 from martian_doves.model import Claim
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store, Successor
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.stores.lease import LeaseStore
 from martian_doves.stores.memory import MemoryStore
-from martian_doves.stores.semaphore import SemaphoreOptions, SemaphoreStore
+from martian_doves.stores.semaphore import SemaphoreStore
 
 #: Lease given to the stores that follow the test clock (time moves instantly, so it can be long).
 LEASE_SECONDS = 10.0

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from martian_doves.config import WorkerOptions
 from martian_doves.errors import ClaimLost, Retry
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores.base import Store
-from martian_doves.worker import Event, Worker, WorkerOptions
+from martian_doves.worker import Event, Worker
 
 if TYPE_CHECKING:
     from conftest import Backend, ShiftedClock, TimeTravel

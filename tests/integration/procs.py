@@ -440,10 +440,11 @@ def _worker_main(config: dict[str, Any]) -> int:
     import logging
 
     from martian_doves.clock import SystemClock
+    from martian_doves.config import WorkerOptions
     from martian_doves.registry import default_registry
     from martian_doves.retry import RetryPolicy
     from martian_doves.stores import open_store
-    from martian_doves.worker import Worker, WorkerOptions
+    from martian_doves.worker import Worker
 
     logging.basicConfig(filename=config["log"], level=logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")

@@ -25,12 +25,13 @@ import inotify_simple
 import pytest
 
 from martian_doves import api
+from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.registry import Registry, default_registry
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store
 from martian_doves.stores.fsops import REASON_SUFFIX
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.stores.lease import LeaseStore
+from martian_doves.worker import Worker
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,6 +25,7 @@ psycopg = pytest.importorskip("psycopg")
 from pgdb import db  # noqa: E402
 
 from martian_doves import codec  # noqa: E402
+from martian_doves.config import PostgresOptions, WorkerOptions  # noqa: E402
 from martian_doves.errors import ClaimLost, ConfigError, InvalidDocument, StoreUnavailable  # noqa: E402
 from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
 from martian_doves.registry import default_registry  # noqa: E402
@@ -32,13 +33,8 @@ from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import Store  # noqa: E402
 from martian_doves.stores.lease import LeaseStore  # noqa: E402
 from martian_doves.stores.pgconfig import _migrations  # noqa: E402
-from martian_doves.stores.postgres import (  # noqa: E402
-    PostgresOptions,
-    PostgresStore,
-    Q,
-    parse_url,
-)
-from martian_doves.worker import Worker, WorkerOptions  # noqa: E402
+from martian_doves.stores.postgres import PostgresStore, Q, parse_url  # noqa: E402
+from martian_doves.worker import Worker  # noqa: E402
 
 #: The schema version this release migrates to.
 LATEST = _migrations()[-1][0]

@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
+from martian_doves.config import WorkerOptions
 from martian_doves.model import State, Status
 from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.worker import Worker
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

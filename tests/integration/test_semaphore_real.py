@@ -35,9 +35,9 @@ from procs import (
     wait_until,
 )
 
+from martian_doves.config import Phase, Phases
 from martian_doves.model import State
 from martian_doves.stores import open_store
-from martian_doves.stores.semaphore import Phase, Phases
 
 MODE = "semaphore"
 #: Short phases, a lease short enough that takeovers happen within a test.

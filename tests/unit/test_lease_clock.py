@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from martian_doves.clock import SystemClock
+from martian_doves.config import DirectoryOptions
 from martian_doves.model import State
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.stores.lease import LeaseStore
 
 
 def _store(root: Path, lease_seconds: float, offset_seconds: float = 0.0) -> LeaseStore:

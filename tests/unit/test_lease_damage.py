@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.model import State
 from martian_doves.registry import default_registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores import dirview
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.stores.lease import LeaseStore
+from martian_doves.worker import Worker
 
 GARBAGE = ["[1, 2]", '{"attempts": "abc", "errors": 7, "worker": ["x"]}', '"just a string"', "not json", ""]
 

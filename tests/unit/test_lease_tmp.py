@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 from martian_doves.clock import SystemClock
+from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.model import State
 from martian_doves.registry import default_registry
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.stores.lease import LeaseStore
+from martian_doves.worker import Worker
 
 
 def test_leftover_temporaries_of_a_crashed_writer_are_removed(store_dir: Path) -> None:

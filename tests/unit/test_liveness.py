@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from martian_doves.config import DirectoryOptions
 from martian_doves.errors import ConfigError
-from martian_doves.stores.lease import DirectoryOptions, LeaseStore
+from martian_doves.stores.lease import LeaseStore
 
 
 def test_liveness_is_judged_by_each_workers_own_lease(store_dir: Path) -> None:

@@ -15,19 +15,12 @@ from pathlib import Path
 import pytest
 
 from martian_doves.clock import FakeClock
+from martian_doves.config import Phase, Phases, SemaphoreOptions, WorkerOptions
 from martian_doves.errors import ConfigError
 from martian_doves.model import State
 from martian_doves.registry import Registry
-from martian_doves.stores.semaphore import (
-    Phase,
-    Phases,
-    SemaphoreOptions,
-    SemaphoreStore,
-    available_workers,
-    read_skew,
-    rendezvous_owner,
-)
-from martian_doves.worker import Worker, WorkerOptions
+from martian_doves.stores.semaphore import SemaphoreStore, available_workers, read_skew, rendezvous_owner
+from martian_doves.worker import Worker
 
 SEED = Phases(3, 3, 3, 1)
 

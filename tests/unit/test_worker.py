@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from martian_doves.clock import FakeClock
+from martian_doves.config import WorkerOptions
 from martian_doves.errors import ConfigError, Retry
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores.memory import MemoryStore, expire_all
-from martian_doves.worker import Event, Worker, WorkerOptions
+from martian_doves.worker import Event, Worker
 
 
 class RecordingStore(MemoryStore):
@@ -434,11 +435,12 @@ def test_a_handler_raising_a_base_exception_fails_its_tick_not_the_worker(raise_
     import threading
 
     from martian_doves.clock import FakeClock
+    from martian_doves.config import WorkerOptions
     from martian_doves.model import State
     from martian_doves.registry import Registry
     from martian_doves.retry import RetryPolicy
     from martian_doves.stores.memory import MemoryStore
-    from martian_doves.worker import Worker, WorkerOptions
+    from martian_doves.worker import Worker
 
     clock = FakeClock()
     store = MemoryStore(clock=clock)
@@ -465,10 +467,11 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatc
     """States claimed in a batch wait their turn; the time they wait is not run time, so a long
     wait never counts as an overrun (which would replace the worker process)."""
     from martian_doves.clock import FakeClock
+    from martian_doves.config import WorkerOptions
     from martian_doves.model import State
     from martian_doves.registry import default_registry
     from martian_doves.stores.memory import MemoryStore
-    from martian_doves.worker import Worker, WorkerOptions
+    from martian_doves.worker import Worker
 
     exits: list[int] = []
     monkeypatch.setattr("martian_doves.worker.os._exit", exits.append)
@@ -493,10 +496,11 @@ def test_a_crashed_heartbeat_thread_stops_the_worker() -> None:
     """If the heartbeat thread dies, the worker must not go on holding leases nobody renews."""
     import threading
 
+    from martian_doves.config import WorkerOptions
     from martian_doves.model import State
     from martian_doves.registry import Registry
     from martian_doves.stores.memory import MemoryStore
-    from martian_doves.worker import Worker, WorkerOptions
+    from martian_doves.worker import Worker
 
     release = threading.Event()
 

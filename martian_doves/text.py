@@ -1,0 +1,31 @@
+"""Text for one line: what errors, logs and tables show of messages they do not control.
+
+A handler's message, a database error or a hand-edited reason file may hold line
+breaks, terminal escape codes, NUL or lone surrogates. Everything shown or stored
+as "one line" goes through here, so a log line stays one line and every store can
+keep the text.
+"""
+
+from __future__ import annotations
+
+
+def storable_text(text: str) -> str:
+    """``text`` without what no store can hold: NUL (PostgreSQL text) and lone surrogates (UTF-8)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(text: str | None) -> str:
+    """``text`` as one printable line: line breaks, escape codes and other control characters escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in storable_text(text or ""))
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` as one printable line."""
+    return one_line(f"{type(error).__name__}: {error}")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (database errors add DETAIL and HINT lines), or its type."""
+    text = str(error).strip()
+    return one_line(text.splitlines()[0]) if text else type(error).__name__
