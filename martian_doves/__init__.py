@@ -15,8 +15,9 @@ from __future__ import annotations
 from martian_doves.api import run, status, submit, submit_paths
 from martian_doves.config import WorkerOptions
 from martian_doves.errors import DovesError, Retry
+from martian_doves.loader import default_registry
 from martian_doves.model import Claim, State, Status, StatusReport
-from martian_doves.registry import Registry, default_registry, machine
+from martian_doves.registry import Registry, machine
 from martian_doves.stores import open_store
 from martian_doves.worker import Worker
 

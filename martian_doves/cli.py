@@ -41,9 +41,10 @@ from martian_doves.cli_options import (
 )
 from martian_doves.config import SupervisorOptions, WorkerOptions
 from martian_doves.errors import ConfigError, DovesError
+from martian_doves.loader import default_registry
 from martian_doves.logs import StderrWriter, setup_logging
 from martian_doves.model import State
-from martian_doves.registry import Registry, default_registry
+from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores import DIRECTORY_MODES, is_postgres_url
 from martian_doves.stores.base import Store

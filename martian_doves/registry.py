@@ -262,16 +262,3 @@ def _import_source(source: str) -> types.ModuleType:
         return importlib.import_module(source)
     except (Exception, SystemExit) as e:
         raise MachineLoadError(f"cannot import machines module {source!r}: {describe_error(e)}") from e
-
-
-def default_registry(sources: Iterable[str] = (), *, entry_points: bool = True) -> Registry:
-    """The built-in machines, the entry-point group, then ``sources`` in order."""
-    from martian_doves import builtin
-
-    registry = Registry()
-    registry.load_module(builtin)
-    if entry_points:
-        registry.load_entry_points()
-    for source in sources:
-        registry.load(source)
-    return registry

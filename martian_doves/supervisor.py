@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from martian_doves.clock import SystemClock
 from martian_doves.config import SupervisorOptions, WorkerOptions
 from martian_doves.errors import ConfigError, DovesError
+from martian_doves.loader import default_registry
 from martian_doves.logs import StderrWriter, Writer, output_record, setup_logging
 from martian_doves.metrics import (
     MULTIPROCESS_ENV,
@@ -53,7 +54,6 @@ from martian_doves.metrics import (
     store_registry,
 )
 from martian_doves.model import StatusReport
-from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
 from martian_doves.worker import EXIT_TICK_TIMEOUT, EventHook, Worker
 

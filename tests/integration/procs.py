@@ -441,7 +441,7 @@ def _worker_main(config: dict[str, Any]) -> int:
 
     from martian_doves.clock import SystemClock
     from martian_doves.config import WorkerOptions
-    from martian_doves.registry import default_registry
+    from martian_doves.loader import default_registry
     from martian_doves.retry import RetryPolicy
     from martian_doves.stores import open_store
     from martian_doves.worker import Worker

@@ -26,7 +26,8 @@ import pytest
 
 from martian_doves import api
 from martian_doves.config import DirectoryOptions, WorkerOptions
-from martian_doves.registry import Registry, default_registry
+from martian_doves.loader import default_registry
+from martian_doves.registry import Registry
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store
 from martian_doves.stores.fsops import REASON_SUFFIX

@@ -32,8 +32,8 @@ REPO = HERE.parent.parent.parent
 
 def _worker_main(config: dict[str, Any]) -> None:
     from martian_doves.config import WorkerOptions
+    from martian_doves.loader import default_registry
     from martian_doves.model import JSONDict
-    from martian_doves.registry import default_registry
     from martian_doves.stores import open_store
     from martian_doves.worker import Worker
 

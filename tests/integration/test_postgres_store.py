@@ -27,8 +27,8 @@ from pgdb import db  # noqa: E402
 from martian_doves import codec  # noqa: E402
 from martian_doves.config import PostgresOptions, WorkerOptions  # noqa: E402
 from martian_doves.errors import ClaimLost, ConfigError, InvalidDocument, StoreUnavailable  # noqa: E402
+from martian_doves.loader import default_registry  # noqa: E402
 from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
-from martian_doves.registry import default_registry  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import Store  # noqa: E402
 from martian_doves.stores.lease import LeaseStore  # noqa: E402

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from martian_doves.config import WorkerOptions
+from martian_doves.loader import default_registry
 from martian_doves.model import State, Status
-from martian_doves.registry import default_registry
 from martian_doves.stores import open_store
 from martian_doves.worker import Worker
 

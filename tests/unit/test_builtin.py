@@ -16,8 +16,8 @@ import pytest
 from martian_doves import builtin, codec
 from martian_doves.clock import FakeClock
 from martian_doves.config import WorkerOptions
+from martian_doves.loader import default_registry
 from martian_doves.model import State, Status
-from martian_doves.registry import default_registry
 from martian_doves.stores.memory import MemoryStore
 from martian_doves.worker import Worker
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from martian_doves.config import DirectoryOptions, WorkerOptions
-from martian_doves.registry import default_registry
+from martian_doves.loader import default_registry
 from martian_doves.stores.lease import LeaseStore
 from martian_doves.worker import Worker
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from martian_doves.config import DirectoryOptions, WorkerOptions
+from martian_doves.loader import default_registry
 from martian_doves.model import State
-from martian_doves.registry import default_registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores import dirview
 from martian_doves.stores.lease import LeaseStore

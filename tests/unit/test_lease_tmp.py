@@ -8,8 +8,8 @@ from pathlib import Path
 
 from martian_doves.clock import SystemClock
 from martian_doves.config import DirectoryOptions, WorkerOptions
+from martian_doves.loader import default_registry
 from martian_doves.model import State
-from martian_doves.registry import default_registry
 from martian_doves.stores.lease import LeaseStore
 from martian_doves.worker import Worker
 

@@ -7,6 +7,7 @@ is exercised through a real ``*.dist-info`` folder on a temporary ``sys.path``.
 
 from __future__ import annotations
 
+import ast
 import sys
 import textwrap
 import uuid
@@ -17,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from martian_doves import builtin
+from martian_doves import builtin, registry
 from martian_doves.errors import BadReturn, ConfigError, InvalidPayload, MachineLoadError, UnknownState
-from martian_doves.registry import ENTRY_POINT_GROUP, MachineSpec, Registry, default_registry, machine
+from martian_doves.loader import default_registry
+from martian_doves.registry import ENTRY_POINT_GROUP, MachineSpec, Registry, machine
 
 
 @dataclass
@@ -354,6 +356,25 @@ def test_a_user_machine_may_not_shadow_a_builtin(tmp_path: Path) -> None:
     """)
     with pytest.raises(MachineLoadError, match="'countdown' is defined twice"):
         default_registry([str(path)], entry_points=False)
+
+
+def _imported_modules(module: Any) -> set[str]:
+    """Every module ``module``'s source imports, at the top or inside functions."""
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return imported
+
+
+def test_the_registry_never_imports_the_builtins_back() -> None:
+    """builtin marks its machines with registry.machine, so registry must not import builtin (or the
+    loader that assembles both), not even inside a function: no import cycle."""
+    assert "martian_doves.registry" in _imported_modules(builtin)
+    assert not {"martian_doves.builtin", "martian_doves.loader"} & _imported_modules(registry)
 
 
 def test_default_registry_has_the_builtins() -> None:

@@ -468,8 +468,8 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatc
     wait never counts as an overrun (which would replace the worker process)."""
     from martian_doves.clock import FakeClock
     from martian_doves.config import WorkerOptions
+    from martian_doves.loader import default_registry
     from martian_doves.model import State
-    from martian_doves.registry import default_registry
     from martian_doves.stores.memory import MemoryStore
     from martian_doves.worker import Worker
 
