@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY martian_doves ./martian_doves
 RUN pip install --no-cache-dir '.[postgres]' && useradd --create-home doves && mkdir /states && chown doves /states
 USER doves

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,17 @@ def test_image_entry_command_processes_a_volume(tmp_path: Path) -> None:
     done = sorted(p.name for p in (volume / "done").iterdir())
     assert "countdown.state-4" in done and "slowcountdown.state-4" in done and len(done) == 19
     assert not list((volume / "in_progress").iterdir())
+
+
+def test_image_copies_every_file_the_package_build_reads() -> None:
+    """The image installs from what it copies: pyproject.toml, its readme and its license files."""
+    copied: set[str] = set()
+    for sources in re.findall(r"^COPY (.*) \S+$", (ROOT / "Dockerfile").read_text(), re.M):
+        copied.update(sources.split())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {"pyproject.toml", "martian_doves", project["readme"], *project["license-files"]}
+    assert needed <= copied
+    assert all((ROOT / name).exists() for name in needed)
 
 
 def _compose_environment(path: Path) -> dict[str, str]:
