@@ -7,22 +7,22 @@ collects the marked objects of the modules it is asked to load.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
 import sys
 import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from martian_doves import codec
-from martian_doves.errors import BadReturn, CodecError, InvalidPayload, MachineLoadError, UnknownState
+from martian_doves.errors import BadReturn, CodecError, MachineLoadError, UnknownState
 from martian_doves.model import JSONDict
+from martian_doves.payloads import PayloadType, is_payload_type, to_json_value
 from martian_doves.text import describe_error
 
 #: Entry-point group scanned for machine modules of installed packages.
@@ -40,8 +40,17 @@ class MachineSpec:
 
     name: str
     handler: Handler
-    #: A dataclass type: the payload is validated into it before the tick.
+    #: A dataclass (or msgspec.Struct, TypedDict): the payload is validated into it before the tick.
     payload_type: type | None = None
+
+    @functools.cached_property
+    def typed_payload(self) -> PayloadType | None:
+        """The payload type prepared for validation, built on first use (by ``Registry.add``).
+
+        Raises:
+            TypeError: the type has a field no JSON value can fill, or an annotation that does not resolve.
+        """
+        return None if self.payload_type is None else PayloadType(self.payload_type)
 
 
 def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
@@ -50,16 +59,21 @@ def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
     The handler takes the payload and returns ``None`` (the machine ends), a dict (a
     successor in the same state) or a ``(state, dict)`` pair (a successor in another
     state). With ``payload=SomeDataclass`` the payload is validated and converted
-    before the tick, and the handler may return dataclass instances instead of dicts.
+    before the tick (nested dataclasses too), and the handler may return dataclass
+    instances instead of dicts. A ``msgspec.Struct`` or a ``TypedDict``
+    works as well.
 
     Args:
         name: the state name this handler runs.
         payload: optional dataclass type describing the payload.
+
+    Raises:
+        TypeError: an empty name, or a payload type that is not a record type.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("@machine needs a non-empty state name")
-    if payload is not None and not dataclasses.is_dataclass(payload):
-        raise TypeError("@machine(payload=...) takes a dataclass type")
+    if payload is not None and not is_payload_type(payload):
+        raise TypeError("@machine(payload=...) takes a dataclass type (or a msgspec.Struct, a TypedDict)")
 
     def mark(handler: F) -> F:
         setattr(handler, _MARK, MachineSpec(name, handler, payload))
@@ -68,43 +82,16 @@ def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
     return mark
 
 
-_SIMPLE_TYPES: Mapping[Any, tuple[type, ...]] = {
-    int: (int,),
-    float: (int, float),
-    str: (str,),
-    bool: (bool,),
-    list: (list,),
-    dict: (dict,),
-}
-
-
 def _validate_payload(spec: MachineSpec, payload: JSONDict) -> Any:
-    assert spec.payload_type is not None
-    cls = spec.payload_type
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(payload) - set(fields)
-    if unknown:
-        raise InvalidPayload(f"unexpected payload field(s) {sorted(unknown)} for {spec.name!r}")
-    for key, value in payload.items():
-        hint = hints.get(key)
-        origin = typing.get_origin(hint) or hint
-        allowed = _SIMPLE_TYPES.get(origin)
-        if allowed and (not isinstance(value, allowed) or (origin is not bool and isinstance(value, bool))):
-            raise InvalidPayload(
-                f"payload field {key!r} of {spec.name!r} must be {allowed[-1].__name__}, "
-                f"got {type(value).__name__}"
-            )
-    try:
-        return cls(**payload)
-    except TypeError as e:
-        raise InvalidPayload(f"payload does not fit {cls.__name__}: {e}") from e
+    assert spec.typed_payload is not None
+    return spec.typed_payload.convert(spec.name, payload)
 
 
 def _as_dict(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
+    try:
+        return to_json_value(value)
+    except TypeError as e:
+        raise BadReturn(f"handler returned {type(value).__name__} holding a value JSON cannot hold: {e}") from e
 
 
 def _checked_successor(parent_state: str, state: str, payload: JSONDict) -> tuple[str, JSONDict]:
@@ -133,10 +120,22 @@ class Registry:
             self.add(spec)
 
     def add(self, spec: MachineSpec) -> None:
+        """Register ``spec``, preparing its payload type.
+
+        Raises:
+            MachineLoadError: the state already has another handler, or its payload type
+                cannot be validated (a field no JSON value can fill, an unresolved annotation).
+        """
         existing = self._specs.get(spec.name)
         if existing is not None and existing.handler is not spec.handler:
             raise MachineLoadError(f"state {spec.name!r} is defined twice: by {_origin(existing.handler)} "
                                    f"and by {_origin(spec.handler)}")
+        try:
+            spec.typed_payload  # noqa: B018 -- prepared here, so a broken payload type fails at load, not per tick
+        except TypeError as e:
+            assert spec.payload_type is not None
+            raise MachineLoadError(f"payload type {spec.payload_type.__name__} of state {spec.name!r} "
+                                   f"({_origin(spec.handler)}): {e}") from e
         self._specs[spec.name] = spec
 
     def register(self, name: str, handler: Handler, payload: type | None = None) -> None:
