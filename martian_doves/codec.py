@@ -1,10 +1,10 @@
 """State files: JSON only, validated, size-limited, safely named.
 
 A state file is ``{"state": "<name>", "payload": {...}}``; successors also carry
-``"parent"``, the file they came from, which is how a successor already written by
-an earlier (crashed) attempt is recognised. Unknown top-level keys are ignored so
-files written by later versions still load. Nothing here executes or unpickles
-anything.
+``"parent"``, the name of the file they came from (a state file name in the same store,
+never a path), which is how a successor already written by an earlier (crashed) attempt
+is recognised. Unknown top-level keys are ignored so files written by later versions
+still load. Nothing here executes or unpickles anything.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ DEFAULT_MAX_STATE_BYTES = 1024 * 1024
 MAX_NAME_BYTES = 200
 #: Longest accepted state (handler) name.
 MAX_STATE_NAME_CHARS = 200
+#: How many branch names (``x.state-1~2`` …) a commit tries before giving up.
+MAX_BRANCHES = 10_000
+#: Top-level fields that name another state of the same store (its lineage). Each must be
+#: a state file name: a store joins it to its own folder, so a path there would let a
+#: file's writer make ``history`` read, or ``reset`` decide on, a file outside the store.
+LINEAGE_FIELDS = ("parent",)
+#: How much of a refused lineage field an error message quotes.
+_QUOTED_CHARS = 60
 
 # ``x.state``, ``x.state-3``, ``x.state-3~2`` (a branch taken because a successor name
 # was already used by another machine's file). ``notes.statement.txt`` is not a state.
@@ -82,17 +90,36 @@ def successor_names(parent: str) -> Iterator[str]:
     ``x.state-1~2``, ``~3`` … so nothing is ever clobbered. The sequence depends only on
     the parent's name, so a re-run after a crash finds the successor it wrote before.
     """
-    match = _LINEAGE.fullmatch(parent)
-    if match is None:
-        base, step, branch = parent, 0, 1
-    else:
-        base = match["base"]
-        step = int(match["step"] or 0)
-        branch = int(match["branch"] or 1)
-    for candidate_branch in range(branch, branch + 10_000):
+    base, step, branch = _lineage_parts(parent)
+    for candidate_branch in range(branch, branch + MAX_BRANCHES):
         suffix = "" if candidate_branch == 1 else f"~{candidate_branch}"
         yield f"{base}-{step + 1}{suffix}"
-    raise UnsafeName(f"no free successor name for {parent!r} after 10000 branches")
+    raise UnsafeName(f"no free successor name for {parent!r} after {MAX_BRANCHES} branches")
+
+
+def is_successor_name(name: str, parent: str) -> bool:
+    """Whether ``name`` is one of the names ``successor_names(parent)`` gives, without listing them.
+
+    A file naming its parent is a tick's successor only if its own name derives from
+    the parent's: a ``parent`` field alone (copied or forged) never makes ``reset``
+    delete a file or ``history`` join two machines.
+    """
+    base, step, branch = _lineage_parts(parent)
+    first = f"{base}-{step + 1}"
+    if name == first:
+        return branch == 1
+    suffix = name.removeprefix(first + "~")
+    if suffix == name or not suffix.isascii() or not suffix.isdigit() or suffix.startswith("0"):
+        return False
+    return max(branch, 2) <= int(suffix) < branch + MAX_BRANCHES
+
+
+def _lineage_parts(name: str) -> tuple[str, int, int]:
+    """(base, step, branch) of a state file name: ``x.state-3~2`` → (``x.state``, 3, 2)."""
+    match = _LINEAGE.fullmatch(name)
+    if match is None:
+        return name, 0, 1
+    return match["base"], int(match["step"] or 0), int(match["branch"] or 1)
 
 
 def _check_text(text: str) -> None:
@@ -188,10 +215,28 @@ def from_document(doc: Any, name: str) -> State:
         check_payload(payload)
     except InvalidDocument as e:
         raise InvalidDocument(f"{name}: {e.message}") from e
-    parent = doc.get("parent")
-    if parent is not None and not isinstance(parent, str):
-        raise InvalidDocument(f"{name}: \"parent\" must be a string")
-    return State(name=name, state=state, payload=payload, parent=parent)
+    lineage = {field: _lineage_name(doc, field, name) for field in LINEAGE_FIELDS}
+    return State(name=name, state=state, payload=payload, parent=lineage["parent"])
+
+
+def _lineage_name(doc: dict[str, Any], field: str, name: str) -> str | None:
+    """``doc[field]`` checked to be a state file name (never a path), or None when absent.
+
+    Raises:
+        InvalidDocument: the field is not a string, or not a safe state file name.
+    """
+    value = doc.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidDocument(f"{name}: \"{field}\" must be a string")
+    try:
+        check_state_file_name(value)
+    except UnsafeName as e:
+        shown = value if len(value) <= _QUOTED_CHARS else value[:_QUOTED_CHARS] + "..."
+        raise InvalidDocument(f"{name}: \"{field}\" must be the name of a state file in the same store, "
+                              f"not {shown!r}") from e
+    return value
 
 
 def to_document(state: State) -> dict[str, Any]:

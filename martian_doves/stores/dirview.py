@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from martian_doves import codec
-from martian_doves.errors import CodecError
+from martian_doves.errors import CodecError, UnsafeName
 from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport, WorkerInfo
 from martian_doves.stores import fsops
 from martian_doves.stores.fsops import REASON_SUFFIX, TOKEN_SEP
@@ -108,19 +108,28 @@ def _entry(store: LeaseStore, name: str, claimed: dict[str, str]) -> HistoryEntr
     return HistoryEntry(name, state.state, Status.PENDING, state.payload)
 
 
+def _is_safe_state_name(name: str) -> bool:
+    try:
+        codec.check_state_file_name(name)
+    except UnsafeName:
+        return False
+    return True
+
+
 def history(store: LeaseStore, name: str) -> list[HistoryEntry]:
     """The lineage containing ``name``: up through recorded parents, then down by successor names."""
     claimed: dict[str, str] = {}
     for claim_file in fsops.listdir_quiet(store.layout.in_progress):
         state_name = claim_file.rpartition(TOKEN_SEP)[0]
         claimed[state_name] = str(_read_json(os.path.join(store.layout.in_progress, claim_file)).get("worker", "?"))
-    if _entry(store, name, claimed) is None:
+    if not _is_safe_state_name(name) or _entry(store, name, claimed) is None:
         return []
     seen = {name}
     root = name
-    while True:  # walk up to the root through recorded parents
+    while True:  # walk up to the root through recorded parents (names, never paths: see codec)
         parent = store._parent_of(root)
-        if _entry(store, root, claimed) is None or not parent or parent in seen:
+        if (_entry(store, root, claimed) is None or not parent or parent in seen
+                or not codec.is_successor_name(root, parent)):
             break
         seen.add(parent)
         root = parent

@@ -536,14 +536,16 @@ class LeaseStore(RootAdmission):
         return kept
 
     def _is_successor(self, name: str) -> bool:
-        """Whether ``name`` was written by a tick: it names its parent, and the parent is here.
+        """Whether ``name`` was written by a tick: it names its parent, its name derives from
+        the parent's, and the parent is here.
 
         Never guessed from the name alone: ``x.state-1`` submitted as a machine of its
         own is a root, and reset must not delete what a user submitted. (The seed's own
-        successors carried no parent field: reset keeps them, as roots.)
+        successors carried no parent field: reset keeps them, as roots.) Nor from the
+        ``parent`` field alone: a file copied in with any parent is still a root.
         """
         parent = self._parent_of(name)
-        if not parent:  # None (no such file) or "" (a root)
+        if not parent or not codec.is_successor_name(name, parent):  # None (no such file) or "" (a root)
             return False
         return os.path.lexists(self._state_path(parent))
 

@@ -154,6 +154,25 @@ def test_non_string_parent_is_invalid() -> None:
         codec.decode(_doc(state="simple", payload={}, parent=7), "bad.state")
 
 
+@pytest.mark.parametrize("parent", [
+    "/etc/passwd", "/tmp/outside/victim.state", "../victim.state", "../../x.state-1", "sub/x.state", "..", ".",
+    "", ".hidden.state", "notes.txt", "x.state\n", "x\x1b[31m.state", "x.state\x00", "a\\b.state",
+    "y" * 300 + ".state",
+])
+def test_a_parent_that_is_not_a_state_file_name_is_invalid(parent: str) -> None:
+    """``parent`` is a name in the same store, never a path: anything else makes the file invalid,
+    so no store joins it to its folder and reads (history) or decides on (reset) a file outside."""
+    with pytest.raises(InvalidDocument, match="parent") as caught:
+        codec.decode(json.dumps({"state": "simple", "payload": {}, "parent": parent}).encode(), "bad.state")
+    assert len(caught.value.message) < 200  # a huge field is not quoted whole
+
+
+@pytest.mark.parametrize("parent", ["x.state", "x.state-3", "x.state-3~2", "my machine.state-12", "été.state"])
+def test_a_parent_that_is_a_state_file_name_is_kept(parent: str) -> None:
+    raw = json.dumps({"state": "simple", "payload": {}, "parent": parent}).encode()
+    assert codec.decode(raw, "child.state").parent == parent
+
+
 @pytest.mark.parametrize("where", ["top", "payload"])
 def test_100k_nested_lists_are_refused_without_crashing(where: str) -> None:
     """A deeply nested document is refused with a CodecError; no RecursionError or crash escapes."""
@@ -326,3 +345,21 @@ def test_successor_names_are_finite() -> None:
         next(names)
     with pytest.raises(UnsafeName):
         next(names)
+
+
+
+@pytest.mark.parametrize("parent", ["x.state", "x.state-1", "x.state-1~2", "job.state-7~3", "a.state-9~9999"])
+def test_is_successor_name_agrees_with_successor_names(parent: str) -> None:
+    """Every name a commit may give ``parent``'s successor is recognised, and nothing else."""
+    candidates: set[str] = set()
+    names = codec.successor_names(parent)
+    with pytest.raises(UnsafeName):
+        while True:
+            candidates.add(next(names))
+    assert all(codec.is_successor_name(name, parent) for name in candidates)
+    near = ["x.state", "x.state-0", "x.state-1", "x.state-2", "x.state-1~1", "x.state-1~02", "x.state-1~",
+            "x.state-1~x", "x.state-1~\u00b2", "x.state-1~10000", "x.state-1~10001", "x.state-2~2", "x.state-2~10002",
+            "y.state-1", "job.state-8~3", "job.state-8", "job.state-8~10002", "a.state-10~9999", "a.state-10",
+            "a.state-10~19998", "a.state-10~19999", f"{parent}-1"]
+    for name in near:
+        assert codec.is_successor_name(name, parent) == (name in candidates), name
