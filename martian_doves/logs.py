@@ -6,18 +6,29 @@ else the process logs (user machines, stores, the supervisor). Records go throug
 one ``LineHandler`` whose output function can be swapped while the process runs,
 so the live progress display can take over the terminal without torn lines.
 
+A record is one line whatever its text holds: payload values reach messages, and a
+line break or a terminal escape code in one must not forge a record or recolour the
+terminal. The text format escapes control characters (``text.one_line``) and indents
+the lines of a traceback; the JSON format escapes them as JSON does. In a worker
+process, what machines print becomes records too (``PrintedLines``).
+
 Nothing here prints on its own: the handler writes where the CLI tells it to.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import io
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
+
+from martian_doves.text import one_line
 
 #: Accepted ``--log-level`` values, quietest last.
 LEVELS = ("debug", "info", "warning", "error")
@@ -25,6 +36,14 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 #: Logger the built-in and user machines write their output to.
 MACHINES_LOGGER = "martian_doves.machines"
+#: Logger of the lines a worker process prints (rather than logs).
+OUTPUT_LOGGER = "martian_doves.output"
+#: What starts each continuation line of a text record (a traceback's): never a timestamp.
+CONTINUATION_INDENT = "    "
+#: A printed line longer than this (no line break in sight) is logged in pieces of this size.
+MAX_PRINTED_LINE_CHARS = 65536
+#: C0 and C1 control characters and DEL: terminal escape codes and line breaks are among them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 #: Attributes every ``LogRecord`` has; anything else on a record came from ``extra``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
@@ -47,6 +66,8 @@ class StderrWriter:
     def __call__(self, line: str) -> None:
         with self._lock:
             stream = sys.stderr
+            if isinstance(stream, PrintedLines):  # never through the worker's own capture
+                stream = stream.stream
             try:
                 stream.write(line + "\n")
                 stream.flush()
@@ -75,27 +96,35 @@ class TextFormatter(logging.Formatter):
     """``2024-05-19 10:15:02 INFO    host-123: message`` (logger name shown below INFO only).
 
     Machine output reads as the seed printed it; the worker name says where it ran.
+    Control characters in the message are escaped (``\\n``, ``\\x1b``), so a record is
+    one line; a traceback keeps its lines, each indented by ``CONTINUATION_INDENT``, so
+    none of them can pass for a record.
     """
 
     def __init__(self) -> None:
         super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        where = getattr(record, "worker", None) or "-"
-        origin = f" [{record.name}]" if record.levelno < logging.INFO else ""
+        message = one_line(record.getMessage())
+        where = one_line(getattr(record, "worker", None) or "-")
+        origin = f" [{one_line(record.name)}]" if record.levelno < logging.INFO else ""
         line = f"{self.formatTime(record, self.datefmt)} {record.levelname:<7} {where}{origin}: {message}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += continuation_lines(self.formatException(record.exc_info))
         if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
+            line += continuation_lines(self.formatStack(record.stack_info))
         return line
+
+
+def continuation_lines(text: str) -> str:
+    """``text`` (a traceback) as lines to append to a record: each escaped and indented."""
+    return "".join(f"\n{CONTINUATION_INDENT}{one_line(part)}" for part in text.rstrip("\n").split("\n"))
 
 
 def output_record(line: str, worker: str) -> str:
     """A line a worker process printed (not logged), as a JSON log record of its own, so a
     ``--log-format json`` stream stays one JSON object per line whatever machines print."""
-    record = logging.LogRecord("martian_doves.output", logging.INFO, "", 0, line, None, None)
+    record = logging.LogRecord(OUTPUT_LOGGER, logging.INFO, "", 0, line, None, None)
     record.worker, record.action = worker, "output"
     return _OUTPUT_FORMATTER.format(record)
 
@@ -123,11 +152,107 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(document, ensure_ascii=False, default=str)
+        # json escapes C0 controls but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
+        return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}",
+                            json.dumps(document, ensure_ascii=False, default=str))
 
 
 #: Formats the lines workers print for ``output_record`` (one instance serves every line).
 _OUTPUT_FORMATTER = JsonFormatter()
+
+
+def relayed_line(line: str, worker: str, json_lines: bool) -> str:
+    """A line of a worker process's output as the supervisor passes it on: no control character.
+
+    The worker's records arrive formatted and escaped; what reaches its output by other
+    ways (a child process of a machine, a crash before logging is set up) is escaped
+    here: wrapped as a JSON record of its own, or its control characters escaped.
+    """
+    if json_lines:
+        return line if line.startswith("{") and not _CONTROL.search(line) else output_record(line, worker)
+    return one_line(line)
+
+
+class PrintedLines(io.TextIOBase):
+    """A worker process's ``sys.stdout`` and ``sys.stderr``: every line written is a log record.
+
+    A machine's ``print()`` then reads like everything else the worker logs (time, level,
+    worker name; JSON with ``--log-format json``) and is escaped like it, so a printed
+    value cannot start a line that passes for a record. Each thread keeps its own
+    unfinished line, so the prints of concurrent ticks never mix.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        #: The real stream: its descriptor, for code that writes there directly.
+        self.stream = stream
+        self._logger = logging.getLogger(OUTPUT_LOGGER)
+        self._lock = threading.Lock()
+        #: Each thread's line so far (no line break yet).
+        self._unfinished: dict[int, str] = {}
+        self._inside = threading.local()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def buffer(self) -> Any:
+        """The real stream's bytes: what is written there is relayed (and escaped) as it is."""
+        return self.stream.buffer
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def write(self, text: str) -> int:
+        if getattr(self._inside, "logging", False):
+            # Logging reports its own failures here: straight to the real stream, escaped.
+            self.stream.write("\n".join(one_line(part) for part in text.split("\n")))
+            return len(text)
+        thread = threading.get_ident()
+        with self._lock:
+            *lines, rest = (self._unfinished.pop(thread, "") + text).split("\n")
+            while len(rest) > MAX_PRINTED_LINE_CHARS:
+                lines.append(rest[:MAX_PRINTED_LINE_CHARS])
+                rest = rest[MAX_PRINTED_LINE_CHARS:]
+            if rest:
+                self._unfinished[thread] = rest
+        self._log(lines)
+        return len(text)
+
+    def finish(self) -> None:
+        """Log every thread's unfinished line (at exit)."""
+        with self._lock:
+            lines, self._unfinished = list(self._unfinished.values()), {}
+        self._log(lines)
+
+    def _log(self, lines: list[str]) -> None:
+        self._inside.logging = True
+        try:
+            for line in lines:
+                self._logger.info("%s", line.removesuffix("\r"), extra={"action": "output"})
+        finally:
+            self._inside.logging = False
+
+
+def capture_output() -> None:
+    """Make this process's ``sys.stdout`` and ``sys.stderr`` log what is written to them.
+
+    For worker processes, whose machines may print payload values: see ``PrintedLines``.
+    Log records still reach the real stderr (``StderrWriter`` looks past the capture).
+    """
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, PrintedLines):
+            captured = PrintedLines(stream)
+            atexit.register(captured.finish)
+            setattr(sys, name, captured)
 
 
 class ContextAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -43,7 +43,7 @@ from martian_doves.clock import SystemClock
 from martian_doves.config import SupervisorOptions, WorkerOptions
 from martian_doves.errors import ConfigError, DovesError
 from martian_doves.loader import default_registry
-from martian_doves.logs import StderrWriter, Writer, output_record, setup_logging
+from martian_doves.logs import StderrWriter, Writer, capture_output, relayed_line, setup_logging
 from martian_doves.metrics import (
     MULTIPROCESS_ENV,
     MetricsFolder,
@@ -238,6 +238,7 @@ def worker_process_main(spec: WorkerSpec, output: Connection | None = None) -> N
         _redirect_output(output)
     name = spec.worker_name(os.getpid())
     setup_logging(spec.log_level, spec.log_format, worker=name)
+    capture_output()  # what machines print is logged, escaped like the rest
     code = _serve(spec, name, stop)
     logging.shutdown()
     sys.exit(code)
@@ -255,7 +256,7 @@ class _OutputPump:
 
     def __init__(self, writer: Writer, json_lines: bool = False) -> None:
         self._writer = writer
-        #: Wrap lines that are not JSON (a machine's print()) into JSON log records.
+        #: Wrap lines that are not JSON records (output that bypassed logging) into JSON log records.
         self._json_lines = json_lines
         self._lock = threading.Lock()
         #: Each worker's pipe by file descriptor: pipe, worker name, bytes of its unfinished line.
@@ -273,9 +274,7 @@ class _OutputPump:
     def _emit(self, data: bytes | bytearray, worker: str) -> None:
         try:
             line = bytes(data).decode("utf-8", errors="replace").rstrip("\r")
-            if self._json_lines and not line.startswith("{"):
-                line = output_record(line, worker)
-            self._writer(line)
+            self._writer(relayed_line(line, worker, self._json_lines))
         except Exception:  # a broken writer must not stop the pump (and block the workers)
             pass
 
