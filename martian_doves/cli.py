@@ -388,9 +388,15 @@ def status(store: str | None, as_json: bool, **params: Any) -> int:
         metavar="SECONDS",
         help="How often the store's status is read and the page updates; a slow count waits nine times "
              "its own duration, so the store is never busy counting more than a tenth of the time.")
+@option("--allow-host", "allowed_hosts", env="DOVES_DASHBOARD_ALLOW_HOST", multiple=True, metavar="NAME",
+        show_default=False,
+        help="Also answer requests for this host name (repeatable; the variable takes several, separated by "
+             "spaces). Only the --host address, localhost, 127.0.0.1 and [::1] are answered otherwise "
+             "(any address with --host 0.0.0.0), so no web page elsewhere can read this one by DNS rebinding.")
 @log_options()
 @store_options(visible=False)
-def dashboard(store: str | None, host: str, port: int, refresh_seconds: float, **params: Any) -> int:
+def dashboard(store: str | None, host: str, port: int, refresh_seconds: float, allowed_hosts: tuple[str, ...],
+              **params: Any) -> int:
     """Serve a read-only web page of STORE for operators, until SIGTERM or Ctrl-C.
 
     The page shows the counts, the transition rate, workers, the oldest pending state,
@@ -402,7 +408,7 @@ def dashboard(store: str | None, host: str, port: int, refresh_seconds: float, *
 
     setup_logging(params["log_level"].lower(), params["log_format"], worker="dashboard")
     with _opened(_store_target(store), params) as opened:
-        serve_dashboard(opened, host, port, refresh_seconds)
+        serve_dashboard(opened, host, port, refresh_seconds, allowed_hosts)
     return EXIT_OK
 
 

@@ -9,6 +9,10 @@ store. Served with the standard library's ``ThreadingHTTPServer``:
 - ``/api/status``: ``status --json`` plus ``sampled_at``, ``rate``, ``series`` and ``error``;
 - ``/metrics``: the store's Prometheus gauges (the same as ``doves run --metrics-port``);
 - ``/healthz``: ``ok``.
+
+The HTTP side is a ``GuardedHTTPServer``: idle and slow connections time out and are
+bounded, and only requests for the server's own names (``--allow-host``) are answered,
+so a web page elsewhere cannot read the dashboard by DNS rebinding.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.httpserver import GuardedHandler, GuardedHTTPServer
 from martian_doves.metrics import StoreCollector, next_status_after, store_registry
 from martian_doves.model import JSONDict, StatusReport
 from martian_doves.report import RateMeter, status_dict
@@ -45,6 +49,11 @@ HISTORY_SAMPLES = 300
 #: Headers of every answer (with its Content-Type, Content-Length and Content-Security-Policy).
 _COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _TEXT = "text/plain; charset=utf-8"
+#: The answer to a request for a name the dashboard is not served under (421 Misdirected Request).
+_UNKNOWN_HOST = (421, _TEXT, b"doves: this dashboard does not answer to that host name "
+                             b"(start it with --allow-host NAME to add one)\n")
+#: How many distinct refused host names are logged (a flood of them is not).
+_LOGGED_REFUSALS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,18 +152,26 @@ def load_page() -> tuple[bytes, str]:
     return html.encode(), policy
 
 
-class DashboardServer(ThreadingHTTPServer):
-    """The HTTP side: serves the sampler's last snapshot; never calls the store."""
+class DashboardServer(GuardedHTTPServer):
+    """The HTTP side: serves the sampler's last snapshot; never calls the store.
 
-    daemon_threads = True
+    Args:
+        host: address (or name) to listen on.
+        port: port to listen on; 0 picks a free one.
+        sampler: where the answers come from.
+        allowed_hosts: names besides the bound address and the loopback ones that
+            requests may use in their Host header (``--allow-host``).
+    """
 
-    def __init__(self, host: str, port: int, sampler: Sampler) -> None:
+    def __init__(self, host: str, port: int, sampler: Sampler, allowed_hosts: Sequence[str] = ()) -> None:
         self.sampler = sampler
         self.page, self.policy = load_page()
         self.registry = store_registry(StoreCollector(sampler.latest))
+        #: Host names refused so far (logged once each, up to ``_LOGGED_REFUSALS``).
+        self.refused_hosts: set[str] = set()
         try:
             self.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            super().__init__((host, port), _Handler)
+            super().__init__((host, port), _Handler, allowed_hosts, listen_host=host)
         except OSError as e:
             raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {e.strerror or e}") from e
 
@@ -171,7 +188,7 @@ class DashboardServer(ThreadingHTTPServer):
         log.log(level, "request from %s failed: %r", client_address[0], error, extra={"action": "http"})
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: DashboardServer
 
     def version_string(self) -> str:
@@ -194,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, _TEXT, b"not found\n"
 
     def _answer(self, *, body: bool) -> None:
-        status, content_type, content = self._route()
+        status, content_type, content = self._route() if self.host_allowed() else self._refuse_host()
+        self.allow_answer_time()
         self.send_response(status)
         headers = {"Content-Type": content_type, "Content-Length": str(len(content)), **_COMMON_HEADERS,
                    "Content-Security-Policy": self.server.policy}
@@ -203,6 +221,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(content)
+
+    def _refuse_host(self) -> tuple[int, str, bytes]:
+        name = " ".join(self.headers.get_all("Host") or [])[:100]
+        refused = self.server.refused_hosts
+        if name not in refused and len(refused) < _LOGGED_REFUSALS:
+            refused.add(name)
+            log.warning("refused a request for host %r from %s: not a name of this dashboard (--allow-host)",
+                        name, self.address_string(), extra={"action": "http"})
+        return _UNKNOWN_HOST
 
     def do_GET(self) -> None:
         self._answer(body=True)
@@ -215,10 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(store: Store, host: str, port: int, refresh_seconds: float) -> Iterator[DashboardServer]:
+def serving(store: Store, host: str, port: int, refresh_seconds: float,
+            allowed_hosts: Sequence[str] = ()) -> Iterator[DashboardServer]:
     """Sample ``store`` and serve the dashboard while in the block (port 0: any free port)."""
     sampler = Sampler(store, refresh_seconds)
-    server = DashboardServer(host, port, sampler)
+    server = DashboardServer(host, port, sampler, allowed_hosts)
     thread = threading.Thread(target=server.serve_forever, name="doves-dashboard-http", daemon=True)
     sampler.start()
     thread.start()
@@ -231,12 +259,21 @@ def serving(store: Store, host: str, port: int, refresh_seconds: float) -> Itera
         sampler.stop()
 
 
-def serve_dashboard(store: Store, host: str, port: int, refresh_seconds: float) -> None:
-    """Serve the dashboard until SIGTERM or SIGINT (Ctrl-C); call from the main thread."""
+def serve_dashboard(store: Store, host: str, port: int, refresh_seconds: float,
+                    allowed_hosts: Sequence[str] = ()) -> None:
+    """Serve the dashboard until SIGTERM or SIGINT (Ctrl-C); call from the main thread.
+
+    Args:
+        store: the store to show.
+        host: address (or name) to listen on.
+        port: port to listen on; 0 picks a free one (logged).
+        refresh_seconds: how often the store's status is sampled.
+        allowed_hosts: more names the page may be requested under (``--allow-host``).
+    """
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with serving(store, host, port, refresh_seconds) as server:
+        with serving(store, host, port, refresh_seconds, allowed_hosts) as server:
             log.info("dashboard on %s", server.url, extra={"action": "dashboard", "url": server.url})
             while not stop.wait(1.0):
                 pass
