@@ -12,8 +12,8 @@ from martian_doves.config import WorkerOptions
 from martian_doves.errors import CodecError, DovesError, NotARegularFile
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
-from martian_doves.stores import fsops
 from martian_doves.stores.base import Store, SubmitResult
+from martian_doves.stores.directory import fsops
 from martian_doves.worker import StepResult, Worker
 
 

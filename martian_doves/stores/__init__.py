@@ -49,12 +49,12 @@ def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, 
         raise ConfigError(f"unsupported store URL {target!r}: use a directory or postgresql://")
     if mode == "lease":
         from martian_doves.config import DirectoryOptions
-        from martian_doves.stores.lease import LeaseStore
+        from martian_doves.stores.directory import LeaseStore
 
         return LeaseStore(target, _pick(DirectoryOptions, options), clock=clock)
     if mode == "semaphore":
         from martian_doves.config import SemaphoreOptions
-        from martian_doves.stores.semaphore import SemaphoreStore
+        from martian_doves.stores.directory import SemaphoreStore
 
         return SemaphoreStore(target, _pick(SemaphoreOptions, options), clock=clock)
     raise ConfigError(f"unknown mode {mode!r}: choose one of {', '.join(DIRECTORY_MODES)}")

@@ -45,9 +45,9 @@ from martian_doves.errors import (
     workers_alive_error,
 )
 from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, Status, StatusReport, WorkerInfo
-from martian_doves.stores import fsops
 from martian_doves.stores.base import SubmitResult, Successor
-from martian_doves.stores.fsops import REASON_SUFFIX
+from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
 from martian_doves.stores.pgconfig import (
     URL_OPTIONS,
     Q,
@@ -536,7 +536,7 @@ class PostgresStore:
         Raises:
             ConfigError: the directory cannot be created.
         """
-        layout = fsops.Layout(os.path.abspath(directory))
+        layout = Layout(os.path.abspath(directory))
         if os.path.exists(layout.root) and not os.path.isdir(layout.root):
             raise ConfigError(f"cannot export to {layout.root}: it is a file, not a folder")
         try:
@@ -559,7 +559,7 @@ class PostgresStore:
                         extra={"action": "export"})
         return exported
 
-    def _export_one(self, layout: fsops.Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
+    def _export_one(self, layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
                     parent: str | None,
                     status: str, attempts: int, errors: list[str], not_before: float, worker: str | None,
                     token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
@@ -571,7 +571,7 @@ class PostgresStore:
             return 0
         folder = layout.failed if status == Status.FAILED.value else layout.root
         path = os.path.join(folder, name)
-        if not fsops.write_new(layout, path, data, durable=False):
+        if not layout.write_new(path, data):
             try:  # exported before (again, or by an earlier try of this export): already there
                 same = fsops.read_regular(path, len(data)) == data
             except (OSError, CodecError):
@@ -583,13 +583,13 @@ class PostgresStore:
         info = {"attempts": attempts, "errors": errors}
         if status == Status.DONE.value:
             marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()
-            fsops.write_new(layout, os.path.join(layout.done, name), marker, durable=False)
+            layout.write_new(os.path.join(layout.done, name), marker)
         elif status == Status.FAILED.value:
             text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2).encode()
-            fsops.write_new(layout, os.path.join(layout.failed, name + REASON_SUFFIX), text, durable=False)
+            layout.write_new(os.path.join(layout.failed, name + REASON_SUFFIX), text)
         else:
             hint = json.dumps(info).encode() if attempts else b""
-            fsops.write_new(layout, os.path.join(layout.pending, name), hint, durable=False, mtime=not_before)
+            layout.write_new(os.path.join(layout.pending, name), hint, mtime=not_before)
         return 1
 
     def close(self) -> None:

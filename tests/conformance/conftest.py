@@ -38,9 +38,8 @@ from martian_doves.config import DirectoryOptions, SemaphoreOptions
 from martian_doves.model import Claim
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store, Successor
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore, SemaphoreStore
 from martian_doves.stores.memory import MemoryStore
-from martian_doves.stores.semaphore import SemaphoreStore
 
 #: Lease given to the stores that follow the test clock (time moves instantly, so it can be long).
 LEASE_SECONDS = 10.0
@@ -106,9 +105,9 @@ def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) 
 
 
 def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
-    # The semaphore store commits exactly as the lease store does (it is one).
-    assert isinstance(store, LeaseStore)
-    return store._write_successor(claim, successor, False)
+    # The semaphore store commits exactly as the lease store does (through the same protocol).
+    assert isinstance(store, LeaseStore | SemaphoreStore)
+    return store.leases.write_successor(claim, successor, False)
 
 
 class PhaseDriven(SemaphoreStore):

@@ -30,8 +30,7 @@ from martian_doves.loader import default_registry
 from martian_doves.registry import Registry
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store
-from martian_doves.stores.fsops import REASON_SUFFIX
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import REASON_SUFFIX, LeaseStore
 from martian_doves.worker import Worker
 
 pytestmark = pytest.mark.timeout(120)
@@ -288,8 +287,8 @@ def test_an_unsafe_name_is_quarantined_once_by_racing_workers(store_dir: Path) -
     first, second = _open_lease(store_dir), _open_lease(store_dir)
     try:
         assert isinstance(first, LeaseStore) and isinstance(second, LeaseStore)
-        first._quarantine(name, "unsafe_name", "unsafe name")
-        second._quarantine(name, "unsafe_name", "unsafe name")
+        first.admission.quarantine(name, "unsafe_name", "unsafe name")
+        second.admission.quarantine(name, "unsafe_name", "unsafe name")
         assert len(_reasons(store_dir / "failed")) == 1
         assert first.status().failed == 1
         assert len([e for e in os.listdir(store_dir / "failed") if not e.endswith(REASON_SUFFIX)]) == 1

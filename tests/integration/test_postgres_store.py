@@ -31,7 +31,7 @@ from martian_doves.loader import default_registry  # noqa: E402
 from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import Store  # noqa: E402
-from martian_doves.stores.lease import LeaseStore  # noqa: E402
+from martian_doves.stores.directory import LeaseStore  # noqa: E402
 from martian_doves.stores.pgconfig import _migrations  # noqa: E402
 from martian_doves.stores.postgres import PostgresStore, Q, parse_url  # noqa: E402
 from martian_doves.worker import Worker  # noqa: E402

@@ -20,7 +20,7 @@ import pytest
 
 from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.loader import default_registry
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore
 from martian_doves.worker import Worker
 
 
@@ -34,12 +34,18 @@ class InterleavingStore(LeaseStore):
 
     interleave: Callable[[], object] | None = None
 
-    def _claimed_names(self) -> set[str]:
-        names = super()._claimed_names()
-        if self.interleave is not None:
-            step, self.interleave = self.interleave, None
-            step()
-        return names
+    def __init__(self, root: Path, options: DirectoryOptions) -> None:
+        super().__init__(root, options)
+        listed = self.files.claimed_names
+
+        def claimed_names() -> set[str]:
+            names = listed()
+            if self.interleave is not None:
+                step, self.interleave = self.interleave, None
+                step()
+            return names
+
+        self.files.claimed_names = claimed_names  # type: ignore[method-assign]
 
 
 def _age(path: Path) -> None:
@@ -63,11 +69,11 @@ def test_a_state_claimed_while_another_worker_admits_gets_no_second_hint(store_d
     _copy_in(store_dir, "a.state", "b.state", "c.state")
     worker_a = InterleavingStore(store_dir, options)
     try:
-        worker_b._scan_root()  # B admits the files; it claims them only inside A's pass
+        worker_b.admission.scan_root()  # B admits the files; it claims them only inside A's pass
         assert sorted(os.listdir(store_dir / "pending")) == ["a.state", "b.state", "c.state"]
         held: list[str] = []
         worker_a.interleave = lambda: held.extend(c.name for c in worker_b.claim("B", 10))
-        worker_a._scan_root()
+        worker_a.admission.scan_root()
         if worker_a.interleave is not None:  # A never listed in_progress/: B claims after the pass
             worker_a.interleave()
         assert sorted(held) == ["a.state", "b.state", "c.state"]
@@ -84,8 +90,8 @@ def test_an_orphaned_file_is_still_admitted(store_dir: Path) -> None:
     first = LeaseStore(store_dir)
     second = LeaseStore(store_dir)
     try:
-        first._scan_root()
-        second._scan_root()
+        first.admission.scan_root()
+        second.admission.scan_root()
         assert os.listdir(store_dir / "pending") == ["new.state"]
         assert [c.name for c in second.claim("B", 10)] == ["new.state"]
         assert first.claim("A", 10) == []
@@ -105,7 +111,7 @@ def test_a_settled_state_is_not_admitted_again(store_dir: Path) -> None:
         first.close()
     fresh = LeaseStore(store_dir)
     try:
-        fresh._scan_root()
+        fresh.admission.scan_root()
         assert os.listdir(store_dir / "pending") == []
         assert fresh.is_finished()
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from martian_doves.clock import SystemClock
 from martian_doves.config import DirectoryOptions
 from martian_doves.model import State
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore
 
 
 def _store(root: Path, lease_seconds: float, offset_seconds: float = 0.0) -> LeaseStore:

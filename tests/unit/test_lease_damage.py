@@ -11,8 +11,7 @@ from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.loader import default_registry
 from martian_doves.model import State
 from martian_doves.retry import RetryPolicy
-from martian_doves.stores import dirview
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore
 from martian_doves.worker import Worker
 
 GARBAGE = ["[1, 2]", '{"attempts": "abc", "errors": 7, "worker": ["x"]}', '"just a string"', "not json", ""]
@@ -33,8 +32,8 @@ def test_clobbered_hints_registrations_and_reasons_break_nothing(store_dir: Path
     assert totals.committed == 6 and totals.failed == 1
     (store_dir / "failed" / "boom.state.reason.json").write_text(garbage)  # a failure's reason
     (store_dir / "done" / "s2.state").write_text(garbage)  # a done marker
-    status = dirview.status(store)
+    status = store.status()
     assert (status.pending, status.in_progress, status.done, status.failed) == (0, 0, 6, 1)
-    assert [e.name for e in dirview.history(store, "s2.state")] == ["s2.state", "s2.state-1"]
-    assert dirview.history(store, "boom.state")[0].status.value == "failed"
+    assert [e.name for e in store.history("s2.state")] == ["s2.state", "s2.state-1"]
+    assert store.history("boom.state")[0].status.value == "failed"
     assert sorted(os.listdir(store_dir / "in_progress")) == []

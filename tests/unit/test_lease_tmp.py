@@ -10,7 +10,7 @@ from martian_doves.clock import SystemClock
 from martian_doves.config import DirectoryOptions, WorkerOptions
 from martian_doves.loader import default_registry
 from martian_doves.model import State
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore
 from martian_doves.worker import Worker
 
 

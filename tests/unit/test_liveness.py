@@ -10,7 +10,7 @@ import pytest
 
 from martian_doves.config import DirectoryOptions
 from martian_doves.errors import ConfigError
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.stores.directory import LeaseStore
 
 
 def test_liveness_is_judged_by_each_workers_own_lease(store_dir: Path) -> None:

@@ -19,7 +19,7 @@ from martian_doves.config import Phase, Phases, SemaphoreOptions, WorkerOptions
 from martian_doves.errors import ConfigError
 from martian_doves.model import State
 from martian_doves.registry import Registry
-from martian_doves.stores.semaphore import SemaphoreStore, available_workers, read_skew, rendezvous_owner
+from martian_doves.stores.directory.semaphore import SemaphoreStore, available_workers, read_skew, rendezvous_owner
 from martian_doves.worker import Worker
 
 SEED = Phases(3, 3, 3, 1)
@@ -213,7 +213,7 @@ def test_skew_beyond_the_buffer_is_refused(tmp_path: Path, caplog: pytest.LogCap
     """A worker 2 s fast against 1 s buffers claims nothing and says why; the rest finish everything."""
     fleet = Fleet(tmp_path, SEED, {"ok1": 0.0, "ok2": 0.1, "skewed": 2.0})
     fleet.submit(100, 2)
-    with caplog.at_level(logging.ERROR, logger="martian_doves.stores.semaphore"):
+    with caplog.at_level(logging.ERROR, logger="martian_doves.stores.directory.semaphore"):
         for name in fleet.stores:
             fleet.join(name)
         fleet.run(4 * SEED.cycle_seconds)
@@ -306,7 +306,7 @@ def test_files_copied_in_mid_cycle_join_the_next_listing(tmp_path: Path) -> None
     for i in range(40):
         (tmp_path / f"copied{i}.state").write_text(f'{{"state": "count", "payload": {{"id": {i}, "count": 1}}}}')
     for store in fleet.stores.values():
-        store._next_root_scan = 0.0
+        store.admission._next_root_scan = 0.0
     fleet.run(4 * SEED.cycle_seconds)
     assert fleet.finished()
     assert set(fleet.executions.values()) == {1} and len(fleet.executions) == 40

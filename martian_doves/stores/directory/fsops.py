@@ -1,4 +1,4 @@
-"""Filesystem primitives for the directory stores.
+"""Filesystem primitives for the directory stores: they take paths, never form them.
 
 Everything here relies only on operations that are atomic on local filesystems and
 on NFSv3+: ``link`` (fails if the target exists), ``rename`` of a name we own,
@@ -8,6 +8,8 @@ clobber and, on ext4, force a data flush on the hot path.
 Durability: by default a commit survives the death of any process (the kernel has
 the data). With ``durable=True`` file data and the directory entries are fsynced
 before a name becomes visible, so a commit also survives power loss.
+
+Which path is which (state, hint, claim, temporary ...) is ``layout.Layout``'s business.
 """
 
 from __future__ import annotations
@@ -16,69 +18,15 @@ import ctypes
 import errno
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from martian_doves.errors import CodecError, FileTooLarge, NotARegularFile
 
-#: Folder (inside the store) for files being written; never visible as states.
-TMP_DIR = ".doves-tmp"
-#: Separates a state name from its claim token in ``in_progress/``.
-TOKEN_SEP = "@"
-#: Suffix of the machine-readable reason next to a failed state.
-REASON_SUFFIX = ".reason.json"
-#: Folder of admission tickets for files that arrived in the root without ``submit``.
-ADMITTED_DIR = ".doves-admitted"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each kind of file lives in a directory store (all plain folders)."""
-
-    root: str
-
-    @property
-    def pending(self) -> str:
-        return os.path.join(self.root, "pending")
-
-    @property
-    def in_progress(self) -> str:
-        return os.path.join(self.root, "in_progress")
-
-    @property
-    def done(self) -> str:
-        return os.path.join(self.root, "done")
-
-    @property
-    def failed(self) -> str:
-        return os.path.join(self.root, "failed")
-
-    @property
-    def workers(self) -> str:
-        return os.path.join(self.root, "workers")
-
-    @property
-    def tmp(self) -> str:
-        return os.path.join(self.root, TMP_DIR)
-
-    @property
-    def admitted(self) -> str:
-        """Tickets (hard links) of files admitted from the root: one admitter per file."""
-        return os.path.join(self.root, ADMITTED_DIR)
-
-    def folders(self) -> tuple[str, ...]:
-        return (self.pending, self.in_progress, self.done, self.failed, self.workers, self.tmp, self.admitted)
-
-    def create(self) -> None:
-        os.makedirs(self.root, exist_ok=True)
-        for folder in self.folders():
-            os.makedirs(folder, exist_ok=True)
-
 
 def fsync_dir(path: str) -> None:
+    """Make the entries of folder ``path`` (new names, renames) survive power loss."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -86,9 +34,12 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_tmp(layout: Layout, data: bytes, *, durable: bool, mtime: float | None = None) -> str:
-    """Write ``data`` to a fresh temporary file in the store and return its path."""
-    path = os.path.join(layout.tmp, f"{os.getpid()}-{secrets.token_hex(8)}")
+def write_tmp(path: str, data: bytes, *, durable: bool, mtime: float | None = None) -> None:
+    """Write ``data`` to the new temporary file ``path`` (created exclusively).
+
+    Raises:
+        FileExistsError: ``path`` exists (temporary names are never reused).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -100,7 +51,6 @@ def write_tmp(layout: Layout, data: bytes, *, durable: bool, mtime: float | None
         os.close(fd)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
-    return path
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -158,12 +108,17 @@ def publish(tmp_path: str, target: str, *, durable: bool) -> bool:
     return published
 
 
-def write_new(layout: Layout, target: str, data: bytes, *, durable: bool, mtime: float | None = None) -> bool:
-    """Atomically create ``target`` holding ``data``; never replaces an existing file.
+def write_new(tmp_path: str, target: str, data: bytes, *, durable: bool, mtime: float | None = None) -> bool:
+    """Atomically create ``target`` holding ``data``, written first under ``tmp_path``.
 
-    Readers see either no file or the whole file, never a torn one.
+    Never replaces an existing file: readers see either no file or the whole file,
+    never a torn one.
+
+    Returns:
+        True if ``target`` now names our data, False if the name was already taken.
     """
-    return publish(write_tmp(layout, data, durable=durable, mtime=mtime), target, durable=durable)
+    write_tmp(tmp_path, data, durable=durable, mtime=mtime)
+    return publish(tmp_path, target, durable=durable)
 
 
 def create_empty(path: str) -> bool:
@@ -250,21 +205,20 @@ def unlink_quiet(path: str) -> bool:
         return False
 
 
-def split_claim(entry: str) -> tuple[str, str]:
-    """``x.state@TOKEN`` (an entry of ``in_progress/``) → ``("x.state", "TOKEN")``; no token → ``""``."""
-    name, _, token = entry.rpartition(TOKEN_SEP)
-    return name, token
+def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str, float]]:
+    """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped.
 
-
-def stamped_entries(folder: str) -> Iterator[tuple[str, float]]:
-    """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped."""
+    Args:
+        changed: give the ctime (last change of the entry itself: rename, utime) instead.
+    """
     try:
         with os.scandir(folder) as listing:
             for entry in listing:
                 try:
-                    yield entry.name, entry.stat(follow_symlinks=False).st_mtime
+                    info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                yield entry.name, info.st_ctime if changed else info.st_mtime
     except FileNotFoundError:
         return
 
@@ -276,7 +230,20 @@ def remove_older_than(folder: str, cutoff: float) -> None:
             unlink_quiet(os.path.join(folder, name))
 
 
+def remove_all(folder: str) -> None:
+    """Delete every entry of ``folder`` (files only)."""
+    for name in listdir_quiet(folder):
+        unlink_quiet(os.path.join(folder, name))
+
+
+def is_empty(folder: str) -> bool:
+    """Whether ``folder`` has no entries (without listing all of them)."""
+    with os.scandir(folder) as listing:
+        return next(listing, None) is None
+
+
 def listdir_quiet(path: str) -> list[str]:
+    """The entries of a folder; none if it is missing."""
     try:
         return os.listdir(path)
     except FileNotFoundError:

@@ -42,11 +42,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from martian_doves.clock import Clock
+from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import Phase, SemaphoreOptions
-from martian_doves.model import Claim, StatusReport
-from martian_doves.stores import fsops
-from martian_doves.stores.lease import LeaseStore
+from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.engine import LeaseEngine, open_folder
+from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +95,34 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
-class SemaphoreStore(LeaseStore):
-    """The temporal semaphore over the lease store's files. See the module docstring."""
+class SemaphoreStore:
+    """The temporal semaphore over the lease protocol's files. See the module docstring.
+
+    Args:
+        root: the store's folder (created if missing).
+        options: the store's options and phases (the seed's if None).
+        clock: this host's clock (phases are derived from it).
+        filesystem_time: the shared filesystem's clock; by default read from a probe file.
+
+    Raises:
+        ConfigError: ``root`` is unusable, or an option is out of range.
+    """
 
     mode = "semaphore"
 
     def __init__(self, root: str | os.PathLike[str], options: SemaphoreOptions | None = None,
                  clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
-        self.options: SemaphoreOptions = options or SemaphoreOptions()
-        super().__init__(root, self.options, clock, filesystem_time)
+        self.options = (options or SemaphoreOptions()).validate()
+        self.clock = clock or SystemClock()
         self.phases = self.options.phases
+        self.files = open_folder(root, self.options)
+        self.description = self.files.root
+        # Only files copied into the root wake anything: hints are looked at once a cycle.
+        self._watcher = Watcher(written=[self.files.root])
+        self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
+                                  self._watcher, mode=self.mode, liveness_seconds=3 * self.phases.cycle_seconds,
+                                  stamp_every_hint=True)
+        self.admission = self.leases.admission
         self._lock = threading.RLock()
         #: Claims taken for this worker in a commitment phase, not yet handed out.
         self._queue: deque[Claim] = deque()
@@ -120,11 +140,15 @@ class SemaphoreStore(LeaseStore):
         #: Assigned states another worker had claimed first: 0 while the protocol holds.
         self.contended = 0
 
+    @property
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
     # -- time ----------------------------------------------------------------------------
 
     def check_skew(self) -> bool:
         """Measure skew now; log when this worker stops or resumes taking part."""
-        reading = read_skew(self.clock.time, self._filesystem_time)
+        reading = read_skew(self.clock.time, self.leases.filesystem_time)
         self.last_skew = reading
         limit = self.options.skew_limit_seconds
         refusing = not reading.within(limit)
@@ -139,30 +163,11 @@ class SemaphoreStore(LeaseStore):
         self.refusing = refusing
         return not refusing
 
-    def _stamp(self, path: str) -> None:
-        now = self.clock.time()
-        os.utime(path, (now, now))
-
-    def _create_hint(self, name: str, data: bytes = b"", delay_seconds: float = 0.0) -> bool:
-        # Stamped with our clock (within the skew bound of everyone's), so the hint
-        # joins the listing of the first cycle that begins after it exists.
-        return fsops.write_new(self.layout, self._hint_path(name), data, durable=self.options.durable,
-                               mtime=self.clock.time() + delay_seconds)
-
     # -- registration --------------------------------------------------------------------
 
     def _registrations(self) -> dict[str, float]:
-        stamps = {}
-        for entry in fsops.listdir_quiet(self.layout.workers):
-            path = self._worker_path(entry)
-            try:
-                stamp = os.lstat(path).st_mtime
-            except OSError:
-                continue
-            info = fsops.read_json_object(path, 65536)
-            if info is not None and info.get("mode") == self.mode:
-                stamps[entry] = stamp
-        return stamps
+        """The stamps of the registrations of semaphore-mode workers."""
+        return {found.name: found.seen_at for found in self.files.registrations() if found.mode == self.mode}
 
     def register_worker(self, worker: str) -> None:
         """Wait for the update phase (as the seed does), then register."""
@@ -173,7 +178,7 @@ class SemaphoreStore(LeaseStore):
             if phase is Phase.UPDATE:
                 break
             self.clock.sleep(max(0.001, self.phases.next_boundary(now) - now))
-        super().register_worker(worker)
+        self.leases.register(worker)
         with self._lock:
             self._stamp_registration(worker, cycle)
 
@@ -188,10 +193,9 @@ class SemaphoreStore(LeaseStore):
             self._stamped_cycle = -1
             self._stamp_unavailable(worker)
             return
-        path = self._worker_path(worker)
-        if not os.path.lexists(path):
-            LeaseStore.register_worker(self, worker)
-        self._stamp(path)
+        if not self.files.has_registration(worker):
+            self.leases.register(worker)
+        self.files.stamp_registration(worker, self.clock.time())
 
     def _every_thread_busy(self) -> bool:
         """Whether every thread that asks for work is inside a tick (none waits for work)."""
@@ -206,13 +210,8 @@ class SemaphoreStore(LeaseStore):
         (by the filesystem's clock, in case ours is off), it is older than any cycle's
         window, yet still listed as alive.
         """
-        path = self._worker_path(worker)
         skew = self.last_skew.skew_seconds if self.last_skew is not None else 0.0
-        stamp = self.clock.time() + skew - 2 * self.phases.cycle_seconds
-        try:
-            os.utime(path, (stamp, stamp))
-        except FileNotFoundError:
-            pass
+        self.files.stamp_registration(worker, self.clock.time() + skew - 2 * self.phases.cycle_seconds)
 
     def unregister_worker(self, worker: str) -> None:
         with self._lock:
@@ -220,14 +219,8 @@ class SemaphoreStore(LeaseStore):
                 self._worker = None  # a last heartbeat must not register it again
             while self._queue:
                 claim = self._queue.popleft()
-                self.release(claim)
-            super().unregister_worker(worker)
-
-    def _touch_worker(self, worker: str) -> None:
-        pass  # registrations change only in the update phase (see _on_phase)
-
-    def _liveness_seconds(self) -> float:
-        return 3 * self.phases.cycle_seconds
+                self.leases.release(claim)
+            self.leases.unregister(worker)
 
     # -- the cycle -----------------------------------------------------------------------
 
@@ -253,18 +246,18 @@ class SemaphoreStore(LeaseStore):
         workers = available_workers(self._registrations(), start, self.phases.cycle_seconds)
         if worker not in workers:
             return []
-        return sorted(name for name, stamp in fsops.stamped_entries(self.layout.pending)
+        return sorted(name for name, stamp in fsops.stamped_entries(self.files.pending)
                       if stamp < start and rendezvous_owner(name, workers) == worker)
 
     def _claim_assignment(self, worker: str) -> list[Claim]:
         claims = []
         for name in self._assignment:
-            if not os.path.lexists(self._hint_path(name)):
+            if not self.files.has_hint(name):
                 continue  # committed or claimed meanwhile, e.g. by a lease-mode worker
-            claim = self._claim_hint(name, worker)
+            claim = self.leases.claim_hint(name, worker)
             if claim is not None:
                 claims.append(claim)
-            elif not os.path.lexists(self._done_path(name)) and not os.path.lexists(self._reason_path(name)):
+            elif not self.files.is_settled(name):
                 self.contended += 1
         if claims:
             log.info("claimed %d state(s) in cycle %d", len(claims), self._claimed_cycle,
@@ -282,8 +275,8 @@ class SemaphoreStore(LeaseStore):
             self._on_phase(worker)
             claims: list[Claim] = []
             if not self.refusing:
-                claims = self._takeovers(worker, limit)
-                self._maintain()
+                claims = self.leases.takeovers(worker, limit)
+                self.admission.maintain()
             while self._queue and len(claims) < limit:
                 claims.append(self._queue.popleft())
             if claims:
@@ -297,9 +290,10 @@ class SemaphoreStore(LeaseStore):
         self.clock.sleep(max(0.0, min(timeout_seconds, self.phases.next_boundary(now) - now + 0.001)))
 
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
+        # Registrations change only in the update phase (see _on_phase): no stamp here.
         with self._lock:
             queued = list(self._queue)
-        lost = super().heartbeat(worker, [*claims, *queued])
+        lost = self.leases.renew([*claims, *queued])
         with self._lock:
             if lost:
                 gone = {claim.name for claim in lost}
@@ -307,11 +301,37 @@ class SemaphoreStore(LeaseStore):
             self._on_phase(worker)
         return [claim for claim in lost if claim not in queued]
 
+    # -- as in lease mode ------------------------------------------------------------------
+
+    def submit(self, states: Sequence[State]) -> list[SubmitResult]:
+        return self.leases.submit(states)
+
+    def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        return self.leases.commit(claim, successor, keep=keep)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+        self.leases.retry_later(claim, delay_seconds, error)
+
+    def release(self, claim: Claim) -> None:
+        self.leases.release(claim)
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        self.leases.fail(claim, failure)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        return self.leases.history(name)
+
+    def reset(self, *, successors: bool) -> int:
+        return self.leases.reset(successors=successors)
+
+    def retry_failed(self, names: Sequence[str] | None = None) -> int:
+        return self.leases.retry_failed(names)
+
     def is_finished(self) -> bool:
-        return not self._queue and super().is_finished()
+        return not self._queue and self.leases.is_finished()
 
     def status(self) -> StatusReport:
-        report = super().status()
+        report = self.leases.status()
         cycle, phase, _ = self.phases.at(self.clock.time())
         details = {
             **report.details,
@@ -320,9 +340,10 @@ class SemaphoreStore(LeaseStore):
             "cycle_seconds": self.phases.cycle_seconds,
             "max_skew_seconds": self.options.skew_limit_seconds,
         }
-        reading = read_skew(self.clock.time, self._filesystem_time)
+        reading = read_skew(self.clock.time, self.leases.filesystem_time)
         details["skew_seconds"] = round(reading.skew_seconds, 4)
         return StatusReport(report.pending, report.in_progress, report.done, report.failed, report.workers,
                             report.oldest_pending_at, report.recent_failures, details)
 
-
+    def close(self) -> None:
+        self._watcher.close()

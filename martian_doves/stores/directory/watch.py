@@ -7,9 +7,9 @@ without inotify) ``wait`` simply sleeps for its timeout, so callers keep a slow 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +20,21 @@ except ImportError:  # pragma: no cover - exercised only off Linux
 
 
 class Watcher:
-    """Collects the names created in a few folders and wakes a waiting worker.
+    """Wakes a waiting worker when files arrive in a few folders, and collects some names.
 
     Safe to share between a worker's threads: one thread at a time reads the
     inotify descriptor (``inotify_simple`` refuses concurrent reads), the others
     wait on a condition that the reader signals when events arrive.
+
+    Args:
+        arrivals: folders where any new entry (created, moved in, restamped) wakes a waiter.
+        written: folders where only files written in place wake a waiter; the names of
+            those files are kept for ``names``.
     """
 
-    def __init__(self, folders: list[str]) -> None:
-        self._names: dict[str, set[str]] = {folder: set() for folder in folders}
+    def __init__(self, *, arrivals: Sequence[str] = (), written: Sequence[str] = ()) -> None:
+        #: Names written in each of the ``written`` folders, until ``names`` takes them.
+        self._names: dict[str, set[str]] = {folder: set() for folder in written}
         self._by_wd: dict[int, str] = {}
         self._inotify = None
         #: Held by the one thread reading the inotify descriptor.
@@ -40,14 +46,14 @@ class Watcher:
         flags = inotify_simple.flags
         try:
             self._inotify = inotify_simple.INotify(nonblocking=True)
-            for folder in folders:
-                # In the root only files written in place (cp, editors) raise events:
-                # successors arrive there by rename from .doves-tmp, and a wake-up per
-                # successor would cost more than the slow scan that finds moved-in files.
-                mask = flags.CLOSE_WRITE
-                if os.path.basename(folder) == "pending":
-                    mask |= flags.CREATE | flags.MOVED_TO | flags.ATTRIB
+            for folder in arrivals:
+                mask = flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.ATTRIB
                 self._by_wd[self._inotify.add_watch(folder, mask)] = folder
+            for folder in written:
+                # Only files written in place (cp, editors): in a store's root, successors
+                # arrive by rename from .doves-tmp, and a wake-up per successor would cost
+                # more than the slow scan that finds moved-in files.
+                self._by_wd[self._inotify.add_watch(folder, flags.CLOSE_WRITE)] = folder
         except OSError as e:
             log.info("no inotify (%s); polling instead", e)
             self.close()
@@ -84,7 +90,7 @@ class Watcher:
         with self._arrived:
             for event in events:
                 folder = self._by_wd.get(event.wd)
-                if folder is not None and event.name:
+                if folder in self._names and event.name:
                     self._names[folder].add(event.name)
             if events:
                 self._arrived.notify_all()
@@ -100,19 +106,22 @@ class Watcher:
         self._collect(timeout_seconds)
 
     def take_events(self, folder: str) -> bool:
-        """Whether names arrived in ``folder`` since the last ``names(folder)``."""
+        """Whether names arrived in ``folder`` (one of ``written``) since the last ``names(folder)``."""
         self._collect(0)
         with self._arrived:
             return bool(self._names.get(folder))
 
     def names(self, folder: str) -> list[str]:
-        """The names that arrived in ``folder``, forgetting them."""
+        """The names written in ``folder`` (one of ``written``), forgetting them."""
         with self._arrived:
-            names = list(self._names.get(folder, ()))
+            names = self._names.get(folder)
+            if not names:
+                return []
             self._names[folder] = set()
-        return names
+        return list(names)
 
     def close(self) -> None:
+        """Stop watching; ``wait`` then sleeps for its timeout."""
         if self._inotify is not None:
             try:
                 self._inotify.close()

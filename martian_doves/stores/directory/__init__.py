@@ -1,0 +1,24 @@
+"""The folder store: states as files in a folder (local, or a volume many hosts share).
+
+Two modes over one layout:
+
+- ``lease.py``: ``LeaseStore``, the default mode: every worker claims whatever is due.
+- ``semaphore.py``: ``SemaphoreStore``, the seed's temporal semaphore, which decides
+  from the clock who claims what.
+
+Both compose ``engine.py``'s ``LeaseEngine``: the lease protocol (atomic claims,
+heartbeats, takeovers, fenced commits) and everything else they do alike.
+
+Beneath them: ``layout.py`` (every path, and the store's own small files),
+``fsops.py`` (atomic file primitives), ``admission.py`` (files copied into the root),
+``views.py`` (status and history), ``watch.py`` (inotify wake-ups).
+"""
+
+from __future__ import annotations
+
+from martian_doves.stores.directory.engine import LeaseEngine
+from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
+from martian_doves.stores.directory.lease import LeaseStore
+from martian_doves.stores.directory.semaphore import SemaphoreStore
+
+__all__ = ["REASON_SUFFIX", "Layout", "LeaseEngine", "LeaseStore", "SemaphoreStore"]

@@ -1,0 +1,200 @@
+"""How state files that arrive in a store's root without ``doves submit`` become runnable.
+
+Files copied in by hand (the seed's ``docker cp``), moved in, or orphaned by a
+crashed commit have no hint. A root scan (on start, on inotify events, every
+``scan_seconds``) admits each once it is old enough that its writer is done, and
+quarantines entries that can never run. Exactly one worker admits a file: the one
+that hard-links it into ``.doves-admitted/``. Both directory modes use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+
+from martian_doves import codec
+from martian_doves.clock import Clock
+from martian_doves.config import DirectoryOptions
+from martian_doves.errors import UnsafeName
+from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.directory.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+
+def _safe_failed_name(name: str) -> str:
+    try:
+        codec.check_name(name)
+        return name
+    except UnsafeName:
+        cleaned = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in name).lstrip(".")
+        # Derived from the name, not random: two workers racing to quarantine the same
+        # entry then write the same reason (exclusively), not one each.
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        return f"unsafe-name-{digest}-{cleaned[:80]}"
+
+
+class Admission:
+    """Admission and quarantine of what arrives in a directory store's root.
+
+    A worker's threads share one store, so everything here runs one at a time.
+
+    Args:
+        files: the store's layout.
+        options: ``admission_grace_seconds``, ``scan_seconds`` and ``lease_seconds`` (how
+            old an admitter's ticket must be before it counts as abandoned).
+        clock: this host's clock (scan timing, reasons' times).
+        filesystem_time: the shared filesystem's clock, by which a file's age is judged.
+        watcher: reports files written in the root (``files.root`` among its ``written``).
+        mark_runnable: creates the hint for an admitted state the way the store's mode
+            stamps hints; False if one exists already.
+    """
+
+    def __init__(self, files: Layout, options: DirectoryOptions, clock: Clock,
+                 filesystem_time: Callable[[], float], watcher: Watcher,
+                 mark_runnable: Callable[[str], bool]) -> None:
+        self.files = files
+        self.options = options
+        self.clock = clock
+        self._filesystem_time = filesystem_time
+        self._watcher = watcher
+        self._mark_runnable = mark_runnable
+        self._lock = threading.RLock()
+        #: Root entries already admitted or quarantined by this process.
+        self._known: set[str] = set()
+        #: Root entries seen but too young to admit yet.
+        self._deferred: set[str] = set()
+        self._next_root_scan = 0.0
+        self._next_deferred_check = 0.0
+
+    # -- what this process knows ---------------------------------------------------------
+
+    def note(self, name: str) -> None:
+        """``name`` is in hand (submitted or written by this process): no scan need look at it."""
+        self._known.add(name)
+
+    def forget(self, name: str) -> None:
+        """Let the next scan look at ``name`` again (its marker was removed)."""
+        self._known.discard(name)
+
+    def forget_all(self) -> None:
+        self._known.clear()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some file seen in the root is too young to be admitted yet (it is work)."""
+        return bool(self._deferred)
+
+    @property
+    def scan_due(self) -> bool:
+        """Whether the periodic root scan is due."""
+        return self.clock.monotonic() >= self._next_root_scan
+
+    # -- admitting ---------------------------------------------------------------------------
+
+    def _admit(self, names: Iterable[str]) -> int:
+        """Create hints for root files that have none (copied in by hand, or orphaned)."""
+        files = self.files
+        now = self._filesystem_time()  # a file's age by the clock that stamped it
+        admitted = 0
+        for name in names:
+            if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
+                # Known meanwhile (e.g. a successor this worker re-committed after a
+                # takeover): no longer waiting for admission, or is_finished never is.
+                self._deferred.discard(name)
+                continue
+            try:
+                info = os.lstat(files.state_path(name))
+            except FileNotFoundError:
+                self._deferred.discard(name)
+                continue
+            young = 0 <= now - info.st_mtime < self.options.admission_grace_seconds
+            if young and not files.is_settled(name):
+                self._deferred.add(name)  # its writer may still be busy, or mid-commit
+                continue
+            self._deferred.discard(name)
+            if not young and not files.has_marker(name):
+                try:
+                    codec.check_name(name)
+                except UnsafeName as e:
+                    self.quarantine(name, e.code, e.message)
+                    continue
+                if self._take_admission(name, now) and self._mark_runnable(name):
+                    admitted += 1
+            elif not young and files.has_failed_state(name):
+                # A failed state's file is in failed/, so this is a new copy (a fixed file?):
+                # it never runs by itself, and silence would leave the user guessing.
+                log.warning("%s is in the folder again, but a state of that name failed: `doves retry STORE %s` "
+                            "runs this new file", name, name, extra={"action": "admit", "state_name": name})
+            self._known.add(name)
+        if admitted:
+            log.info("admitted %d state file(s) found in %s", admitted, files.root, extra={"action": "admit"})
+        return admitted
+
+    def _take_admission(self, name: str, now: float) -> bool:
+        """Become the one worker that admits ``name``: hard-link it into ``.doves-admitted/``.
+
+        Checking for markers and then creating a hint is not enough on its own: between
+        the two, another worker may admit the file and a third claim it, and the hint
+        would make it run twice. The link succeeds for one worker only. A ticket whose
+        admitter died before creating the hint (old, and still no marker) is taken back.
+        """
+        ticket = self.files.ticket_path(name)
+        for _ in range(2):
+            try:
+                os.link(self.files.state_path(name), ticket, follow_symlinks=False)
+                return True
+            except FileExistsError:
+                try:
+                    age = now - os.lstat(ticket).st_ctime
+                except FileNotFoundError:
+                    continue
+                if age > self.options.lease_seconds and not self.files.has_marker(name):
+                    fsops.unlink_quiet(ticket)
+                    continue
+                return False
+            except FileNotFoundError:
+                return False  # the file went away meanwhile
+            except OSError:
+                return True  # cannot be linked (a directory): its claim will quarantine it
+        return False
+
+    def scan_root(self) -> None:
+        """List the whole root and admit what has no marker; the next periodic scan is due later."""
+        with self._lock:
+            self._admit(fsops.listdir_quiet(self.files.root))
+            self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
+
+    def maintain(self) -> None:
+        """Admit what the watcher saw arrive, and everything when the periodic scan is due."""
+        with self._lock:
+            mono = self.clock.monotonic()
+            if self._watcher.take_events(self.files.root):
+                self._admit(self._watcher.names(self.files.root))
+            if mono >= self._next_root_scan:
+                self.scan_root()
+            elif self._deferred and mono >= self._next_deferred_check:
+                # Young files are looked at again only once they may have come of age.
+                self._next_deferred_check = mono + max(0.05, self.options.admission_grace_seconds / 2)
+                self._admit(list(self._deferred))
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine(self, name: str, code: str, message: str) -> None:
+        """Move an unusable root entry into failed/ with a reason; never read it again."""
+        failed_name = _safe_failed_name(name)
+        self.files.write_reason(failed_name, {
+            "name": name, "code": code, "message": message, "traceback": None,
+            "attempts": 0, "errors": [], "failed_at": self.clock.time(),
+        })
+        try:
+            os.rename(self.files.state_path(name), self.files.failed_state_path(failed_name))
+        except FileNotFoundError:
+            pass
+        fsops.unlink_quiet(self.files.hint_path(name))
+        self._known.add(name)
+        log.warning("quarantined %r: %s", name, message, extra={"action": "quarantine", "code": code})

@@ -1,0 +1,404 @@
+"""The lease protocol on a folder: what both directory modes do the same way.
+
+The folders and files are described in ``layout.py``. The protocol, one atomic
+operation per step:
+
+- claim: ``rename(pending/x, in_progress/x@T)``: one worker wins, the others get ENOENT.
+- heartbeat: ``utime(in_progress/x@T)``; ENOENT means the claim was taken over.
+- takeover: ``rename(in_progress/x@T, in_progress/x@T2)`` once ctime is older than
+  the lease; the old owner's next heartbeat or commit then fails.
+- commit: link the successor under its deterministic name (never overwriting; if the
+  name already holds *our* successor an earlier attempt wrote it), then
+  ``link(in_progress/x@T, done/x)`` - the fencing point: it fails if T was taken over.
+
+Which hints a worker claims, and when, is the mode's: ``lease.py`` claims whatever is
+due, ``semaphore.py`` what the cycle assigns it. Files copied into the folder by hand
+are admitted by a root scan (``admission.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from martian_doves import codec
+from martian_doves.clock import Clock
+from martian_doves.config import DirectoryOptions
+from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName, workers_alive_error
+from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport, WorkerInfo
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.directory import fsops, views
+from martian_doves.stores.directory.admission import Admission
+from martian_doves.stores.directory.layout import ClaimRecord, Layout, new_token, split_claim
+from martian_doves.stores.directory.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+
+def open_folder(root: str | os.PathLike[str], options: DirectoryOptions) -> Layout:
+    """The layout of the store at ``root``, its folders created if missing.
+
+    Raises:
+        ConfigError: ``root`` is a file, or cannot be created.
+    """
+    files = Layout(root, durable=options.durable, max_state_bytes=options.max_state_bytes)
+    if os.path.exists(files.root) and not os.path.isdir(files.root):
+        raise ConfigError(f"store {files.root} exists and is not a directory")
+    try:
+        files.create()
+    except OSError as e:
+        raise ConfigError(f"cannot use {files.root} as a store: {e.strerror}") from e
+    return files
+
+
+class LeaseEngine:
+    """The lease protocol on a folder: everything both directory modes do the same way.
+
+    Submitting, claiming a given hint, taking over expired claims, heartbeats, commits,
+    retries, failures, registrations, reports and maintenance. Which hints a worker
+    claims when is the mode's business (``LeaseStore``, ``SemaphoreStore``).
+
+    Args:
+        files: the store's layout.
+        options: the store's options.
+        clock: this host's clock.
+        filesystem_time: the shared filesystem's clock (which stamps claims).
+        watcher: reports files written in the root, for admission.
+        mode: the mode written into registrations and reported by ``status``.
+        liveness_seconds: how recently a worker of this mode must have been stamped to
+            count as alive (written into its registration).
+        stamp_every_hint: stamp every hint with this host's clock (the semaphore's
+            cycles list hints by their stamps); otherwise a plain hint gets the
+            filesystem's own timestamp and only a delayed one is stamped explicitly.
+    """
+
+    def __init__(self, files: Layout, options: DirectoryOptions, clock: Clock, filesystem_time: Callable[[], float],
+                 watcher: Watcher, *, mode: str, liveness_seconds: float, stamp_every_hint: bool) -> None:
+        self.files = files
+        self.options = options
+        self.clock = clock
+        #: The shared filesystem's clock, read by touching a probe file.
+        self.filesystem_time = filesystem_time
+        self.mode = mode
+        self.liveness_seconds = liveness_seconds
+        self._stamp_every_hint = stamp_every_hint
+        self.admission = Admission(files, options, clock, filesystem_time, watcher, self.create_hint)
+        self._next_takeover = 0.0
+        self.remove_stale_tmp()
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def create_hint(self, name: str, *, attempts: int = 0, errors: Sequence[str] = (),
+                    delay_seconds: float = 0.0) -> bool:
+        """Mark ``name`` runnable after ``delay_seconds``; False if a hint already exists.
+
+        The hint's mtime is the earliest time it may be claimed; it carries the state's
+        failed ``attempts`` and their ``errors`` to the next claim.
+        """
+        if not self._stamp_every_hint and not attempts and delay_seconds <= 0:
+            return self.files.write_hint(name)
+        return self.files.write_hint(name, not_before=self.clock.time() + delay_seconds, attempts=attempts,
+                                     errors=errors)
+
+    def submit(self, states: Sequence[State]) -> list[SubmitResult]:
+        files = self.files
+        results = []
+        for state in states:
+            try:
+                codec.check_state_file_name(state.name)
+                data = codec.encode(State(state.name, state.state, state.payload), self.options.max_state_bytes)
+            except CodecError as e:
+                results.append(SubmitResult(state.name, False, e.message))
+                continue
+            if files.has_failed_state(state.name) or not files.write_new(files.state_path(state.name), data):
+                results.append(SubmitResult(state.name, False, NameTaken.__doc__))
+                continue
+            self.create_hint(state.name)
+            self.admission.note(state.name)
+            results.append(SubmitResult(state.name, True))
+        return results
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def take_hint(self, name: str) -> str | None:
+        """Claim ``name`` by renaming its hint; the claim's token, or None if another worker got there first.
+
+        The claim is not usable before ``open_claim``.
+        """
+        token = new_token()
+        try:
+            os.rename(self.files.hint_path(name), self.files.claim_path(name, token))
+        except FileNotFoundError:
+            return None
+        return token
+
+    def claim_hint(self, name: str, worker: str) -> Claim | None:
+        """Claim ``name`` for ``worker`` if its hint is still there (whatever its due time)."""
+        token = self.take_hint(name)
+        return None if token is None else self.open_claim(name, token, worker)
+
+    def open_claim(self, name: str, token: str, worker: str, *, taken_over: bool = False) -> Claim | None:
+        """Load the claimed state; settle stale claims and quarantine unreadable files."""
+        files = self.files
+        if files.is_settled(name):
+            files.remove_claim(name, token)  # a stale hint: the state is already settled
+            return None
+        found = files.read_claim(name, token)
+        attempts = found.attempts + (1 if taken_over else 0)
+        errors = found.errors + ((f"worker {found.worker} stopped renewing its lease",) if taken_over else ())
+        try:
+            state = files.read_state(name)
+        except FileNotFoundError:
+            # A hint without a file: the file was removed by hand. Nothing to run.
+            files.remove_claim(name, token)
+            return None
+        except CodecError as e:
+            self.admission.quarantine(name, e.code, e.message)
+            files.remove_claim(name, token)
+            return None
+        files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time()))
+        return Claim(state, token, worker, attempts, errors)
+
+    def takeovers(self, worker: str, limit: int) -> list[Claim]:
+        """Take over the claims whose lease expired (at most every quarter lease); ``limit`` of them for ``worker``.
+
+        Expired claims beyond ``limit`` are given back as hints for anyone.
+        """
+        mono = self.clock.monotonic()
+        if mono < self._next_takeover:
+            return []
+        self._next_takeover = mono + max(0.05, self.options.lease_seconds / 4)
+        # Claim ctimes are stamped by the filesystem's clock, so their age is judged by that
+        # clock too: a host whose own clock runs ahead never takes a live claim early.
+        now = self.filesystem_time()
+        expired = [entry for entry, changed in fsops.stamped_entries(self.files.in_progress, changed=True)
+                   if now - changed > self.options.lease_seconds]
+        claims: list[Claim] = []
+        for expired_entry in expired:
+            name, old_token = split_claim(expired_entry)
+            if not old_token:
+                # A seed-era flag (in_progress/x.state) from an interrupted run: drop it,
+                # the state is admitted again by the root scan.
+                fsops.unlink_quiet(self.files.claim_entry_path(expired_entry))
+                self.admission.forget(name)
+                continue
+            token = new_token()
+            try:
+                os.rename(self.files.claim_entry_path(expired_entry), self.files.claim_path(name, token))
+            except FileNotFoundError:
+                continue
+            log.warning("took over %s from a worker whose lease expired", name, extra={"action": "takeover"})
+            if len(claims) >= limit:
+                self._give_back(name, token, fenced=False)
+                continue
+            claim = self.open_claim(name, token, worker, taken_over=True)
+            if claim is not None:
+                claims.append(claim)
+        self.remove_stale_tmp()
+        return claims
+
+    def remove_stale_tmp(self) -> None:
+        self.files.remove_tmp_before(self.clock.time() - max(60.0, 2 * self.options.lease_seconds))
+
+    # -- workers and leases ------------------------------------------------------------------
+
+    def register(self, worker: str) -> None:
+        """Write ``worker``'s registration afresh and prune those of long-dead workers."""
+        codec.check_name(worker)
+        # Its own liveness window goes with it: whoever reads the registration (status,
+        # reset) may have opened the store with other options than this worker's.
+        self.files.write_registration(worker, mode=self.mode, started_at=self.clock.time(),
+                                      liveness_seconds=self.liveness_seconds)
+        self.files.remove_registrations_before(self.clock.time() - 10 * self.options.lease_seconds)
+
+    def unregister(self, worker: str) -> None:
+        self.files.remove_registration(worker)
+
+    def touch(self, worker: str) -> None:
+        """Stamp ``worker``'s registration (its heartbeat); register it again if it was removed."""
+        if not self.files.stamp_registration(worker):
+            self.register(worker)
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Renew the leases of ``claims``; the claims that were taken over."""
+        return [claim for claim in claims if not self.files.touch_claim(claim.name, claim.token)]
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def write_successor(self, parent: Claim, successor: Successor, keep: bool) -> tuple[str, Claim | None, bool]:
+        """Write the successor under its deterministic name, exactly once across attempts.
+
+        Its hint (or, with ``keep``, this worker's claim on it) is created *before* the
+        name appears, so no admission scan on any host, whatever its clock says about
+        the file's age, ever finds the new file without a marker and admits it twice.
+
+        Returns:
+            The successor's name, the chained claim on it (or None), and whether this call
+            created it (False: an earlier attempt of the same tick had, so it may be
+            pending, claimed or settled already).
+        """
+        files = self.files
+        # Too large, it would only be quarantined unread: fail the tick that made it instead.
+        data = codec.encode(State(f"successor of {parent.name}", successor[0], successor[1], parent=parent.name),
+                            self.options.max_state_bytes)
+        tmp = files.write_tmp(data)
+        try:
+            for name in codec.successor_names(parent.name):
+                # A successor already processed and failed lives in failed/, not the root.
+                owner = files.parent_in(name, failed=True)
+                if owner is None:
+                    owner = files.parent_in(name)
+                if owner is None:
+                    marker, child = self._mark_successor(parent, name, successor, keep)
+                    if files.publish_state(tmp, name):
+                        return name, child, True
+                    # Taken between the look and the move (a submit of that very name):
+                    # withdraw the marker and look at the newcomer.
+                    fsops.unlink_quiet(marker)
+                    owner = files.parent_in(name)
+                if owner == parent.name:
+                    return name, None, False  # an earlier attempt of this tick already wrote it
+                log.warning("successor name %s is taken by another machine; trying the next branch",
+                            name, extra={"action": "branch"})
+        finally:
+            fsops.unlink_quiet(tmp)
+        raise UnsafeName(f"no free successor name for {parent.name}")
+
+    def _mark_successor(self, parent: Claim, name: str, successor: Successor, keep: bool) -> tuple[str, Claim | None]:
+        """Create the hint for a new successor, or this worker's claim on it; return its path."""
+        if not keep:
+            self.create_hint(name)
+            return self.files.hint_path(name), None
+        token = new_token()
+        path = self.files.create_claim(name, token, ClaimRecord(parent.worker, 0, (), token, self.clock.time()))
+        return path, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
+
+    def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        files = self.files
+        if not files.has_claim(claim.name, claim.token):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+        child: Claim | None = None
+        if successor is not None:
+            child_name, child, created = self.write_successor(claim, successor, keep)
+            self.admission.note(child_name)  # ours: the root scan need not look at it
+            if not created and not files.has_marker(child_name):
+                # Written by an earlier run of this tick (a crash, a reset) whose marker is
+                # gone: it may have been claimed meanwhile, so only a missing hint is added.
+                self.create_hint(child_name)
+        try:
+            # The fencing point: the claim file moves to done/ only if it is still ours.
+            committed = fsops.move_noreplace(files.claim_path(claim.name, claim.token), files.done_path(claim.name))
+        except FileNotFoundError:
+            if child is not None:  # hand the successor to whoever took the parent over
+                self._give_back(child.name, child.token, fenced=False)
+            raise ClaimLost(f"claim on {claim.name} was taken over before commit") from None
+        if not committed:
+            files.remove_claim(claim.name, claim.token)  # committed already by an attempt we lost track of
+        files.sync(files.done)
+        return child
+
+    def _give_back(self, name: str, token: str, *, fenced: bool, attempts: int = 0, errors: Sequence[str] = (),
+                   delay_seconds: float = 0.0) -> None:
+        """Turn a claim back into a hint (due after ``delay_seconds``).
+
+        Raises:
+            ClaimLost: ``fenced`` and the claim was taken over (nothing is changed).
+        """
+        if fenced and not self.files.has_claim(name, token):
+            raise ClaimLost(f"claim on {name} was taken over")
+        self.create_hint(name, attempts=attempts, errors=errors, delay_seconds=delay_seconds)
+        self.files.remove_claim(name, token)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+        self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts + 1,
+                        errors=[*claim.errors, error], delay_seconds=delay_seconds)
+
+    def release(self, claim: Claim) -> None:
+        self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors)
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        files = self.files
+        if not files.has_claim(claim.name, claim.token):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+        files.write_reason(claim.name, {"name": claim.name, "worker": claim.worker,
+                                        "failed_at": self.clock.time(), **failure.as_dict()})
+        try:
+            os.rename(files.state_path(claim.name), files.failed_state_path(claim.name))
+        except FileNotFoundError:
+            pass
+        files.remove_claim(claim.name, claim.token)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerInfo]:
+        return views.workers(self.files, self.clock.time(), self.liveness_seconds)
+
+    def status(self) -> StatusReport:
+        return views.status(self.files, self.clock.time(), self.mode, self.liveness_seconds)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        return views.history(self.files, name)
+
+    def is_finished(self) -> bool:
+        """Nothing pending, due later, claimed or waiting for admission (files copied in count)."""
+        admission = self.admission
+        if admission.scan_due:
+            admission.scan_root()
+        elif self._looks_finished():
+            # Files moved into the root (mv, rsync) raise no wake-up and wait for the slow
+            # scan: before saying nothing is left, look at the root once more.
+            admission.scan_root()
+        return self._looks_finished()
+
+    def _looks_finished(self) -> bool:
+        return not self.admission.waiting and not self.files.has_work()
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def reset(self, *, successors: bool) -> int:
+        live = [w.name for w in self.workers() if w.alive]
+        if live:
+            raise workers_alive_error(live)
+        files = self.files
+        files.forget_outcomes()
+        names = files.state_names()
+        # Decided before anything is deleted: a successor's parent must still be there.
+        doomed = {name for name in names if self._is_successor(name)} if successors else set()
+        kept = 0
+        for name in names:
+            if name in doomed:
+                fsops.unlink_quiet(files.state_path(name))
+                continue
+            self.create_hint(name)
+            kept += 1
+        self.admission.forget_all()
+        return kept
+
+    def _is_successor(self, name: str) -> bool:
+        """Whether ``name`` was written by a tick: it names its parent, its name derives from
+        the parent's, and the parent is here.
+
+        Never guessed from the name alone: ``x.state-1`` submitted as a machine of its
+        own is a root, and reset must not delete what a user submitted. (The seed's own
+        successors carried no parent field: reset keeps them, as roots.) Nor from the
+        ``parent`` field alone: a file copied in with any parent is still a root.
+        """
+        parent = self.files.parent_of(name)
+        if not parent or not codec.is_successor_name(name, parent):  # None (no such file) or "" (a root)
+            return False
+        return self.files.has_state(parent)
+
+    def retry_failed(self, names: Sequence[str] | None = None) -> int:
+        files = self.files
+        count = 0
+        for name in names if names is not None else files.failed_names():
+            if not files.has_reason(name):
+                continue
+            if files.has_failed_state(name) and not files.has_state(name):
+                os.rename(files.failed_state_path(name), files.state_path(name))
+            files.remove_reason(name)
+            self.create_hint(name)
+            self.admission.forget(name)
+            count += 1
+        return count

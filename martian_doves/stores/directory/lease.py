@@ -1,0 +1,171 @@
+"""Directory store, lease mode (the default): leaderless atomic claims on a folder.
+
+A worker lists ``pending/`` (what is pending, never the whole history), walks the
+hints that are due in its own random order and claims each by one atomic rename
+(the protocol is in ``engine.py``); it wakes on new hints through inotify, or at the
+next due retry, or after a poll. Files copied into the folder by hand are admitted by
+a root scan that runs on start, on inotify events and every ``scan_seconds``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from martian_doves.clock import Clock, SystemClock
+from martian_doves.config import DirectoryOptions
+from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.engine import LeaseEngine, open_folder
+from martian_doves.stores.directory.watch import Watcher
+
+
+class LeaseStore:
+    """Directory store with lease-based claims. See the module docstring for the protocol.
+
+    Args:
+        root: the store's folder (created if missing).
+        options: the store's options (defaults if None).
+        clock: this host's clock.
+        filesystem_time: the shared filesystem's clock; by default read from a probe file.
+
+    Raises:
+        ConfigError: ``root`` is unusable, or an option is out of range.
+    """
+
+    mode = "lease"
+
+    def __init__(self, root: str | os.PathLike[str], options: DirectoryOptions | None = None,
+                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
+        self.options = (options or DirectoryOptions()).validate()
+        self.clock = clock or SystemClock()
+        self.files = open_folder(root, self.options)
+        # The location only: a folder does not record its mode, and commands such as
+        # submit open it in the default mode whatever mode its workers run in.
+        self.description = self.files.root
+        self._watcher = Watcher(arrivals=[self.files.pending], written=[self.files.root])
+        self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
+                                  self._watcher, mode=self.mode, liveness_seconds=self.options.lease_seconds,
+                                  stamp_every_hint=False)
+        self.admission = self.leases.admission
+        #: Hints listed and not yet tried, in this worker's own (random) order.
+        self._candidates: deque[str] = deque()
+        #: When the earliest hint that was not due yet becomes due (wakes ``wait_for_work``).
+        self._next_due: float | None = None
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
+    def submit(self, states: Sequence[State]) -> list[SubmitResult]:
+        return self.leases.submit(states)
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def _refill(self, now: float) -> None:
+        entries = []
+        self._next_due = None
+        for name, mtime in fsops.stamped_entries(self.files.pending):
+            if mtime <= now:
+                entries.append(name)
+            elif self._next_due is None or mtime < self._next_due:
+                self._next_due = mtime
+        # Each worker walks the hints in its own order so they rarely race for one.
+        random.shuffle(entries)
+        self._candidates.extend(entries)
+
+    def claim(self, worker: str, limit: int) -> list[Claim]:
+        claims = self.leases.takeovers(worker, limit)
+        self.admission.maintain()
+        now = self.clock.time()
+        if not self._candidates:
+            self._refill(now)
+        while self._candidates and len(claims) < limit:
+            name = self._candidates.popleft()
+            token = self.leases.take_hint(name)
+            if token is None or not self._still_due(name, token, now):
+                continue
+            claim = self.leases.open_claim(name, token, worker)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _still_due(self, name: str, token: str, now: float) -> bool:
+        """Whether the hint just claimed is due; if not, put it back untouched.
+
+        Our candidate list may be older than the hint: since we listed it, another worker
+        may have claimed the state and given it back with a retry delay. The hint's mtime
+        (kept by rename) is checked after the rename, so the check cannot race.
+        """
+        claim_path = self.files.claim_path(name, token)
+        try:
+            due = os.lstat(claim_path).st_mtime
+        except FileNotFoundError:
+            return False
+        if due <= now:
+            return True
+        try:
+            os.link(claim_path, self.files.hint_path(name))  # same inode: contents and mtime kept
+        except FileExistsError:
+            pass
+        fsops.unlink_quiet(claim_path)
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
+        return False
+
+    def wait_for_work(self, timeout_seconds: float) -> None:
+        if self._candidates:
+            return
+        if self._next_due is not None:
+            timeout_seconds = min(timeout_seconds, max(0.0, self._next_due - self.clock.time()))
+        self._watcher.wait(timeout_seconds)
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    def register_worker(self, worker: str) -> None:
+        self.leases.register(worker)
+
+    def unregister_worker(self, worker: str) -> None:
+        self.leases.unregister(worker)
+
+    def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
+        self.leases.touch(worker)
+        return self.leases.renew(claims)
+
+    # -- outcomes --------------------------------------------------------------------------------
+
+    def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        return self.leases.commit(claim, successor, keep=keep)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+        self.leases.retry_later(claim, delay_seconds, error)
+
+    def release(self, claim: Claim) -> None:
+        self.leases.release(claim)
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        self.leases.fail(claim, failure)
+
+    # -- reporting and maintenance -------------------------------------------------------------
+
+    def status(self) -> StatusReport:
+        return self.leases.status()
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        return self.leases.history(name)
+
+    def is_finished(self) -> bool:
+        return self.leases.is_finished()
+
+    def reset(self, *, successors: bool) -> int:
+        kept = self.leases.reset(successors=successors)
+        self._candidates.clear()
+        return kept
+
+    def retry_failed(self, names: Sequence[str] | None = None) -> int:
+        return self.leases.retry_failed(names)
+
+    def close(self) -> None:
+        self._watcher.close()
