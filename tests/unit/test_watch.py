@@ -1,0 +1,60 @@
+"""inotify wake-ups: a new hint wakes a waiting worker; names are kept only where someone reads them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from martian_doves.stores.directory.watch import Watcher
+
+#: Far longer than any wake-up takes, even on a loaded machine; a test never waits it out.
+WAIT_SECONDS = 120.0
+
+
+def _watcher(tmp_path: Path) -> tuple[Watcher, Path, Path]:
+    arrivals, written = tmp_path / "pending", tmp_path / "root"
+    arrivals.mkdir()
+    written.mkdir()
+    watcher = Watcher(arrivals=[str(arrivals)], written=[str(written)])
+    if not watcher.active:
+        pytest.skip("no inotify here")
+    return watcher, arrivals, written
+
+
+def _woken_by(watcher: Watcher, make: Callable[[], object]) -> bool:
+    """Whether a ``wait`` that started before ``make`` ran returned long before its timeout."""
+    returned = threading.Event()
+    waiting = threading.Thread(target=lambda: (watcher.wait(WAIT_SECONDS), returned.set()), daemon=True)
+    waiting.start()
+    time.sleep(0.2)  # let it block on the descriptor (an event before that would wake it as well)
+    make()
+    return returned.wait(WAIT_SECONDS / 2)
+
+
+def test_a_new_hint_wakes_a_waiting_worker_and_leaves_no_names_behind(tmp_path: Path) -> None:
+    watcher, arrivals, _ = _watcher(tmp_path)
+    try:
+        assert _woken_by(watcher, lambda: os.close(os.open(arrivals / "a.state", os.O_CREAT | os.O_WRONLY)))
+        for i in range(50):  # hints come and go all day: nothing of them may pile up in memory
+            (arrivals / f"h{i}.state").touch()
+        watcher.take_events(str(arrivals))
+        assert watcher.names(str(arrivals)) == []
+    finally:
+        watcher.close()
+
+
+def test_files_written_in_the_root_wake_and_are_named_once(tmp_path: Path) -> None:
+    watcher, _, written = _watcher(tmp_path)
+    try:
+        assert _woken_by(watcher, lambda: (written / "copied.state").write_text("{}"))
+        assert watcher.take_events(str(written))
+        assert watcher.names(str(written)) == ["copied.state"]
+        assert watcher.names(str(written)) == []
+        assert not watcher.take_events(str(written))
+    finally:
+        watcher.close()
