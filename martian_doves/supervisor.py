@@ -55,7 +55,7 @@ from martian_doves.metrics import (
 )
 from martian_doves.model import StatusReport
 from martian_doves.stores import open_store
-from martian_doves.worker import EXIT_TICK_TIMEOUT, EventHook, Worker
+from martian_doves.worker import EventHook, Worker
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -75,6 +75,9 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 #: Worker process exit status: its loop crashed (e.g. a fatal store error); respawned.
 EXIT_WORKER_CRASHED = 70
+#: Worker process exit status: a tick overran ``--tick-timeout`` and its thread cannot be
+#: stopped, so the process ends and is replaced at once.
+EXIT_TICK_TIMEOUT = 75
 #: Worker process exit status: it cannot start with this configuration; the run stops.
 EXIT_WORKER_CONFIG = 78
 
@@ -208,8 +211,10 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
                 # A read-only volume or a folder of another user: no respawn will fix it.
                 log.error("cannot write to the store: %s", e, extra={"action": "config"})
                 return EXIT_WORKER_CONFIG
-        # ``run`` returns when stopped, when the store is finished, or after its loop
-        # crashed; only the last must make the supervisor replace this process.
+        # ``run`` returns when stopped, when the store is finished, after its loop crashed,
+        # or after a tick overran: the last two make the supervisor replace this process.
+        if worker.timed_out:
+            return EXIT_TICK_TIMEOUT
         return EXIT_WORKER_CRASHED if worker.crashed else EXIT_OK
     except Exception:
         log.exception("worker failed", extra={"action": "crash"})
@@ -223,6 +228,9 @@ def _serve(spec: WorkerSpec, name: str, stop: _StopRequest) -> int:
 
 def worker_process_main(spec: WorkerSpec, output: Connection | None = None) -> None:
     """Entry point of one spawned worker process; exits with its status.
+
+    The ``Worker`` only reports how its run ended (``crashed``, ``timed_out``); the
+    process decides what that means for its exit, and so for the supervisor.
 
     Args:
         spec: what to run.
@@ -241,6 +249,15 @@ def worker_process_main(spec: WorkerSpec, output: Connection | None = None) -> N
     capture_output()  # what machines print is logged, escaped like the rest
     code = _serve(spec, name, stop)
     logging.shutdown()
+    if code == EXIT_TICK_TIMEOUT:
+        # The overrunning tick's thread is still running and cannot be stopped; it may
+        # hold what an orderly interpreter exit waits for (threads it started, locks).
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     sys.exit(code)
 
 

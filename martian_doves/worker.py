@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -37,9 +36,6 @@ from martian_doves.text import describe_error, one_line, storable_text
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a worker process replaced because a tick overran ``tick_timeout``.
-EXIT_TICK_TIMEOUT = 75
-
 
 class Event(enum.StrEnum):
     """What a worker reports to ``on_event`` hooks (and metrics)."""
@@ -61,9 +57,11 @@ class StepResult:
     retried: int = 0
     failed: int = 0
     lost: int = 0
+    #: Ticks that overran ``tick_timeout_seconds`` (each also counted as retried or failed).
+    timed_out: int = 0
 
     def add(self, other: StepResult) -> None:
-        for name in ("claimed", "committed", "retried", "failed", "lost"):
+        for name in ("claimed", "committed", "retried", "failed", "lost", "timed_out"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -90,6 +88,8 @@ class Worker:
         self.log = ContextAdapter(log, {"worker": self.options.name})
         self.totals = StepResult()
         self._stopping = threading.Event()
+        #: Set on a tick timeout: stopping without waiting for in-flight ticks.
+        self._abandon = threading.Event()
         #: Claims this process holds: name -> (claim, monotonic time its tick started, or
         #: None while it waits its turn in a claimed batch).
         self._held: dict[str, tuple[Claim, float | None]] = {}
@@ -291,8 +291,8 @@ class Worker:
 
         A loop thread that dies silently would leave a worker spinning with claims it
         cannot renew; a dead heartbeat thread would let the leases of running ticks lapse
-        unnoticed. Either way: stop (releasing what is held), mark the worker crashed,
-        and let the supervisor replace it.
+        unnoticed. Either way: stop (releasing what is held) and mark the worker crashed
+        (the supervisor's worker process then exits and is replaced).
         """
         def run() -> None:
             try:
@@ -321,6 +321,13 @@ class Worker:
             self._check_tick_timeout(held)
 
     def _check_tick_timeout(self, held: list[tuple[Claim, float | None]]) -> None:
+        """Retry (or fail) the ticks running longer than ``tick_timeout_seconds``, then stop.
+
+        A thread cannot be stopped: the overrunning tick keeps its thread, and its late
+        commit is refused (its claim is gone). So the worker stops at once, releasing
+        what else it holds, and ``run`` returns with ``timed_out`` set; whoever runs the
+        worker decides what then (the supervisor's worker process exits and is replaced).
+        """
         limit = self.options.tick_timeout_seconds
         if limit is None:
             return
@@ -328,29 +335,39 @@ class Worker:
         overran = [claim for claim, started in held if started is not None and now - started > limit]
         if not overran:
             return
+        result = StepResult(timed_out=len(overran))
         for claim in overran:
             error = f"{TickTimeout.code}: tick ran longer than {limit:g} s"
             try:
-                self._retry(claim, error, None, None, StepResult())
+                self._retry(claim, error, None, None, result)
             except ClaimLost:
                 pass
-        # A thread cannot be killed: the process is replaced by its supervisor, and
-        # the claims of other ticks still running here are released first.
+        with self._held_lock:
+            self.totals.add(result)
+        self._abandon.set()
+        self._stopping.set()
         with self._held_lock:
             rest = [claim for claim, _ in self._held.values()]
         for claim in rest:
             self._release(claim)
-        self.log.error("tick overran %.1f s; exiting so the supervisor replaces this worker", limit,
-                       extra={"action": "tick_timeout"})
-        try:
-            self.store.unregister_worker(self.name)
-        except Exception:  # leaving anyway; the registration then simply goes stale
-            pass
-        logging.shutdown()
-        os._exit(EXIT_TICK_TIMEOUT)
+        self.log.error("tick of %s overran %g s; stopping this worker (the tick's thread cannot be stopped)",
+                       ", ".join(claim.name for claim in overran), limit, extra={"action": "tick_timeout"})
+
+    @property
+    def timed_out(self) -> bool:
+        """A tick overran ``tick_timeout_seconds``: ``run`` returned while its thread still runs."""
+        return self._abandon.is_set()
 
     def run(self) -> StepResult:
-        """Register, run ``concurrency`` loops until stopped or finished, drain, unregister."""
+        """Register, run ``concurrency`` loops until stopped or finished, drain, unregister.
+
+        It also returns when a loop crashed (``crashed``) or a tick overran
+        ``tick_timeout_seconds`` (``timed_out``; that tick's thread may still be running).
+        Never ends the process: a caller that must get rid of a stuck thread decides so.
+
+        Returns:
+            What this worker did, in total.
+        """
         self.store.register_worker(self.name)
         self.log.info("worker started on %s (%s mode, concurrency %d)", self.store.description,
                       self.store.mode, self.options.concurrency, extra={"action": "start"})
@@ -368,10 +385,15 @@ class Worker:
             for thread in threads:
                 while thread.is_alive() and not self._stopping.is_set():
                     thread.join(0.2)
-            # Stopping: in-flight ticks get the grace period, heartbeats continue meanwhile.
-            deadline = self.clock.monotonic() + self.options.shutdown_grace_seconds
+            # Stopping: in-flight ticks get the grace period, heartbeats continue meanwhile;
+            # after a tick timeout none is waited for (what they held is released already).
+            grace = 0.0 if self._abandon.is_set() else self.options.shutdown_grace_seconds
+            deadline = self.clock.monotonic() + grace
             for thread in threads:
-                thread.join(max(0.0, deadline - self.clock.monotonic()))
+                remaining = max(0.0, deadline - self.clock.monotonic())
+                while thread.is_alive() and not self._abandon.is_set() and remaining > 0:
+                    thread.join(min(remaining, 0.2))
+                    remaining -= 0.2
         finally:
             with self._held_lock:
                 leftover = [claim for claim, _ in self._held.values()]

@@ -463,9 +463,9 @@ def test_a_handler_raising_a_base_exception_fails_its_tick_not_the_worker(raise_
     assert kind in (entry.reason or "")
 
 
-def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim() -> None:
     """States claimed in a batch wait their turn; the time they wait is not run time, so a long
-    wait never counts as an overrun (which would replace the worker process)."""
+    wait never counts as an overrun (which would stop the worker)."""
     from martian_doves.clock import FakeClock
     from martian_doves.config import WorkerOptions
     from martian_doves.loader import default_registry
@@ -473,8 +473,6 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatc
     from martian_doves.stores.memory import MemoryStore
     from martian_doves.worker import Worker
 
-    exits: list[int] = []
-    monkeypatch.setattr("martian_doves.worker.os._exit", exits.append)
     clock = FakeClock()
     store = MemoryStore(clock=clock)
     store.submit([State(f"s{i}.state", "simple", {"target": "x", "tick_seconds": 0}) for i in range(3)])
@@ -485,11 +483,56 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim(monkeypatc
         worker._hold(claim, running=False)
     clock.advance(60)  # the batch waited a minute behind some other tick
     worker._check_tick_timeout(list(worker._held.values()))
-    assert exits == []
+    assert not worker.timed_out and not worker.stopping
     worker._hold(waiting[0])  # now it runs ...
     clock.advance(6)  # ... past the limit
     worker._check_tick_timeout(list(worker._held.values()))
-    assert exits, "a tick that really overran was not stopped"
+    assert worker.timed_out and worker.stopping, "a tick that really overran was not stopped"
+    assert worker.totals.timed_out == 1 and worker.totals.retried == 1
+    assert not worker._held, "the other claims of the batch are released, not kept"
+    assert store.status().pending == 3
+
+
+def test_an_overrunning_tick_makes_run_return_and_never_ends_the_process() -> None:
+    """``martian_doves.run`` (a Worker in the caller's own process) with ``tick_timeout_seconds``:
+    a tick that overruns is retried, and ``run`` returns with ``timed_out`` counted instead of
+    ending the caller's process. The stuck tick's late result is refused, and a second run
+    finishes the state once the handler no longer blocks."""
+    import dataclasses
+    import threading
+
+    import martian_doves
+    from martian_doves.worker import StepResult
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def handler(payload: dict[str, object]) -> None:
+        calls.append("tick")
+        if len(calls) == 1:
+            release.wait(60)  # the first attempt hangs (hang guard only)
+
+    store = MemoryStore()
+    registry = Registry()
+    registry.register("hangs-once", handler)
+    store.submit([State("h.state", "hangs-once", {})])
+    options = WorkerOptions(name="api", heartbeat_seconds=0.05, tick_timeout_seconds=0.3,
+                            retry=RetryPolicy(max_attempts=3, base_delay_seconds=0))
+    returned: list[StepResult] = []
+    runner = threading.Thread(target=lambda: returned.append(martian_doves.run(store, registry, options)))
+    runner.start()
+    runner.join(60)  # hang guard: run() must return by itself, with the tick still hanging
+    assert not runner.is_alive(), "run() did not return after the tick overran"
+    assert not release.is_set()
+    (totals,) = returned
+    assert (totals.timed_out, totals.retried, totals.committed) == (1, 1, 0)
+    (entry,) = store.history("h.state")
+    assert entry.status.value == "pending" and entry.attempts == 1  # retried, with the attempt counted
+
+    release.set()  # the stuck tick ends now; its commit is refused (the claim was retried)
+    again = martian_doves.Worker(store, registry, dataclasses.replace(options, name="again")).run()
+    assert (again.committed, again.timed_out) == (1, 0)
+    assert store.status().as_dict()["done"] == 1 and len(calls) == 2
 
 
 def test_a_crashed_heartbeat_thread_stops_the_worker() -> None:
