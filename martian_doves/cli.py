@@ -48,19 +48,21 @@ from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores import DIRECTORY_MODES, is_postgres_url
 from martian_doves.stores.base import Store
-from martian_doves.supervisor import (
-    EXIT_OK,
-    EXIT_SOME_FAILED,
-    EXIT_USAGE,
-    Supervisor,
-    WorkerSpec,
-)
+from martian_doves.supervisor import Supervisor, WorkerSpec
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "cli", "main", "run_cli"]
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``doves`` exit status: everything finished and no state failed during the run.
+EXIT_OK = 0
+#: ``doves`` exit status: not all done well: some states failed, something was refused,
+#: or a signal stopped a ``run`` (without ``--watch``) before the work was finished.
+EXIT_SOME_FAILED = 1
+#: ``doves`` exit status: usage or configuration error (one line on stderr).
+EXIT_USAGE = 2
 
 #: ``tick_seconds`` written into the demo's payloads unless ``--seed-timing``.
 DEMO_FAST_TICK_SECONDS = 0.2
@@ -230,7 +232,8 @@ def run(store: str | None, **params: Any) -> int:
     Starts --workers processes on this host; each claims states, runs their ticks and
     writes the successors. Run it on as many hosts as you like against the same STORE.
     Exits 0 when everything is done, 1 if some states failed during the run or a
-    signal stopped it first, 2 on a usage or configuration error. With --watch it runs
+    signal stopped it first, 2 on a usage or configuration error (also when a worker
+    cannot start: its machines fail to import, the store refuses it). With --watch it runs
     until stopped (then exits 0): SIGTERM or Ctrl-C stops claiming and lets in-flight
     ticks finish; a second one stops at once.
     """
@@ -306,11 +309,11 @@ def _supervise(spec: WorkerSpec, options: SupervisorOptions, params: Mapping[str
                 output = live.write
                 handler.writer = output  # log lines scroll above the live line
             try:
-                supervisor = Supervisor(spec, options, store=store, progress=progress, output=output)
-                code = supervisor.run()
+                result = Supervisor(spec, options, store=store, progress=progress, output=output).run()
             finally:
                 handler.writer = StderrWriter()
-        status = supervisor.final_status or store.status()
+        code = EXIT_OK if result.ok else EXIT_SOME_FAILED
+        status = result.final_status
     finally:
         store.close()
     log.info("finished: %d done, %d failed, %d pending, %d in progress", status.done, status.failed,

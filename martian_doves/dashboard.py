@@ -1,9 +1,10 @@
 """``doves dashboard``: a small, read-only web page of a store's status, for operators.
 
-One sampler thread reads ``store.status()`` at most every ``refresh_seconds``, and
-never more than a tenth of the time (counting a big store is slow); HTTP requests
-only read its last sample, so no number of open pages or scrapers adds load on the
-store. Served with the standard library's ``ThreadingHTTPServer``:
+One sampler thread (``sampler.Sampler``, the same as ``doves run``'s) reads
+``store.status()`` at most every ``refresh_seconds``, and never more than a tenth of
+the time (counting a big store is slow); HTTP requests only read its last sample, so
+no number of open pages or scrapers adds load on the store. Served with the standard
+library's ``ThreadingHTTPServer``:
 
 - ``/``: the page (``dashboard.html``, self-contained: no external URL of any kind);
 - ``/api/status``: ``status --json`` plus ``sampled_at``, ``rate``, ``series`` and ``error``;
@@ -18,9 +19,7 @@ so a web page elsewhere cannot read the dashboard by DNS rebinding.
 from __future__ import annotations
 
 import base64
-import collections
 import contextlib
-import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -30,22 +29,18 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.errors import ConfigError
 from martian_doves.httpserver import GuardedHandler, GuardedHTTPServer
-from martian_doves.metrics import StoreCollector, next_status_after, store_registry
-from martian_doves.model import JSONDict, StatusReport
-from martian_doves.report import RateMeter, status_dict
+from martian_doves.metrics import StoreCollector, store_registry
+from martian_doves.sampler import Sampler
 from martian_doves.stores.base import Store
 
 log = logging.getLogger(__name__)
 
-#: How many (time, finished) samples the page's sparkline gets: 10 minutes at the default refresh.
-HISTORY_SAMPLES = 300
 #: Headers of every answer (with its Content-Type, Content-Length and Content-Security-Policy).
 _COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _TEXT = "text/plain; charset=utf-8"
@@ -54,88 +49,6 @@ _UNKNOWN_HOST = (421, _TEXT, b"doves: this dashboard does not answer to that hos
                              b"(start it with --allow-host NAME to add one)\n")
 #: How many distinct refused host names are logged (a flood of them is not).
 _LOGGED_REFUSALS = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    """What the sampler saw last; every request reads one of these, never the store."""
-
-    #: The last status read (None before the first one succeeded).
-    report: StatusReport | None = None
-    #: When ``report`` was read, epoch seconds.
-    sampled_at: float | None = None
-    #: Transitions (done + failed) per second over the last samples.
-    rate: float = 0.0
-    #: (epoch seconds, done + failed) of the last samples, oldest first.
-    series: tuple[tuple[float, int], ...] = ()
-    #: Why the last sample failed, or None if it did not.
-    error: str | None = None
-
-    def as_dict(self, refresh_seconds: float) -> JSONDict:
-        """The ``/api/status`` object (without status fields before the first sample)."""
-        document = status_dict(self.report) if self.report is not None else {}
-        return {**document, "sampled_at": self.sampled_at, "rate": round(self.rate, 3),
-                "series": [list(point) for point in self.series], "error": self.error,
-                "refresh_seconds": refresh_seconds}
-
-
-class Sampler:
-    """One thread reading the store's status, no more than a tenth of the time."""
-
-    def __init__(self, store: Store, refresh_seconds: float, history: int = HISTORY_SAMPLES) -> None:
-        check_seconds({"--refresh-seconds": refresh_seconds})
-        self.refresh_seconds = refresh_seconds
-        self._store = store
-        self._meter = RateMeter(window_seconds=max(10.0, 5 * refresh_seconds))
-        self._series: collections.deque[tuple[float, int]] = collections.deque(maxlen=history)
-        self._snapshot = Snapshot()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="doves-dashboard-sampler", daemon=True)
-
-    @property
-    def snapshot(self) -> Snapshot:
-        with self._lock:
-            return self._snapshot
-
-    def latest(self) -> tuple[StatusReport | None, float]:
-        """The last report and its time, as ``metrics.StoreCollector`` wants them."""
-        snapshot = self.snapshot
-        return snapshot.report, snapshot.sampled_at or 0.0
-
-    def sample(self) -> float:
-        """Read the store's status once (errors are logged and kept); how long it took."""
-        started = time.monotonic()
-        try:
-            report = self._store.status()
-        except Exception as e:
-            error = " ".join((str(e) or type(e).__name__).split())
-            if error != self.snapshot.error:  # a store that stays down is not logged every refresh
-                log.warning("cannot read the store's status: %s", error, extra={"action": "status"})
-            with self._lock:
-                self._snapshot = dataclasses.replace(self._snapshot, error=error)
-        else:
-            now, finished = time.time(), report.done + report.failed
-            self._series.append((now, finished))
-            rate = self._meter.add(time.monotonic(), finished)
-            if self.snapshot.error is not None:
-                log.info("the store's status can be read again", extra={"action": "status"})
-            with self._lock:
-                self._snapshot = Snapshot(report, now, rate, tuple(self._series))
-        return time.monotonic() - started
-
-    def _run(self) -> None:
-        while True:
-            took = self.sample()
-            if self._stop.wait(next_status_after(self.refresh_seconds, took)):
-                return
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10.0)  # a status call that hangs must not hold the exit (daemon thread)
 
 
 def load_page() -> tuple[bytes, str]:
@@ -200,7 +113,7 @@ class _Handler(GuardedHandler):
         if path == "/":
             return 200, "text/html; charset=utf-8", self.server.page
         if path == "/api/status":
-            document = self.server.sampler.snapshot.as_dict(self.server.sampler.refresh_seconds)
+            document = self.server.sampler.snapshot.as_dict(self.server.sampler.every_seconds)
             return 200, "application/json; charset=utf-8", json.dumps(document, default=str).encode()
         if path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -245,7 +158,7 @@ class _Handler(GuardedHandler):
 def serving(store: Store, host: str, port: int, refresh_seconds: float,
             allowed_hosts: Sequence[str] = ()) -> Iterator[DashboardServer]:
     """Sample ``store`` and serve the dashboard while in the block (port 0: any free port)."""
-    sampler = Sampler(store, refresh_seconds)
+    sampler = Sampler(store, refresh_seconds, option="--refresh-seconds")
     server = DashboardServer(host, port, sampler, allowed_hosts)
     thread = threading.Thread(target=server.serve_forever, name="doves-dashboard-http", daemon=True)
     sampler.start()

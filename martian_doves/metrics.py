@@ -9,8 +9,11 @@ part by ``doves dashboard`` at ``/metrics``):
   multiprocess mode, chosen by ``PROMETHEUS_MULTIPROC_DIR``); the supervisor sums them
   when scraped, so a worker that is killed and replaced keeps its counts in the totals.
 - **Store gauges** (``doves_states``, ``doves_workers_alive``, ...) come from the last
-  ``status()`` sample the supervisor (or dashboard) already takes, never from a query
-  per scrape, so a scraper cannot add load on the store.
+  ``status()`` sample the supervisor (or dashboard) already takes (``sampler``), never
+  from a query per scrape, so a scraper cannot add load on the store.
+- **The supervisor's own** (``doves_worker_processes``, ``doves_worker_restarts_total``).
+
+``RunMetrics`` serves all three for ``doves run``.
 
 Every worker on a store sees the same store gauges: in a fleet, aggregate them with
 ``max`` rather than ``sum`` (the README shows the queries).
@@ -18,6 +21,7 @@ Every worker on a store sees the same store gauges: in a fleet, aggregate them w
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+log = logging.getLogger(__name__)
+
 #: prometheus-client reads this (at import) to keep each process's values in files.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -42,13 +48,6 @@ TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 #: Events that end a claim, and the outcome label each is counted under.
 _OUTCOMES = {Event.COMMITTED: "committed", Event.RETRIED: "retried", Event.FAILED: "failed",
              Event.LOST: "lost", Event.RELEASED: "released"}
-
-
-def next_status_after(every_seconds: float, took_seconds: float) -> float:
-    """Seconds to wait before the next ``status()`` sample: ``every_seconds``, or longer
-    when counting took a while (a million files in done/, a big table), so a store is
-    never busy counting for more than a tenth of the time."""
-    return max(every_seconds, 9 * took_seconds)
 
 
 class WorkerMetrics:
@@ -195,3 +194,53 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[Callable[[
         thread.join(timeout=2.0)
 
     return stop, int(server.server_address[1])
+
+
+def supervisor_metrics(processes: int, restarts: int) -> Iterator[Metric]:
+    """The supervisor's own metrics: worker processes running now, and how many it replaced."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    yield GaugeMetricFamily("doves_worker_processes", "Worker processes this supervisor runs now.", value=processes)
+    yield CounterMetricFamily("doves_worker_restarts", "Worker processes replaced after dying.", value=restarts)
+
+
+class RunMetrics:
+    """``doves run --metrics-port``: the workers' summed counts, the store's gauges and the
+    supervisor's own, served while in the block.
+
+    Enter it before the first worker process starts: the processes find the folder for
+    their counts in the environment they inherit.
+
+    Args:
+        latest: the last status sample and its time (``sampler.Sampler.latest``).
+        counts: the supervisor's (processes running, processes replaced), read per scrape.
+        host: address to listen on.
+        port: port to listen on; 0 picks a free one (then in ``port``).
+    """
+
+    def __init__(self, latest: Callable[[], tuple[StatusReport | None, float]],
+                 counts: Callable[[], tuple[int, int]], host: str, port: int) -> None:
+        self._latest = latest
+        self._counts = counts
+        self.host = host
+        #: The port served on (the one picked, once serving, if 0 was asked for).
+        self.port = port
+        self._folder = MetricsFolder()
+        self._stop: Callable[[], None] | None = None
+
+    def __enter__(self) -> RunMetrics:
+        self._folder.__enter__()
+        try:
+            collector = StoreCollector(self._latest, lambda: supervisor_metrics(*self._counts()))
+            self._stop, self.port = serve(store_registry(collector, self._folder.path), self.host, self.port)
+        except BaseException:
+            self._folder.__exit__()
+            raise
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port,
+                 extra={"action": "metrics", "port": self.port})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self._stop()
+        self._folder.__exit__()
