@@ -231,6 +231,7 @@ def run(store: str | None, **params: Any) -> int:
 
     Starts --workers processes on this host; each claims states, runs their ticks and
     writes the successors. Run it on as many hosts as you like against the same STORE.
+    A worker process that dies is replaced, with backoff, however often it dies.
     Exits 0 when everything is done, 1 if some states failed during the run or a
     signal stopped it first, 2 on a usage or configuration error (also when a worker
     cannot start: its machines fail to import, the store refuses it). With --watch it runs

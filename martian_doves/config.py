@@ -246,14 +246,13 @@ class SupervisorOptions:
     workers: int = 1
     #: Time beyond the workers' shutdown grace before stragglers are killed.
     stop_margin_seconds: float = 5.0
-    #: First respawn delay after a crash; doubles per quick crash of the same slot.
+    #: First delay before a dead worker is replaced; doubles per quick death of the same slot.
     respawn_base_seconds: float = 0.5
-    #: Upper bound of the respawn delay.
+    #: Upper bound of the respawn delay (a dead worker is replaced however often it dies).
     respawn_max_seconds: float = 30.0
-    #: A worker that dies sooner than this after its start counts towards a crash loop.
+    #: A worker that dies sooner than this after its start doubles the delay; one that
+    #: ran longer starts the backoff over.
     min_uptime_seconds: float = 10.0
-    #: Quick deaths in a row of one worker slot after which the run gives up.
-    crash_loop_limit: int = 5
     #: How often ``store.status()`` is sampled for the progress display and metrics.
     status_seconds: float = 1.0
     #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
@@ -266,7 +265,7 @@ class SupervisorOptions:
             raise ConfigError("--workers must be at least 1")
         if self.stop_margin_seconds < 0 or self.respawn_base_seconds < 0 or self.respawn_max_seconds < 0:
             raise ConfigError("supervisor delays must not be negative")
-        if self.crash_loop_limit < 1 or self.status_seconds <= 0:
+        if self.status_seconds <= 0:
             raise ConfigError("invalid supervisor options")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be between 0 and 65535, not {self.metrics_port}")

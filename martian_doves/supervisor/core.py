@@ -5,8 +5,8 @@ work from it exactly as a worker on another host would. The supervisor only
 
 - starts the workers (``multiprocessing`` with the ``spawn`` context, so a child
   never inherits a half-copied lock or store handle from the parent; ``process``),
-- replaces a worker that dies unexpectedly, with backoff (``respawn``), unless the
-  store is finished anyway; a worker that can never start ends the run,
+- replaces a worker that dies unexpectedly, with backoff, forever (``respawn``),
+  unless the store is finished anyway; a worker that can never start ends the run,
 - on SIGTERM/SIGINT (``signals``) forwards the stop to the workers (each stops
   claiming, lets in-flight ticks finish within the shutdown grace and releases the
   rest), waits a bounded time and kills stragglers; a second signal kills them at
@@ -37,7 +37,7 @@ from martian_doves.sampler import Sampler
 from martian_doves.supervisor.exits import EXIT_WORKER_CONFIG, describe_exit
 from martian_doves.supervisor.output import OutputPump
 from martian_doves.supervisor.process import worker_process_main
-from martian_doves.supervisor.respawn import GiveUp, after_exit
+from martian_doves.supervisor.respawn import after_exit
 from martian_doves.supervisor.signals import StopSignals
 from martian_doves.supervisor.spec import WorkerSpec
 
@@ -75,13 +75,11 @@ class RunResult:
     failed: int
     #: A stop signal ended a run without ``--watch`` before the store was finished.
     cut_short: bool
-    #: A worker kept dying as soon as it started, so the run stopped.
-    gave_up: bool = False
 
     @property
     def ok(self) -> bool:
-        """The run did its job: nothing failed, it was not cut short and did not give up."""
-        return self.failed == 0 and not self.cut_short and not self.gave_up
+        """The run did its job: nothing failed and it was not cut short."""
+        return self.failed == 0 and not self.cut_short
 
 
 @dataclass
@@ -126,8 +124,6 @@ class Supervisor:
         self._signals = StopSignals(self._clock)
         #: Why the run cannot go on (a worker that cannot start), once known.
         self._cannot_start: str | None = None
-        #: A worker slot died quickly too often in a row: the run stopped.
-        self._gave_up = False
         self._stopping = False
         self._stop_deadline: float | None = None
         self._restarts = 0
@@ -211,14 +207,8 @@ class Supervisor:
             log.warning("worker %s %s; not replaced, the store is finished", name, what, extra=extra)
             return
         respawn = after_exit(self.options, code, slot.started_at, slot.quick_deaths, self._clock)
-        if respawn is GiveUp.CANNOT_START:
+        if respawn is None:
             self._cannot_start = f"worker {name} {reason or 'cannot start with this configuration'}"
-            self._begin_stop("the run cannot continue")
-            return
-        if respawn is GiveUp.CRASH_LOOP:
-            log.error("worker %s %s; it died %d times in a row within %.0f s of starting, giving up",
-                      name, what, self.options.crash_loop_limit, self.options.min_uptime_seconds, extra=extra)
-            self._gave_up = True
             self._begin_stop("the run cannot continue")
             return
         slot.restart_at, slot.quick_deaths = respawn.at, respawn.quick_deaths
@@ -325,10 +315,8 @@ class Supervisor:
         finally:
             if self._store is None:
                 store.close()
-        result = RunResult(final_status, max(0, final_status.failed - failed_before), cut_short, self._gave_up)
-        if result.gave_up:
-            pass  # said when it happened
-        elif cut_short:
+        result = RunResult(final_status, max(0, final_status.failed - failed_before), cut_short)
+        if cut_short:
             log.warning("stopped before the store was finished", extra={"action": "summary"})
         elif result.failed:
             log.warning("%d state(s) failed during this run", result.failed,
