@@ -223,8 +223,11 @@ class Supervisor:
         wait = self.spec.worker.shutdown_grace_seconds + self.options.stop_margin_seconds
         self._stop_deadline = self._clock.monotonic() + wait
         alive = self._alive()
-        log.info("%s: stopping %d worker(s), waiting up to %.0f s for in-flight ticks (again to stop at once)",
-                 why, len(alive), wait, extra={"action": "stop"})
+        if alive:
+            log.info("%s: stopping %d worker(s), waiting up to %.0f s for in-flight ticks (again to stop at once)",
+                     why, len(alive), wait, extra={"action": "stop"})
+        else:
+            log.info("%s: stopping", why, extra={"action": "stop"})
         for slot in self._slots:
             slot.restart_at = None
         for slot in alive:
