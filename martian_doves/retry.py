@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from martian_doves.errors import ConfigError, check_seconds
+from martian_doves.settings import Checked, setting
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Checked):
     """Exponential backoff with full jitter, capped.
 
     Attempt ``n`` (1-based) that fails waits ``min(max_delay, base * 2**(n-1))``
@@ -17,24 +17,16 @@ class RetryPolicy:
     attempts the state fails for good.
     """
 
-    #: Total attempts, the first included.
-    max_attempts: int = 3
-    #: Delay after the first failure.
-    base_delay_seconds: float = 1.0
-    #: Upper bound on any one delay.
-    max_delay_seconds: float = 60.0
-    #: Share of the delay that is randomised, so retries of many states spread out.
-    jitter: float = 0.5
-
-    def validate(self) -> RetryPolicy:
-        check_seconds({"--retry-base-seconds": self.base_delay_seconds, "--retry-max-seconds": self.max_delay_seconds})
-        if self.max_attempts < 1:
-            raise ConfigError("--max-attempts must be at least 1")
-        if self.base_delay_seconds < 0 or self.max_delay_seconds < 0:
-            raise ConfigError("retry delays must not be negative")
-        if not 0 <= self.jitter <= 1:
-            raise ConfigError("--retry-jitter must be between 0 and 1")
-        return self
+    max_attempts: int = setting(
+        3, "Attempts a tick gets (the first included) before its state fails with the traceback.", minimum=1)
+    base_delay_seconds: float = setting(
+        1.0, "Wait after the first failed attempt; doubles with each further failure (with jitter).",
+        flag="--retry-base-seconds", minimum=0)
+    max_delay_seconds: float = setting(
+        60.0, "Longest wait between two attempts.", flag="--retry-max-seconds", minimum=0)
+    jitter: float = setting(
+        0.5, "Share of each wait that is random, so retries of many states spread out.",
+        flag="--retry-jitter", minimum=0, maximum=1)
 
     def delay_after(self, failed_attempts: int, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None when attempts are used up.

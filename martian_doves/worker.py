@@ -82,7 +82,8 @@ class Worker:
     ) -> None:
         self.store = store
         self.registry = registry
-        self.options = (options or WorkerOptions()).validate()
+        # Heartbeats fitted to this store's lease, or a ConfigError if they cannot keep it.
+        self.options = (options or WorkerOptions()).validate().fitted_to(store.lease_seconds)
         self.clock = clock or SystemClock()
         self.hooks = list(hooks or [])
         self.log = ContextAdapter(log, {"worker": self.options.name})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.codec import successor_names
+from martian_doves.config import StoreOptions
 from martian_doves.errors import ClaimLost, CodecError
 from martian_doves.model import (
     Claim,
@@ -26,9 +27,6 @@ from martian_doves.model import (
     WorkerInfo,
 )
 from martian_doves.stores.base import SubmitResult, Successor
-
-#: Default lease: a claim not renewed for this long may be taken over.
-DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass
@@ -51,7 +49,7 @@ class MemoryStore:
 
     mode = "memory"
 
-    def __init__(self, clock: Clock | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(self, clock: Clock | None = None, lease_seconds: float = StoreOptions.lease_seconds) -> None:
         self.clock = clock or SystemClock()
         self.lease_seconds = lease_seconds
         self.description = "memory"

@@ -22,8 +22,7 @@ from martian_doves.text import first_line
 
 #: Store options a URL may carry (``?synchronous_commit=off&claim_batch=4``), so a
 #: ``DOVES_STORE`` URL alone can configure a deployment; libpq never sees them.
-URL_OPTIONS = ("schema", "lease_seconds", "claim_batch", "pool_size", "poll_seconds", "synchronous_commit",
-               "reconnect_seconds")
+URL_OPTIONS = PostgresOptions.url_options()
 
 
 

@@ -9,6 +9,7 @@ restart of a private server (pgserver.py) that only one test uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -61,6 +62,10 @@ def _worker_main(config: dict[str, Any]) -> None:
     while not os.path.exists(config["start_gate"]):
         time.sleep(0.01)
     worker = Worker(store, registry, WorkerOptions(name=config["name"], **config.get("worker", {})))
+    if config.get("stalled_heartbeat_seconds"):
+        # A worker whose heartbeats do not get through: no configuration allows it (they must
+        # fit in half the lease), so it is set on the built worker.
+        worker.options = dataclasses.replace(worker.options, heartbeat_seconds=config["stalled_heartbeat_seconds"])
     totals = worker.run()
     store.close()
     result = {"committed": totals.committed, "lost": totals.lost, "retried": totals.retried,
@@ -81,9 +86,11 @@ class Fleet:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, store: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
-              tick_gate: Path | None = None) -> subprocess.Popen[bytes]:
+              tick_gate: Path | None = None, stalled_heartbeat_seconds: float | None = None,
+              ) -> subprocess.Popen[bytes]:
         config = {"url": self.url, "name": name, "start_gate": str(self.start_gate),
                   "result": str(self.folder / f"{name}.json"), "tick_gate": str(tick_gate) if tick_gate else None,
+                  "stalled_heartbeat_seconds": stalled_heartbeat_seconds,
                   "store": {"lease_seconds": 1.0, "poll_seconds": 0.5, **(store or {})},
                   "worker": {"heartbeat_seconds": 0.2, "poll_seconds": 0.2, "concurrency": 2, **(worker or {})}}
         log = (self.folder / f"{name}.log").open("wb")
@@ -197,7 +204,7 @@ def test_a_worker_cut_off_mid_tick_cannot_commit_after_its_claim_was_taken_over(
     gate = tmp_path / "release-stale"
     # Heartbeats far apart: the lease (1 s) runs out while the tick is stuck, as it would
     # for a worker cut off from the database.
-    stale = fleet.start("stale", worker={"heartbeat_seconds": 60.0, "concurrency": 1}, tick_gate=gate)
+    stale = fleet.start("stale", worker={"concurrency": 1}, tick_gate=gate, stalled_heartbeat_seconds=60.0)
     fleet.go()
     wait_until(lambda: db(pg_url, "SELECT worker FROM states WHERE status = 'in_progress'") == [("stale",)],
                what="the stale worker's claim")

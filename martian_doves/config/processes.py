@@ -1,0 +1,146 @@
+"""How worker processes, their supervisor and the commands around them run and show what they do."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Self
+
+from martian_doves.errors import ConfigError
+from martian_doves.logs import FORMATS, LEVELS
+from martian_doves.retry import RetryPolicy
+from martian_doves.settings import Checked, setting
+
+#: Longest heartbeat interval chosen when none is given (shorter for leases under 4 times it).
+HEARTBEAT_SECONDS = 2.0
+
+
+def _default_worker_name() -> str:
+    return f"{os.uname().nodename}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions(Checked):
+    """How one worker process behaves. Every field but ``name`` and ``retry`` has a ``doves run`` flag."""
+
+    #: Unique among the store's workers; ``doves run`` uses ``--name``-<pid>.
+    name: str = field(default_factory=_default_worker_name)
+    concurrency: int = setting(
+        1, "Ticks each worker process runs at once (threads). Raise it for machines that wait on I/O.",
+        short="-c", minimum=1)
+    prefetch: int = setting(
+        1, "States a worker claims per request: more saves round trips, fewer balances slow ticks.", minimum=1)
+    #: None: ``HEARTBEAT_SECONDS``, or a quarter of the store's lease if that is shorter
+    #: (see ``fitted_to``, which ``Worker`` applies).
+    heartbeat_seconds: float | None = setting(
+        None, "How often a worker renews its leases; at most half of --lease-seconds.",
+        minimum=0, above_minimum=True, show_default=f"{HEARTBEAT_SECONDS:g}, or a quarter of --lease-seconds "
+                                                    "if shorter")
+    poll_seconds: float = setting(
+        1.0, "Longest sleep between looks for work when no wake-up arrives (e.g. on NFS).",
+        minimum=0, above_minimum=True)
+    exit_when_finished: bool = setting(
+        True, "Keep running when nothing is left, picking up new states, until SIGTERM or Ctrl-C.",
+        flag="--watch", negate=True)
+    #: A thread cannot be killed, so the process running an overrun tick is replaced.
+    tick_timeout_seconds: float | None = setting(
+        None, "A tick running longer is retried (or failed) and its worker process replaced.",
+        flag="--tick-timeout", metavar="SECONDS", minimum=0, above_minimum=True, show_default="no limit")
+    shutdown_grace_seconds: float = setting(
+        10.0, "On SIGTERM/Ctrl-C, how long in-flight ticks may finish before their states are released.",
+        minimum=0)
+    chain: bool = setting(
+        True, "Let a worker follow a machine's lineage itself (saves a claim per tick); --no-chain spreads "
+              "every successor over all workers.")
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def validate(self) -> Self:
+        """Return ``self`` if every value, those of ``retry`` included, is usable.
+
+        Raises:
+            ConfigError: a value is out of range (one line, naming the flag).
+        """
+        super().validate()
+        self.retry.validate()
+        return self
+
+    def fitted_to(self, lease_seconds: float) -> WorkerOptions:
+        """These options with a heartbeat that keeps leases of ``lease_seconds`` alive.
+
+        A heartbeat slower than half the lease lets a healthy worker's claim expire and
+        its tick run twice, so an unset heartbeat becomes ``HEARTBEAT_SECONDS`` or a
+        quarter of the lease, whichever is shorter, and a given one must fit.
+
+        Raises:
+            ConfigError: ``heartbeat_seconds`` is more than half of ``lease_seconds``.
+        """
+        heartbeat = self.heartbeat_seconds
+        if heartbeat is None:
+            return dataclasses.replace(self, heartbeat_seconds=min(HEARTBEAT_SECONDS, lease_seconds / 4))
+        if heartbeat > lease_seconds / 2:
+            raise ConfigError(f"--heartbeat-seconds {heartbeat:g} must be at most half of the store's lease "
+                              f"({lease_seconds:g} s, from --lease-seconds, the store URL or the default)")
+        return self
+
+
+@dataclass(frozen=True)
+class SupervisorOptions(Checked):
+    """How the supervisor runs its workers."""
+
+    workers: int = setting(
+        1, "Worker processes to run on this host; a dead one is replaced.", short="-w", minimum=1, maximum=1024)
+    stop_margin_seconds: float = setting(
+        5.0, "Time beyond the workers' shutdown grace before stragglers are killed.", minimum=0, cli=False)
+    respawn_base_seconds: float = setting(
+        0.5, "First delay before a dead worker is replaced; doubles per quick death of the same slot.",
+        minimum=0, cli=False)
+    respawn_max_seconds: float = setting(
+        30.0, "Upper bound of the respawn delay (a dead worker is replaced however often it dies).",
+        minimum=0, cli=False)
+    min_uptime_seconds: float = setting(
+        10.0, "A worker that dies sooner than this after its start doubles the delay; one that ran longer "
+              "starts the backoff over.", minimum=0, cli=False)
+    status_seconds: float = setting(
+        1.0, "How often store.status() is sampled for the progress display and metrics.",
+        minimum=0, above_minimum=True, cli=False)
+    metrics_port: int | None = setting(
+        None, "Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, logged).",
+        metavar="PORT", minimum=0, maximum=65535, show_default="off")
+    metrics_host: str = setting(
+        "0.0.0.0", "Address the metrics endpoint listens on (127.0.0.1 keeps it to this host).", metavar="HOST")
+
+@dataclass(frozen=True)
+class LogOptions(Checked):
+    """How a command and its workers log."""
+
+    log_level: str = setting("info", "Least important messages shown; 'info' shows the machines' output.",
+                             choices=LEVELS)
+    log_format: str = setting(
+        "text", "'text' for people, 'json' for one JSON object per line (time, level, logger, message, worker, "
+                "action, ...).", choices=FORMATS)
+
+@dataclass(frozen=True)
+class ProgressOptions(Checked):
+    """How ``doves run`` shows its progress."""
+
+    progress: bool = setting(
+        True, "Show progress: a live line on a terminal, a log line every --progress-seconds otherwise.")
+    progress_seconds: float = setting(
+        5.0, "Interval of the progress log lines when the output is not a terminal.",
+        minimum=0, above_minimum=True)
+
+@dataclass(frozen=True)
+class DashboardOptions(Checked):
+    """Where ``doves dashboard`` serves and how often it reads the store."""
+
+    #: The page shows state names and failure messages: local unless asked otherwise.
+    host: str = setting(
+        "127.0.0.1", "Address to listen on. The page shows state names and failure messages: --host 0.0.0.0 "
+                     "exposes it to every network this host is on.", metavar="HOST", env="DOVES_DASHBOARD_HOST")
+    port: int = setting(8080, "Port to listen on (0: any free port, logged).", metavar="PORT", minimum=0,
+                        maximum=65535, env="DOVES_DASHBOARD_PORT")
+    refresh_seconds: float = setting(
+        2.0, "How often the store's status is read and the page updates; a slow count waits nine times its "
+             "own duration, so the store is never busy counting more than a tenth of the time.",
+        metavar="SECONDS", minimum=0.1, env="DOVES_DASHBOARD_REFRESH_SECONDS")
