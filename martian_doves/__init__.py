@@ -13,11 +13,18 @@ time by many workers sharing one store, with no central coordinator::
 from __future__ import annotations
 
 from martian_doves.api import run, status, submit, submit_paths
-from martian_doves.config import WorkerOptions
+from martian_doves.config import (
+    DirectoryOptions,
+    PostgresOptions,
+    SemaphoreOptions,
+    StoreConfig,
+    WorkerOptions,
+)
 from martian_doves.errors import DovesError, Retry
 from martian_doves.loader import default_registry
 from martian_doves.model import Claim, State, Status, StatusReport
 from martian_doves.registry import Registry, machine
+from martian_doves.retry import RetryPolicy
 from martian_doves.stores import open_store
 from martian_doves.worker import Worker
 
@@ -25,12 +32,17 @@ __version__ = "1.0.0"
 
 __all__ = [
     "Claim",
+    "DirectoryOptions",
     "DovesError",
+    "PostgresOptions",
     "Registry",
     "Retry",
+    "RetryPolicy",
+    "SemaphoreOptions",
     "State",
     "Status",
     "StatusReport",
+    "StoreConfig",
     "Worker",
     "WorkerOptions",
     "default_registry",

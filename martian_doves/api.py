@@ -1,17 +1,19 @@
-"""The Python API, mirroring the CLI: read and submit state files, run a worker, status."""
+"""The Python API, mirroring the CLI: open stores, read and submit state files, run a worker, status."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from martian_doves import codec
-from martian_doves.config import WorkerOptions
-from martian_doves.errors import CodecError, DovesError, NotARegularFile
+from martian_doves.config import StoreConfig, WorkerOptions
+from martian_doves.errors import CodecError, ConfigError, DovesError, NotARegularFile
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
+from martian_doves.stores import open_store
 from martian_doves.stores.base import Store, SubmitResult
 from martian_doves.stores.directory import fsops
 from martian_doves.worker import StepResult, Worker
@@ -67,6 +69,53 @@ def check_paths(paths: Iterable[str | os.PathLike[str]], registry: Registry | No
     return [check_file(path, registry, max_bytes) for path in iter_state_paths(paths)]
 
 
+def require_folder(config: StoreConfig) -> None:
+    """Refuse a folder store whose folder is not there, so a mistyped path never becomes a new store.
+
+    Raises:
+        ConfigError: ``config`` names a folder that does not exist (or is a file).
+    """
+    if config.is_postgres or os.path.isdir(config.target):
+        return
+    why = "it is not a folder" if os.path.exists(config.target) else "the folder does not exist"
+    raise ConfigError(f"no store at {config.target}: {why} (create the folder, or let "
+                      f"doves submit {config.target} FILES... do it)")
+
+
+def open_existing(config: StoreConfig) -> Store:
+    """Open a store that must exist already: a folder that is there, a schema that is there.
+
+    For commands that only read or change existing states: a mistyped folder or schema
+    is then an error rather than a new, empty store.
+
+    Raises:
+        ConfigError: there is no such store (one line).
+    """
+    require_folder(config)
+    return open_store(config.with_options(create_schema=False) if config.is_postgres else config)
+
+
+@contextlib.contextmanager
+def opened(config: StoreConfig, *, existing: bool = True) -> Iterator[Store]:
+    """``with opened(config) as store:`` the store, closed afterwards.
+
+    Args:
+        existing: the store must exist already (see ``open_existing``); False creates it.
+    """
+    store = open_existing(config) if existing else open_store(config)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def submit_checked(store: Store, checks: Sequence[FileCheck]) -> list[tuple[FileCheck, SubmitResult]]:
+    """Submit the states of the valid ``checks``; each with what happened to it."""
+    valid = [check for check in checks if check.state is not None]
+    results = store.submit([check.state for check in valid if check.state is not None])
+    return list(zip(valid, results, strict=True))
+
+
 def submit(store: Store, states: Sequence[State]) -> list[SubmitResult]:
     """Add root states to ``store``; existing names are refused, never replaced."""
     return store.submit(states)
@@ -80,8 +129,7 @@ def submit_paths(store: Store, paths: Iterable[str | os.PathLike[str]],
         (results for the files submitted, checks of the files refused as invalid)
     """
     checks = check_paths(paths, registry)
-    valid = [c.state for c in checks if c.state is not None]
-    return store.submit(valid), [c for c in checks if not c.ok]
+    return [result for _, result in submit_checked(store, checks)], [c for c in checks if not c.ok]
 
 
 def run(store: Store, registry: Registry, options: WorkerOptions | None = None) -> StepResult:

@@ -291,7 +291,7 @@ class LiveProgress:
 class LogProgress:
     """Progress as a log line every ``interval_seconds``, for pipes, files and containers."""
 
-    def __init__(self, interval_seconds: float = 5.0) -> None:
+    def __init__(self, interval_seconds: float) -> None:
         self.interval_seconds = interval_seconds
         self._meter = RateMeter(window_seconds=max(10.0, 2 * interval_seconds))
         self._next_at = 0.0

@@ -144,3 +144,9 @@ class DashboardOptions(Checked):
         2.0, "How often the store's status is read and the page updates; a slow count waits nine times its "
              "own duration, so the store is never busy counting more than a tenth of the time.",
         metavar="SECONDS", minimum=0.1, env="DOVES_DASHBOARD_REFRESH_SECONDS")
+    #: Guards against DNS rebinding: a page elsewhere cannot read this one under its own name.
+    allowed_hosts: tuple[str, ...] = setting(
+        (), "Also answer requests for this host name (repeatable; the variable takes several, separated by "
+            "spaces). Only the --host address, localhost, 127.0.0.1 and [::1] are answered otherwise (any "
+            "address with --host 0.0.0.0), so no web page elsewhere can read this one by DNS rebinding.",
+        flag="--allow-host", metavar="NAME", env="DOVES_DASHBOARD_ALLOW_HOST")

@@ -1,67 +1,71 @@
-"""Stores: where states live. ``open_store`` picks one from a path or URL."""
+"""Stores: where states live. ``open_store`` opens one from a ``StoreConfig``, a path or a URL."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
+from martian_doves.config import (
+    DIRECTORY_MODES,
+    DirectoryOptions,
+    PostgresOptions,
+    SemaphoreOptions,
+    StoreConfig,
+    is_postgres_url,
+)
 from martian_doves.errors import ConfigError
 
 if TYPE_CHECKING:
     from martian_doves.clock import Clock
     from martian_doves.stores.base import Store
 
-#: Directory-store modes, the first being the default.
-DIRECTORY_MODES = ("lease", "semaphore")
+__all__ = ["DIRECTORY_MODES", "StoreConfig", "is_directory_store", "is_postgres_url", "open_store"]
 
 
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
-
-
-def open_store(target: str, mode: str = "lease", *, clock: Clock | None = None, **options: Any) -> Store:
+def open_store(target: str | StoreConfig, mode: str = DIRECTORY_MODES[0], *, clock: Clock | None = None,
+               **options: Any) -> Store:
     """Open the store at ``target``: a directory path or a ``postgresql://`` URL.
 
+    ``open_store("./store")``, ``open_store(url, lease_seconds=5)``, or
+    ``open_store(StoreConfig.of("./store", "semaphore", buffer_seconds=2))``.
+
     Args:
-        target: folder (created if missing) or PostgreSQL URL.
+        target: folder (created if missing), PostgreSQL URL, or a whole ``StoreConfig``.
         mode: ``lease`` or ``semaphore`` for a folder; ignored for PostgreSQL.
-        options: store options (``lease_seconds``, ``durable``, phase lengths ...);
-            those a store does not know are ignored, so one CLI can feed every store.
+        clock: the store's clock (tests run stores on fake or offset clocks).
+        options: options of that store family by field name (``DirectoryOptions``,
+            ``SemaphoreOptions``, ``PostgresOptions``); not with a ``StoreConfig``.
 
     Raises:
-        ConfigError: the target or mode is unusable (one clear line).
+        ConfigError: the target or mode is unusable, a name is no option of that store
+            family, or a value is out of range (one clear line).
     """
-    if not target:
-        raise ConfigError("no store given: pass STORE or set DOVES_STORE")
-    if is_postgres_url(target):
+    if isinstance(target, StoreConfig):
+        if options:
+            raise ConfigError("open_store: give the options inside the StoreConfig, not beside it")
+        config = target.validate()
+    else:
+        config = StoreConfig.of(target, mode, **options)
+    if isinstance(config.options, PostgresOptions):
         try:
             from martian_doves.stores.postgres import PostgresStore
         except ImportError as e:
             raise ConfigError(
                 "PostgreSQL support is not installed: pip install 'martian-doves[postgres]'"
             ) from e
-        from martian_doves.config import PostgresOptions
-
-        picked = _pick(PostgresOptions, options)
-        explicit = {k for k, v in options.items() if v is not None}
-        store: Store = PostgresStore(target, picked, clock=clock, explicit=explicit)
-        return store
-    if "://" in target:
-        raise ConfigError(f"unsupported store URL {target!r}: use a directory or postgresql://")
-    if mode == "lease":
-        from martian_doves.config import DirectoryOptions
-        from martian_doves.stores.directory import LeaseStore
-
-        return LeaseStore(target, _pick(DirectoryOptions, options), clock=clock)
-    if mode == "semaphore":
-        from martian_doves.config import SemaphoreOptions
+        return PostgresStore(config.target, config.options, clock=clock, explicit=config.explicit)
+    if isinstance(config.options, SemaphoreOptions):
         from martian_doves.stores.directory import SemaphoreStore
 
-        return SemaphoreStore(target, _pick(SemaphoreOptions, options), clock=clock)
-    raise ConfigError(f"unknown mode {mode!r}: choose one of {', '.join(DIRECTORY_MODES)}")
+        return SemaphoreStore(config.target, config.options, clock=clock)
+    assert isinstance(config.options, DirectoryOptions)
+    from martian_doves.stores.directory import LeaseStore
+
+    return LeaseStore(config.target, config.options, clock=clock)
 
 
-def _pick(cls: Any, options: dict[str, Any]) -> Any:
-    import dataclasses
+def is_directory_store(path: str) -> bool:
+    """Whether ``path`` is a folder that holds a directory store (``pending/``, ``done/`` ...)."""
+    from martian_doves.stores.directory.layout import Layout
 
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in options.items() if k in names and v is not None})
+    return os.path.isdir(path) and any(os.path.isdir(folder) for folder in Layout(path).folders())

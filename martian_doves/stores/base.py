@@ -3,6 +3,11 @@
 A store owns coordination (who may run what, fencing, recovery); the worker owns
 running handlers and the retry policy. A new store is one module implementing
 ``Store`` plus the conformance tests in ``tests/conformance``.
+
+What only some stores can do is a capability protocol of its own, checked with
+``isinstance``: ``AdminStore`` (reset, retry failed states), ``MigratableStore``
+(a schema to create or upgrade) and ``ExportableStore`` (write its states out as a
+folder of state files).
 """
 
 from __future__ import annotations
@@ -112,6 +117,15 @@ class Store(Protocol):
         """True when nothing is pending (or due later) and nothing is claimed."""
         ...
 
+    def close(self) -> None:
+        """Release connections, watches and file handles."""
+        ...
+
+
+@runtime_checkable
+class AdminStore(Protocol):
+    """A store an operator can rewind: ``doves reset`` and ``doves retry``."""
+
     def reset(self, *, successors: bool) -> int:
         """Forget every outcome so all roots run again; optionally delete successors.
 
@@ -124,6 +138,28 @@ class Store(Protocol):
         """Make failed states (all, or those named) pending again with fresh attempts."""
         ...
 
-    def close(self) -> None:
-        """Release connections, watches and file handles."""
+
+@runtime_checkable
+class MigratableStore(Protocol):
+    """A store with a schema to create or upgrade (``doves migrate``)."""
+
+    def migrate(self) -> int:
+        """Create the schema or bring it to the latest version; safe to run concurrently.
+
+        Returns:
+            The schema version reached.
+        """
+        ...
+
+
+@runtime_checkable
+class ExportableStore(Protocol):
+    """A store whose states can be written out as a folder of state files (``doves export``)."""
+
+    def export(self, directory: str) -> int:
+        """Write every state to ``directory`` in the folder-store layout; never overwrites a file.
+
+        Returns:
+            How many state files were written.
+        """
         ...

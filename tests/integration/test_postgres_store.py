@@ -30,7 +30,7 @@ from martian_doves.errors import ClaimLost, ConfigError, InvalidDocument, StoreU
 from martian_doves.loader import default_registry  # noqa: E402
 from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
-from martian_doves.stores.base import Store  # noqa: E402
+from martian_doves.stores.base import AdminStore, ExportableStore, MigratableStore, Store  # noqa: E402
 from martian_doves.stores.directory import LeaseStore  # noqa: E402
 from martian_doves.stores.pgconfig import _migrations  # noqa: E402
 from martian_doves.stores.postgres import PostgresStore, Q, parse_url  # noqa: E402
@@ -156,12 +156,22 @@ def test_unreachable_server_is_store_unavailable() -> None:
 
 
 def test_open_store_routes_postgres_urls_and_implements_the_protocol(pg_url: str) -> None:
-    opened = open_store(pg_url, lease_seconds=5.0, durable=True)  # options it does not know are ignored
+    opened = open_store(pg_url, lease_seconds=5.0)
     try:
         assert isinstance(opened, PostgresStore) and isinstance(opened, Store)
+        assert isinstance(opened, AdminStore) and isinstance(opened, MigratableStore)
+        assert isinstance(opened, ExportableStore)
         assert opened.options.lease_seconds == 5.0
     finally:
         opened.close()
+
+
+def test_an_option_of_another_store_family_is_refused_not_dropped(pg_url: str) -> None:
+    """`durable` belongs to folder stores: given for a database it is a one-line error naming it,
+    where it used to vanish silently (and a typo such as `lease_second` with it)."""
+    for wrong in ({"durable": True}, {"lease_second": 5.0}):
+        with pytest.raises(ConfigError, match=f"{next(iter(wrong))}: not an option of a PostgreSQL store"):
+            open_store(pg_url, **wrong)
 
 
 def test_migrate_is_idempotent_and_versioned(pg_url: str, store: PostgresStore) -> None:

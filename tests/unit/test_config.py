@@ -32,6 +32,9 @@ from martian_doves.errors import ConfigError
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.settings import flag_of, settings_of
+from martian_doves.stores import is_directory_store, open_store
+from martian_doves.stores.base import AdminStore, ExportableStore, MigratableStore, Store
+from martian_doves.stores.directory import LeaseStore, SemaphoreStore
 from martian_doves.stores.memory import MemoryStore
 from martian_doves.worker import Worker
 
@@ -135,11 +138,54 @@ def test_a_store_configuration_refuses_what_does_not_apply(target: str, mode: st
     """Options a store does not know used to be dropped in silence, typos included."""
     with pytest.raises(ConfigError, match=message):
         StoreConfig.of(target, mode, **options)
+    with pytest.raises(ConfigError, match=message):
+        open_store(target, mode, **options)
+
+
+def test_a_hand_built_store_configuration_is_checked_when_opened(tmp_path: Path) -> None:
+    mismatched = StoreConfig(str(tmp_path), "semaphore", DirectoryOptions())
+    with pytest.raises(ConfigError, match="takes SemaphoreOptions, not DirectoryOptions"):
+        open_store(mismatched)
+    with pytest.raises(ConfigError, match="inside the StoreConfig"):
+        open_store(StoreConfig.of(str(tmp_path)), lease_seconds=3)
+
+
+def test_open_store_takes_a_configuration_or_a_target(tmp_path: Path) -> None:
+    semaphore = open_store(StoreConfig.of(str(tmp_path / "a"), "semaphore", buffer_seconds=0.5, lease_seconds=7))
+    lease = open_store(str(tmp_path / "b"), lease_seconds=9)
+    try:
+        assert isinstance(semaphore, SemaphoreStore) and semaphore.lease_seconds == 7
+        assert semaphore.phases.buffer_seconds == 0.5
+        assert isinstance(lease, LeaseStore) and lease.lease_seconds == 9
+    finally:
+        semaphore.close()
+        lease.close()
 
 
 def test_with_options_changes_options_without_counting_them_as_given() -> None:
     config = StoreConfig.of("postgresql://h/db", lease_seconds=5).with_options(create_schema=False)
     assert (config.options.create_schema, config.explicit) == (False, {"lease_seconds"})  # type: ignore[attr-defined]
+
+
+# -- capabilities -------------------------------------------------------------------------------------
+
+
+def test_capabilities_are_protocols_of_the_store_side(tmp_path: Path) -> None:
+    """The CLI asks a store what it can do with ``isinstance``; folders neither migrate nor export."""
+    for store in (MemoryStore(), open_store(str(tmp_path / "lease")), open_store(str(tmp_path / "sem"), "semaphore")):
+        try:
+            assert isinstance(store, Store) and isinstance(store, AdminStore)
+            assert not isinstance(store, MigratableStore) and not isinstance(store, ExportableStore)
+        finally:
+            store.close()
+
+
+def test_a_folder_is_recognised_as_a_store_by_the_store_layout(tmp_path: Path) -> None:
+    open_store(str(tmp_path / "store")).close()
+    (tmp_path / "plain").mkdir()
+    assert is_directory_store(str(tmp_path / "store"))
+    assert not is_directory_store(str(tmp_path / "plain"))
+    assert not is_directory_store(str(tmp_path / "missing"))
 
 
 # -- the heartbeat and the lease ------------------------------------------------------------------------
