@@ -9,7 +9,7 @@ def db(pg_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run ``query`` in the store's schema on a connection of its own; the rows, if any."""
     import psycopg  # here, so collecting the tests works without the postgres extra
 
-    from martian_doves.stores.pgconfig import parse_url
+    from martian_doves.stores.postgres import parse_url
 
     conninfo, options, _ = parse_url(pg_url)
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={options.schema}") as conn:

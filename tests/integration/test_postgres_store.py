@@ -32,12 +32,11 @@ from martian_doves.model import Claim, Failure, State, Status  # noqa: E402
 from martian_doves.stores import open_store  # noqa: E402
 from martian_doves.stores.base import AdminStore, ExportableStore, MigratableStore, Store  # noqa: E402
 from martian_doves.stores.directory import LeaseStore  # noqa: E402
-from martian_doves.stores.pgconfig import _migrations  # noqa: E402
-from martian_doves.stores.postgres import PostgresStore, Q, parse_url  # noqa: E402
+from martian_doves.stores.postgres import PostgresStore, Q, migrations, parse_url  # noqa: E402
 from martian_doves.worker import Worker  # noqa: E402
 
 #: The schema version this release migrates to.
-LATEST = _migrations()[-1][0]
+LATEST = migrations()[-1][0]
 
 
 def countdown(name: str, count: int = 3) -> State:
@@ -230,7 +229,7 @@ def test_a_store_made_by_the_first_release_is_migrated_with_its_states(pg_url: s
     """A schema at version 1 (as 1.0 made it), with states and a worker in it, opens at the latest
     version with everything kept: upgrades are by numbered scripts, never by hand."""
     schema = parse_url(pg_url)[1].schema
-    first = dict(_migrations())[1]
+    first = dict(migrations())[1]
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
@@ -671,7 +670,7 @@ def test_connection_settings_in_the_url_are_kept(pg_url: str, pg_server_url: str
     try:
         opened.submit([countdown("u.state", 1)])
         [claim] = opened.claim("w", 1)
-        with opened._pool.connection() as conn:
+        with opened.connector.connection() as conn:
             settings = conn.execute("SELECT current_setting('work_mem'), current_setting('application_name'), "
                                     "current_setting('search_path')").fetchone()
         assert settings == ("7MB", "my-fleet", schema)

@@ -9,30 +9,30 @@ chaining). Tokens stay on a row after its claim ends, so an operation retried af
 lost connection can tell "my earlier try did it" from "my claim was taken over": a
 successor is written exactly once. Leases run on the database's clock, so worker
 hosts' clocks never matter. Wake-ups use ``LISTEN/NOTIFY`` with a polling fallback.
+
+This module holds what states mean; sessions, retries after a lost connection and the
+NOTIFY listener are the connector's (``connector.py``), writing the states back as a
+folder is ``export.py``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-import psycopg.conninfo
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
-from martian_doves.config import DEFAULT_SCHEMA, PostgresOptions
+from martian_doves.config import PostgresOptions
 from martian_doves.errors import (
     ClaimLost,
     CodecError,
@@ -44,29 +44,22 @@ from martian_doves.errors import (
     UnsafeName,
     workers_alive_error,
 )
-from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, Status, StatusReport, WorkerInfo
+from martian_doves.model import Claim, Failure, HistoryEntry, State, Status, StatusReport, WorkerInfo
 from martian_doves.stores.base import SubmitResult, Successor
-from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
-from martian_doves.stores.pgconfig import (
-    URL_OPTIONS,
-    Q,
-    _migrations,
-    parse_url,
-)
+from martian_doves.stores.postgres.connector import Conn, PostgresConnector
+from martian_doves.stores.postgres.export import export as export_to_folder
+from martian_doves.stores.postgres.sql import Q, migrations
+from martian_doves.stores.postgres.url import parse_url
 from martian_doves.text import first_line
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: Successor names the general commit considers (branches ~2, ~3 ... of the first).
 _CANDIDATES = 100
 #: Rows per statement when importing states.
 _SUBMIT_CHUNK = 1000
-#: TCP keepalive settings used unless the URL gives its own.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+
 class PostgresStore:
     """Store on a PostgreSQL schema. See the module docstring for the protocol."""
 
@@ -87,92 +80,24 @@ class PostgresStore:
             StoreUnavailable: the server cannot be reached or refuses the connection.
         """
         self.conninfo, self.options, self.description = parse_url(url, options, explicit)
-        self.schema: str = self.options.schema or DEFAULT_SCHEMA
+        #: Connections to the schema: pool, retries, durable blocks, NOTIFY wake-ups.
+        self.connector = PostgresConnector(self.conninfo, self.options, self.description)
+        self.schema = self.connector.schema
+        self.channel = self.connector.channel
         self.clock = clock or SystemClock()
-        self.channel = f"doves_{self.schema}"
         self._host = socket.gethostname()
-        self._closed = False
         #: Claims locked by a batch claim but not handed out yet (see ``claim_batch``).
         self._spare: list[Claim] = []
         self._spare_lock = threading.Lock()
-        self._listener: Conn | None = None
-        self._listen_lock = threading.Lock()
-        self._woken = threading.Condition()
         if not self.options.create_schema:
             self._require_schema()
         self.migrate()
-        self._pool: ConnectionPool[Conn] = ConnectionPool(
-            self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
-            timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}", open=True)
-
-    def _connect_kwargs(self) -> dict[str, Any]:
-        # Generic plans: our statements are index lookups whose plan never depends on
-        # the values, and re-planning the commit's CTEs would cost more than running them.
-        settings = f"-c search_path={self.schema} -c plan_cache_mode=force_generic_plan"
-        if not self.options.synchronous_commit:
-            settings += " -c synchronous_commit=off"
-        # The application name lets an operator (and the fault tests) find this store's
-        # sessions in pg_stat_activity: doves:SCHEMA:PID. Keepalives notice a peer that
-        # vanished without a word (a partition) in about half a minute, unless the URL says.
-        # What the URL sets itself wins (its options= come first, ours are added).
-        given = psycopg.conninfo.conninfo_to_dict(self.conninfo)
-        if given.get("options"):
-            settings = f"{given['options']} {settings}"
-        ours = {"application_name": f"doves:{self.schema[:45]}:{os.getpid()}",  # at most 63 bytes
-                "connect_timeout": max(1, round(self.options.connect_timeout_seconds)), **_KEEPALIVES}
-        return {"autocommit": True, "options": settings, **{k: v for k, v in ours.items() if k not in given}}
-
-    def _connect(self) -> Conn:
-        try:
-            return psycopg.connect(self.conninfo, **self._connect_kwargs())
-        except psycopg.OperationalError as e:
-            raise StoreUnavailable(f"cannot connect to {self.description}: {first_line(e)}") from e
-
-    @contextlib.contextmanager
-    def _durable(self, conn: Conn, transaction: bool = False) -> Iterator[None]:
-        """Statements (in a transaction if asked) that wait for their WAL flush in any case.
-
-        Submitting and re-queueing are what a server crash must never undo (a state
-        reported added would be lost); a worker's transitions may be, as they run again.
-        """
-        if self.options.synchronous_commit and not transaction:
-            yield
-            return
-        with conn.transaction():
-            if not self.options.synchronous_commit:
-                conn.execute("SET LOCAL synchronous_commit = on")
-            yield
-
-    def _run(self, what: str, operation: Callable[[Conn, int], T]) -> T:
-        """Run ``operation(conn, attempt)``, retrying on lost connections for a while.
-
-        ``attempt`` > 0 tells the operation that an earlier try may have taken effect.
-
-        Raises:
-            StoreUnavailable: the server stayed unreachable for ``reconnect_seconds``.
-            StoreError: any other database error.
-        """
-        # Real time, whatever clock the store was given: this waits for a real server.
-        deadline = time.monotonic() + self.options.reconnect_seconds
-        delay, attempt = 0.05, 0
-        while True:
-            try:
-                with self._pool.connection() as conn:
-                    return operation(conn, attempt)
-            except psycopg.OperationalError as e:
-                if self._closed or time.monotonic() >= deadline:
-                    raise StoreUnavailable(f"{what}: {self.description} is unreachable: {first_line(e)}") from e
-                log.warning("%s: database connection lost (%s); retrying", what, first_line(e),
-                            extra={"action": "reconnect"})
-            except psycopg.Error as e:
-                raise StoreError(f"{what} failed on {self.description}: {first_line(e)}") from e
-            time.sleep(delay)
-            delay, attempt = min(delay * 2, 1.0), attempt + 1
+        self.connector.open()
 
     def _require_schema(self) -> None:
         """Raise ``ConfigError`` unless this store's schema exists (see ``create_schema``)."""
         try:
-            with self._connect() as conn:
+            with self.connector.connect() as conn:
                 found = conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone()
         except psycopg.Error as e:
             raise StoreError(f"cannot read {self.description}: {first_line(e)}") from e
@@ -190,8 +115,8 @@ class PostgresStore:
             StoreUnavailable: the server cannot be reached.
             ConfigError: the schema is newer than this release understands.
         """
-        scripts = _migrations()
-        with self._connect() as conn:
+        scripts = migrations()
+        with self.connector.connect() as conn:
             try:
                 # Read-only first: an up-to-date schema needs no lock and no CREATE privilege.
                 if conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone() != (None,):
@@ -242,13 +167,13 @@ class PostgresStore:
                       "payloads": [r[3] for r in chunk], "batch": secrets.token_hex(8), "channel": self.channel}
 
             def insert(conn: Conn, attempt: int, params: dict[str, Any] = params) -> set[str]:
-                with self._durable(conn):
+                with self.connector.durable(conn):
                     added = {row[0] for row in conn.execute(Q["submit"], params)}
                     if attempt:  # an earlier try may have committed before its reply was lost
                         added |= {row[0] for row in conn.execute(Q["submitted"], params)}
                 return added
 
-            added = self._run("submit", insert)
+            added = self.connector.run("submit", insert)
             for index, name, _, _ in chunk:
                 results[index] = SubmitResult(name, name in added, None if name in added else NameTaken.__doc__)
                 added.discard(name)  # the same name twice in one call: the second is refused
@@ -256,6 +181,7 @@ class PostgresStore:
 
     @property
     def lease_seconds(self) -> float:
+        """How long a claim lasts without a heartbeat (``options.lease_seconds``)."""
         return self.options.lease_seconds
 
     def _worker_params(self, worker: str) -> dict[str, Any]:
@@ -264,13 +190,14 @@ class PostgresStore:
 
     def register_worker(self, worker: str) -> None:
         """Record ``worker`` as alive (and drop registrations dead for ten leases)."""
-        self._run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
+        self.connector.run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
 
     def unregister_worker(self, worker: str) -> None:
         """Remove ``worker``'s registration and give back every state it still holds."""
         with self._spare_lock:
             self._spare = [c for c in self._spare if c.worker != worker]
-        self._run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], self._worker_params(worker)))
+        params = self._worker_params(worker)
+        self.connector.run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], params))
 
     def claim(self, worker: str, limit: int) -> list[Claim]:
         """Claim up to ``limit`` runnable states, taking over expired leases first.
@@ -295,7 +222,7 @@ class PostgresStore:
             return conn.execute(Q["claim"], params).fetchall()
 
         claims = []
-        for name, state, payload, parent, token, attempts, errors, taken_over in self._run("claim", take):
+        for name, state, payload, parent, token, attempts, errors, taken_over in self.connector.run("claim", take):
             claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors)))
             if taken_over:
                 log.warning("took over %s from a worker that stopped renewing its lease", name,
@@ -311,34 +238,12 @@ class PostgresStore:
                 return
         timeout = min(timeout_seconds, self.options.poll_seconds)
         try:
-            due = self._run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
+            due = self.connector.run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
             if due and due[0] is not None:
                 timeout = min(timeout, max(0.01, float(due[0])))
         except StoreError:
             pass  # the wait itself is the back-off
-        if not self._listen_lock.acquire(blocking=False):
-            with self._woken:  # another thread listens, and wakes us all on a notification
-                self._woken.wait(timeout)
-            return
-        try:
-            if self._listener is None or self._listener.closed:
-                self._listener = self._connect()
-                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                # A NOTIFY sent before LISTEN took effect is lost: look for work once more.
-                timeout = 0.0
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1) if timeout > 0 else ():
-                pass
-        except (psycopg.Error, StoreError) as e:
-            # Polling carries on; the listener is rebuilt on the next wait.
-            log.debug("LISTEN connection failed (%s); polling", first_line(e))
-            if self._listener is not None:
-                self._listener.close()
-            self._listener = None
-            time.sleep(min(timeout, 0.5))
-        finally:
-            self._listen_lock.release()
-        with self._woken:
-            self._woken.notify_all()
+        self.connector.wait_for_notify(timeout)
 
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
         """Extend the leases of ``claims`` and of claims this process holds for ``worker``.
@@ -350,7 +255,7 @@ class PostgresStore:
             spare = [c for c in self._spare if c.worker == worker]
         every = [*claims, *spare]
         params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
-        held = self._run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
+        held = self.connector.run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
         with self._spare_lock:
             self._spare = [c for c in self._spare if c not in spare or c.token in held]
         return [c for c in claims if c.token not in held]
@@ -365,7 +270,7 @@ class PostgresStore:
             owner = conn.execute(Q["owner"], full).fetchone()
             return owner is not None and owner[1] == claim.token and owner[0] == status.value
 
-        if not self._run(what, apply):
+        if not self.connector.run(what, apply):
             raise ClaimLost(f"claim on {claim.name} was taken over")
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
@@ -421,7 +326,7 @@ class PostgresStore:
                 params["candidates"] = list(islice(codec.successor_names(claim.name), _CANDIDATES))
             raise UnsafeName(f"no free successor name for {claim.name} among the first {_CANDIDATES}")
 
-        committed, child = self._run("commit", write)
+        committed, child = self.connector.run("commit", write)
         if not committed:
             raise ClaimLost(f"claim on {claim.name} was taken over before commit")
         if not params["keep"] or child is None or successor is None:
@@ -467,7 +372,7 @@ class PostgresStore:
                 workers, oldest[0] if oldest else None, failures,
                 {"store": self.description, "mode": self.mode, "schema": self.schema})
 
-        return self._run("status", read)
+        return self.connector.run("status", read)
 
     def history(self, name: str) -> list[HistoryEntry]:
         """The lineage containing ``name`` (from its submitted root), oldest first."""
@@ -480,11 +385,11 @@ class PostgresStore:
             low = first[: first.rindex("-") + 1]
             return conn.execute(Q["history"], {"root": root[0], "low": low, "high": low[:-1] + "."}).fetchall()
 
-        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self._run("history", read)]
+        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self.connector.run("history", read)]
 
     def is_finished(self) -> bool:
         """True when no state is pending (due now or later) and none is claimed."""
-        row = self._run("is_finished", lambda conn, _: conn.execute(Q["is_finished"]).fetchone())
+        row = self.connector.run("is_finished", lambda conn, _: conn.execute(Q["is_finished"]).fetchone())
         return bool(row and row[0])
 
     def reset(self, *, successors: bool) -> int:
@@ -497,7 +402,7 @@ class PostgresStore:
             ConfigError: live workers are registered on this store.
         """
         def apply(conn: Conn, _: int) -> int:
-            with self._durable(conn, transaction=True):
+            with self.connector.durable(conn, transaction=True):
                 live = [row[0] for row in conn.execute(Q["live_workers"], {"lease": self.options.lease_seconds})]
                 if live:
                     raise workers_alive_error(live)
@@ -506,7 +411,7 @@ class PostgresStore:
                 row = conn.execute(Q["reset"], {"everything": True, "names": None, "channel": self.channel}).fetchone()
                 return int(row[0]) if row else 0
 
-        return self._run("reset", apply)
+        return self.connector.run("reset", apply)
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         """Make failed states (all, or those named) pending again with fresh attempts.
@@ -517,18 +422,14 @@ class PostgresStore:
         params = {"everything": False, "names": None if names is None else list(names), "channel": self.channel}
 
         def apply(conn: Conn, _: int) -> int:
-            with self._durable(conn):
+            with self.connector.durable(conn):
                 row = conn.execute(Q["reset"], params).fetchone()
             return int(row[0]) if row else 0
 
-        return self._run("retry_failed", apply)
+        return self.connector.run("retry_failed", apply)
 
     def export(self, directory: str) -> int:
-        """Write every state to ``directory`` in the lease directory-store layout.
-
-        State files by lineage name, ``done/`` markers, ``failed/NAME`` with its reason,
-        ``pending/`` hints (claimed states too: a claim means nothing elsewhere), so
-        ``doves run DIRECTORY`` or any file tool reads them. Never overwrites a file.
+        """Write every state to ``directory`` in the folder-store layout (see ``export.export``).
 
         Returns:
             How many state files were written.
@@ -536,61 +437,7 @@ class PostgresStore:
         Raises:
             ConfigError: the directory cannot be created.
         """
-        layout = Layout(os.path.abspath(directory))
-        if os.path.exists(layout.root) and not os.path.isdir(layout.root):
-            raise ConfigError(f"cannot export to {layout.root}: it is a file, not a folder")
-        try:
-            layout.create()
-        except OSError as e:
-            raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
-        clashes: list[str] = []
-
-        def dump(conn: Conn, _: int) -> int:
-            clashes.clear()  # a retry after a lost connection starts over (and finds its own files)
-            # A server-side cursor: millions of states stream through in small batches.
-            with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
-                cursor.itersize = 500
-                return sum(self._export_one(layout, clashes, *row) for row in cursor.execute(Q["export"]))
-
-        exported = self._run("export", dump)
-        if clashes:
-            log.warning("%d state(s) not exported: %s holds other files of those names (%s%s)", len(clashes),
-                        layout.root, ", ".join(clashes[:5]), ", ..." if len(clashes) > 5 else "",
-                        extra={"action": "export"})
-        return exported
-
-    def _export_one(self, layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
-                    parent: str | None,
-                    status: str, attempts: int, errors: list[str], not_before: float, worker: str | None,
-                    token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
-        try:
-            codec.check_name(name)
-            data = codec.encode(State(name, state, payload, parent))
-        except CodecError as e:
-            log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
-            return 0
-        folder = layout.failed if status == Status.FAILED.value else layout.root
-        path = os.path.join(folder, name)
-        if not layout.write_new(path, data):
-            try:  # exported before (again, or by an earlier try of this export): already there
-                same = fsops.read_regular(path, len(data)) == data
-            except (OSError, CodecError):
-                same = False
-            if not same:
-                clashes.append(name)
-                return 0
-        # Markers too are written only where missing (an earlier try may have stopped short).
-        info = {"attempts": attempts, "errors": errors}
-        if status == Status.DONE.value:
-            marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()
-            layout.write_new(os.path.join(layout.done, name), marker)
-        elif status == Status.FAILED.value:
-            text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2).encode()
-            layout.write_new(os.path.join(layout.failed, name + REASON_SUFFIX), text)
-        else:
-            hint = json.dumps(info).encode() if attempts else b""
-            layout.write_new(os.path.join(layout.pending, name), hint, mtime=not_before)
-        return 1
+        return export_to_folder(self.connector, directory)
 
     def close(self) -> None:
         """Give back spare claims and close every connection."""
@@ -601,10 +448,7 @@ class PostgresStore:
                 self.release(claim)
             except (ClaimLost, StoreError):
                 pass
-        self._closed = True
-        self._pool.close()
-        if self._listener is not None:
-            self._listener.close()
+        self.connector.close()
 
 
-__all__ = ["DEFAULT_SCHEMA", "URL_OPTIONS", "PostgresOptions", "PostgresStore", "parse_url"]
+__all__ = ["PostgresStore"]

@@ -1,15 +1,13 @@
-"""PostgreSQL store configuration: options, the store URL, and the SQL files.
+"""The PostgreSQL store's URL: what libpq gets, the store options it carries, a description.
 
-Kept apart from ``postgres.py`` (the protocol) so the options can be read and
-validated, and the URL parsed, without opening a connection.
+Kept apart from the store so a URL can be checked, and its options read and validated,
+without opening a connection. The option dataclass itself is ``config.PostgresOptions``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Collection
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -25,33 +23,6 @@ from martian_doves.text import first_line
 URL_OPTIONS = PostgresOptions.url_options()
 
 
-
-def _sql_file(*parts: str) -> Any:
-    return resources.files("martian_doves.stores").joinpath("sql", *parts)
-
-
-def _load_queries() -> dict[str, str]:
-    """The named queries of ``queries.sql`` (comment lines dropped)."""
-    queries: dict[str, list[str]] = {}
-    name = ""
-    for line in _sql_file("queries.sql").read_text("utf-8").splitlines():
-        if line.startswith("-- name:"):
-            name = line.split(":", 1)[1].strip()
-            queries[name] = []
-        elif name and not line.lstrip().startswith("--"):
-            queries[name].append(line)
-    return {key: "\n".join(lines).strip() for key, lines in queries.items()}
-
-
-Q = _load_queries()
-
-
-def _migrations() -> list[tuple[int, str]]:
-    """The numbered migration scripts (``0001_initial.sql`` ...) in version order."""
-    found = [(re.match(r"^(\d+)_.*\.sql$", entry.name), entry) for entry in _sql_file("migrations").iterdir()]
-    return sorted((int(match[1]), entry.read_text("utf-8")) for match, entry in found if match)
-
-
 def parse_url(url: str, options: PostgresOptions | None = None,
               explicit: Collection[str] | None = None) -> tuple[str, PostgresOptions, str]:
     """Split a store URL into what libpq gets, the full options, and a description.
@@ -61,6 +32,7 @@ def parse_url(url: str, options: PostgresOptions | None = None,
         options: given explicitly; the fields named in ``explicit`` win over the URL (a
             flag set to its default value too), or, without ``explicit``, those that
             differ from their defaults.
+        explicit: the fields of ``options`` that were given (on the command line, say).
 
     Returns:
         ``(conninfo, validated options with the schema set, password-free description)``.

@@ -1,0 +1,108 @@
+"""``doves export``: a PostgreSQL store's states written back as a folder store.
+
+The folder gets what the lease directory store would hold for the same states: state
+files by lineage name, ``done/`` markers, ``failed/NAME`` with its reason, ``pending/``
+hints (claimed states too: a claim means nothing elsewhere), so ``doves run DIRECTORY``
+or any file tool reads them. Nothing is ever overwritten, so exporting again into the
+same folder, or retrying after a lost connection, adds only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+from martian_doves import codec
+from martian_doves.errors import CodecError, ConfigError
+from martian_doves.model import JSONDict, State, Status
+from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
+from martian_doves.stores.postgres.sql import Q
+
+if TYPE_CHECKING:
+    from martian_doves.stores.postgres.connector import Conn, PostgresConnector
+
+log = logging.getLogger(__name__)
+
+#: Rows fetched per round trip by the export's server-side cursor.
+_EXPORT_BATCH = 500
+
+
+def export(connector: PostgresConnector, directory: str) -> int:
+    """Write every state of the connector's schema to ``directory`` in the folder-store layout.
+
+    Args:
+        connector: the store's connections.
+        directory: the folder to write (created if missing; may hold an earlier export).
+
+    Returns:
+        How many state files were written (or found there already, identical).
+
+    Raises:
+        ConfigError: the directory cannot be created, or is a file.
+        StoreUnavailable: the server stayed unreachable.
+    """
+    layout = Layout(os.path.abspath(directory))
+    if os.path.exists(layout.root) and not os.path.isdir(layout.root):
+        raise ConfigError(f"cannot export to {layout.root}: it is a file, not a folder")
+    try:
+        layout.create()
+    except OSError as e:
+        raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
+    clashes: list[str] = []
+
+    def dump(conn: Conn, _: int) -> int:
+        clashes.clear()  # a retry after a lost connection starts over (and finds its own files)
+        # A server-side cursor: millions of states stream through in small batches.
+        with conn.transaction(), conn.cursor(name=f"doves_export_{secrets.token_hex(4)}") as cursor:
+            cursor.itersize = _EXPORT_BATCH
+            return sum(_export_one(layout, clashes, *row) for row in cursor.execute(Q["export"]))
+
+    exported = connector.run("export", dump)
+    if clashes:
+        log.warning("%d state(s) not exported: %s holds other files of those names (%s%s)", len(clashes),
+                    layout.root, ", ".join(clashes[:5]), ", ..." if len(clashes) > 5 else "",
+                    extra={"action": "export"})
+    return exported
+
+
+def _export_one(layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
+                parent: str | None, status: str, attempts: int, errors: list[str], not_before: float,
+                worker: str | None, token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
+    """Write one row (the columns of the ``export`` query) unless its state file clashes.
+
+    Returns:
+        1 when the state file is there now, 0 when it was skipped (unexportable, or a
+        different file holds its name: then the name is added to ``clashes``).
+    """
+    try:
+        codec.check_name(name)
+        data = codec.encode(State(name, state, payload, parent))
+    except CodecError as e:
+        log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
+        return 0
+    folder = layout.failed if status == Status.FAILED.value else layout.root
+    path = os.path.join(folder, name)
+    if not layout.write_new(path, data):
+        try:  # exported before (again, or by an earlier try of this export): already there
+            same = fsops.read_regular(path, len(data)) == data
+        except (OSError, CodecError):
+            same = False
+        if not same:
+            clashes.append(name)
+            return 0
+    # Markers too are written only where missing (an earlier try may have stopped short).
+    info = {"attempts": attempts, "errors": errors}
+    if status == Status.DONE.value:
+        marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()
+        layout.write_new(os.path.join(layout.done, name), marker)
+    elif status == Status.FAILED.value:
+        text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2).encode()
+        layout.write_new(os.path.join(layout.failed, name + REASON_SUFFIX), text)
+    else:
+        hint = json.dumps(info).encode() if attempts else b""
+        layout.write_new(os.path.join(layout.pending, name), hint, mtime=not_before)
+    return 1
