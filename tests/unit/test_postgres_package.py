@@ -16,14 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "martian_doves" / "stores" / "po
 PREFIX = "martian_doves."
 
 
-def imports(module: str) -> set[str]:
-    """The ``martian_doves`` modules ``module`` imports, at run time or for type checking."""
+def imports(module: str, prefix: str = PREFIX) -> set[str]:
+    """The modules ``module`` imports whose names start with ``prefix`` (run time or type checking)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(prefix):
             found.add(node.module)
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith(PREFIX))
+            found.update(alias.name for alias in node.names if alias.name.startswith(prefix))
     return found
 
 
@@ -40,6 +40,15 @@ def test_only_the_package_entry_imports_the_store(module: str) -> None:
     """The store sits on top: nothing below it imports it back (no cycle through the package)."""
     assert "martian_doves.stores.postgres.store" not in imports(module)
     assert "martian_doves.stores.postgres" not in imports(module)
+
+
+def test_export_writes_through_the_folder_store_layout() -> None:
+    """The folder store's file formats are written by its Layout, never re-implemented here."""
+    assert "martian_doves.stores.directory.layout" in imports("export")
+    assert not imports("export", "martian_doves.stores.directory.fsops")
+    assert not imports("export", "json")
+    source = (PACKAGE / "export.py").read_text()
+    assert "os.path.join" not in source and "open(" not in source
 
 
 def test_no_module_of_the_package_is_large() -> None:

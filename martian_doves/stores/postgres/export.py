@@ -3,13 +3,14 @@
 The folder gets what the lease directory store would hold for the same states: state
 files by lineage name, ``done/`` markers, ``failed/NAME`` with its reason, ``pending/``
 hints (claimed states too: a claim means nothing elsewhere), so ``doves run DIRECTORY``
-or any file tool reads them. Nothing is ever overwritten, so exporting again into the
-same folder, or retrying after a lost connection, adds only what is missing.
+or any file tool reads them. The files are written by the folder store's own ``Layout``
+(``write_exported``), so their formats are that store's, never a copy of them. Nothing
+is ever overwritten, so exporting again into the same folder, or retrying after a lost
+connection, adds only what is missing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -18,8 +19,7 @@ from typing import TYPE_CHECKING
 from martian_doves import codec
 from martian_doves.errors import CodecError, ConfigError
 from martian_doves.model import JSONDict, State, Status
-from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
+from martian_doves.stores.directory.layout import Layout
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -84,25 +84,11 @@ def _export_one(layout: Layout, clashes: list[str], name: str, state: str, paylo
     except CodecError as e:
         log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
         return 0
-    folder = layout.failed if status == Status.FAILED.value else layout.root
-    path = os.path.join(folder, name)
-    if not layout.write_new(path, data):
-        try:  # exported before (again, or by an earlier try of this export): already there
-            same = fsops.read_regular(path, len(data)) == data
-        except (OSError, CodecError):
-            same = False
-        if not same:
-            clashes.append(name)
-            return 0
-    # Markers too are written only where missing (an earlier try may have stopped short).
-    info = {"attempts": attempts, "errors": errors}
-    if status == Status.DONE.value:
-        marker = json.dumps({"worker": worker, "token": token, "claimed_at": claimed_at, **info}).encode()
-        layout.write_new(os.path.join(layout.done, name), marker)
-    elif status == Status.FAILED.value:
-        text = json.dumps(reason or {"name": name, "code": "error", "message": "failed"}, indent=2).encode()
-        layout.write_new(os.path.join(layout.failed, name + REASON_SUFFIX), text)
-    else:
-        hint = json.dumps(info).encode() if attempts else b""
-        layout.write_new(os.path.join(layout.pending, name), hint, mtime=not_before)
+    # The folder store's own formats; only what is missing is written, so an earlier
+    # try of this export that stopped short, or an earlier export, is completed.
+    if not layout.write_exported(name, data, Status(status), attempts=attempts, errors=errors,
+                                 not_before=not_before, worker=worker, token=token, claimed_at=claimed_at,
+                                 reason=reason):
+        clashes.append(name)
+        return 0
     return 1
