@@ -1,4 +1,5 @@
-"""The seed's machines (same payloads, messages and timing) and one multi-state example.
+"""The seed's machines (same payloads, messages and timing), a multi-state example, and
+the machine model's examples (an order that waits for an event, a timer, a fan-out).
 
 Every built-in tick sleeps as the seed's did (1 s, or 10 s for ``slow-countdown``,
 which deliberately outlasts a semaphore cycle). An optional ``tick_seconds`` payload
@@ -11,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from martian_doves.contract import Next, Spawn, Wait
 from martian_doves.model import JSONDict
 from martian_doves.registry import machine
 
@@ -84,3 +86,65 @@ def traffic_light_red(payload: JSONDict) -> tuple[str, JSONDict] | None:
     if cycles <= 0:
         return None
     return "traffic-light-green", {**payload, "cycles": cycles}
+
+
+# The machine model's examples (``doves demo`` runs them): an order that waits for its
+# payment or gives up, a timer, and a fan-out of child machines joined at the end.
+
+@machine("shop-order-placed")
+def shop_order_placed(payload: JSONDict) -> Wait:
+    """Wait for the event ``payment``; cancel the order if none comes within ``pay_within_seconds``."""
+    within = float(payload.get("pay_within_seconds", 60))
+    log.info(" * Order %s placed: waiting for its payment (at most %g s)", payload.get("order", "?"), within)
+    _pause(payload, 0.0)
+    return Wait("payment", then="shop-order-paid", timeout=within, on_timeout="shop-order-cancelled", payload=payload)
+
+
+@machine("shop-order-paid")
+def shop_order_paid(payload: JSONDict) -> Next:
+    """Paid: ship it after ``ship_after_seconds`` (a durable timer)."""
+    after = float(payload.get("ship_after_seconds", 1))
+    log.info(" * Order %s paid (%s); shipping in %g s", payload.get("order", "?"),
+             payload.get("event", {}).get("data"), after)
+    _pause(payload, 0.0)
+    return Next("shop-order-shipped", {k: v for k, v in payload.items() if k != "event"}, after=after)
+
+
+@machine("shop-order-shipped")
+def shop_order_shipped(payload: JSONDict) -> None:
+    """Shipped: the order machine ends."""
+    log.info(" * Order %s shipped", payload.get("order", "?"))
+
+
+@machine("shop-order-cancelled")
+def shop_order_cancelled(payload: JSONDict) -> None:
+    """No payment in time: the order machine ends cancelled."""
+    log.info(" * Order %s cancelled: no payment in time", payload.get("order", "?"))
+
+
+@machine("thumbnails")
+def thumbnails(payload: JSONDict) -> Spawn:
+    """One ``thumbnail`` child machine per image; ``thumbnails-done`` once all have ended."""
+    images = payload.get("images", [])
+    log.info(" * Making %d thumbnails in parallel", len(images))
+    children = [("thumbnail", _carry(payload, image=image)) for image in images]
+    return Spawn(children, then="thumbnails-done", payload=payload)
+
+
+@machine("thumbnail")
+def thumbnail(payload: JSONDict) -> None:
+    """Make one thumbnail (an image whose name says ``corrupt`` fails, to show a failed child)."""
+    image = str(payload.get("image"))
+    _pause(payload, 0.0)
+    if "corrupt" in image:
+        raise ValueError(f"cannot read {image}")
+    log.info(" * Thumbnail of %s made", image)
+
+
+@machine("thumbnails-done")
+def thumbnails_done(payload: JSONDict) -> None:
+    """The join: every child has ended, each with its outcome in ``payload["children"]``."""
+    children = payload.get("children", [])
+    failed = [c["payload"].get("image") for c in children if c["status"] == "failed"]
+    log.info(" * %d of %d thumbnails made%s", len(children) - len(failed), len(children),
+             f"; failed: {', '.join(map(str, failed))}" if failed else "")

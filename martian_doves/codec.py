@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from martian_doves.errors import FileTooLarge, InvalidDocument, MalformedJSON, UnsafeName
-from martian_doves.model import State
+from martian_doves.model import Origin, State, WaitFor
 
 #: Default upper bound on a state file's size; larger files are quarantined unread.
 DEFAULT_MAX_STATE_BYTES = 1024 * 1024
@@ -30,7 +30,7 @@ MAX_BRANCHES = 10_000
 #: Top-level fields that name another state of the same store (its lineage). Each must be
 #: a state file name: a store joins it to its own folder, so a path there would let a
 #: file's writer make ``history`` read, or ``reset`` decide on, a file outside the store.
-LINEAGE_FIELDS = ("parent",)
+LINEAGE_FIELDS = ("parent", "machine")
 #: How much of a refused lineage field an error message quotes.
 _QUOTED_CHARS = 60
 
@@ -122,6 +122,21 @@ def _lineage_parts(name: str) -> tuple[str, int, int]:
     return match["base"], int(match["step"] or 0), int(match["branch"] or 1)
 
 
+def child_names(spawner: str, index: int) -> Iterator[str]:
+    """Candidate names for child ``index`` of the state ``spawner`` (whose tick returned ``Spawn``).
+
+    ``batch.state-1+0.state``, ``batch.state-1+1.state`` ...: derived from the parent alone,
+    so a tick re-run after a crash finds the children it created. If a name holds a file
+    that is not this child (a machine submitted under that name), the next candidate,
+    ``batch.state-1+0~2.state``, is tried, as successors branch.
+    """
+    base = f"{spawner}+{index}"
+    yield f"{base}.state"
+    for branch in range(2, MAX_BRANCHES + 1):
+        yield f"{base}~{branch}.state"
+    raise UnsafeName(f"no free name for child {index} of {spawner!r} after {MAX_BRANCHES} branches")
+
+
 def _check_text(text: str) -> None:
     if "\x00" in text:
         # Valid JSON, but PostgreSQL's jsonb (and many tools) cannot hold it: refused in
@@ -197,17 +212,58 @@ def decode(raw: bytes, name: str) -> State:
     return from_document(doc, name)
 
 
+def _state_field(doc: Any, key: str, name: str, *, required: bool = True) -> str | None:
+    """A state (handler) name from ``doc[key]``: a non-empty string of printable characters."""
+    value = doc.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidDocument(f"{name}: \"{key}\" must be a non-empty string")
+    if len(value) > MAX_STATE_NAME_CHARS or any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise InvalidDocument(f"{name}: \"{key}\" is too long or holds control characters")
+    return value
+
+
+def _wait_field(doc: Any, name: str) -> WaitFor | None:
+    wait = doc.get("wait")
+    if wait is None:
+        return None
+    if not isinstance(wait, dict):
+        raise InvalidDocument(f"{name}: \"wait\" must be an object")
+    where = f"{name} (wait)"
+    deadline = wait.get("deadline")
+    children = wait.get("children", 0)
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)
+                                 or not math.isfinite(deadline)):
+        raise InvalidDocument(f"{name}: \"wait\".\"deadline\" must be epoch seconds")
+    if isinstance(children, bool) or not isinstance(children, int) or children < 0:
+        raise InvalidDocument(f"{name}: \"wait\".\"children\" must be a count")
+    then = _state_field(wait, "then", where)
+    assert then is not None
+    return WaitFor(then, event=_state_field(wait, "event", where, required=False),
+                   deadline=None if deadline is None else float(deadline),
+                   on_timeout=_state_field(wait, "on_timeout", where, required=False), children=children)
+
+
+def _origin_field(doc: Any, name: str) -> Origin | None:
+    origin = doc.get("origin")
+    if origin is None:
+        return None
+    index = origin.get("index") if isinstance(origin, dict) else None
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidDocument(f"{name}: \"origin\" must be an object with a parent name and an index")
+    parent = _lineage_name(origin, "parent", f"{name} (origin)")
+    if parent is None:
+        raise InvalidDocument(f"{name}: \"origin\" must name its parent")
+    return Origin(parent, index)
+
+
 def from_document(doc: Any, name: str) -> State:
     """Validate an already-parsed document as the state named ``name``."""
     if not isinstance(doc, dict):
         raise InvalidDocument(f"{name}: top level must be an object, got {type(doc).__name__}")
-    state = doc.get("state")
-    if not isinstance(state, str) or not state.strip():
-        raise InvalidDocument(f"{name}: \"state\" must be a non-empty string")
-    if len(state) > MAX_STATE_NAME_CHARS or any(
-        unicodedata.category(ch).startswith("C") for ch in state
-    ):
-        raise InvalidDocument(f"{name}: \"state\" is too long or holds control characters")
+    state = _state_field(doc, "state", name)
+    assert state is not None
     payload = doc.get("payload", {})
     if not isinstance(payload, dict):
         raise InvalidDocument(f"{name}: \"payload\" must be an object, got {type(payload).__name__}")
@@ -216,7 +272,8 @@ def from_document(doc: Any, name: str) -> State:
     except InvalidDocument as e:
         raise InvalidDocument(f"{name}: {e.message}") from e
     lineage = {field: _lineage_name(doc, field, name) for field in LINEAGE_FIELDS}
-    return State(name=name, state=state, payload=payload, parent=lineage["parent"])
+    return State(name=name, state=state, payload=payload, parent=lineage["parent"], machine=lineage["machine"],
+                 wait=_wait_field(doc, name), origin=_origin_field(doc, name))
 
 
 def _lineage_name(doc: dict[str, Any], field: str, name: str) -> str | None:
@@ -240,10 +297,16 @@ def _lineage_name(doc: dict[str, Any], field: str, name: str) -> str | None:
 
 
 def to_document(state: State) -> dict[str, Any]:
-    """The JSON document for ``state`` (``parent`` only when it has one)."""
+    """The JSON document for ``state`` (lineage fields only when set)."""
     doc: dict[str, Any] = {"state": state.state, "payload": state.payload}
     if state.parent is not None:
         doc["parent"] = state.parent
+    if state.machine is not None:
+        doc["machine"] = state.machine
+    if state.wait is not None:
+        doc["wait"] = state.wait.as_dict()
+    if state.origin is not None:
+        doc["origin"] = state.origin.as_dict()
     return doc
 
 

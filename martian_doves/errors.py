@@ -129,6 +129,18 @@ class TickTimeout(DovesError):
     code = "tick_timeout"
 
 
+class WaitTimedOut(DovesError):
+    """The machine waited for an event that did not come in time, and had no on_timeout state."""
+
+    code = "wait_timeout"
+
+
+class RetryLimit(DovesError):
+    """The handler asked for more retries (raise Retry) than --max-requested-retries allows."""
+
+    code = "retry_limit"
+
+
 class StoreError(DovesError):
     """Store error."""
 
@@ -145,6 +157,24 @@ class ClaimLost(StoreError):
     """The claim was taken over by another worker; this worker may not commit it."""
 
     code = "claim_lost"
+
+
+class SendRefused(StoreError):
+    """The event cannot be sent to that machine."""
+
+    code = "send_refused"
+
+
+class NoSuchMachine(SendRefused):
+    """No machine of that name is in the store."""
+
+    code = "no_such_machine"
+
+
+class MachineEnded(SendRefused):
+    """The machine has ended: no state of it will ever wait for an event again."""
+
+    code = "machine_ended"
 
 
 class NameTaken(StoreError):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 JSONDict = dict[str, Any]
 
@@ -12,10 +13,87 @@ JSONDict = dict[str, Any]
 class Status(enum.StrEnum):
     """Where a state is in its life. String values are what ``status --json`` prints."""
 
+    #: Runnable now (or as soon as a worker is free).
     PENDING = "pending"
+    #: Runnable later: a timer (``Next(after=...)``) or a retry's backoff not yet due.
+    SCHEDULED = "scheduled"
+    #: A waiting entry: for an event (``Wait``) or for its children to end (``Spawn``).
+    WAITING = "waiting"
     IN_PROGRESS = "in_progress"
     DONE = "done"
     FAILED = "failed"
+
+
+#: Failed attempts whose error summaries a state keeps (the newest); its attempt count is kept whole.
+MAX_KEPT_ERRORS = 20
+
+
+def with_error(errors: Sequence[str], error: str) -> tuple[str, ...]:
+    """``errors`` plus ``error``, the newest ``MAX_KEPT_ERRORS`` only: a retry record stays bounded
+    however many attempts a state is allowed."""
+    return (*errors, error)[-MAX_KEPT_ERRORS:]
+
+
+#: The state name of a waiting entry made by ``Wait``: no handler runs it, the worker delivers the event.
+WAIT_STATE = "doves.wait"
+#: The state name of a waiting entry made by ``Spawn``: the worker joins the children's outcomes.
+JOIN_STATE = "doves.join"
+#: State names the worker runs itself, on any worker, whatever machines it has.
+INTERNAL_STATES = frozenset({WAIT_STATE, JOIN_STATE})
+#: State names starting with this are reserved for the worker's own steps.
+RESERVED_PREFIX = "doves."
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """What a waiting entry (``WAIT_STATE`` or ``JOIN_STATE``) waits for, and what runs next.
+
+    An event wait ends when an event named ``event`` is delivered to the machine (its
+    successor runs ``then`` with the event in its payload) or at ``deadline`` (its
+    successor runs ``on_timeout``; without one the machine fails with ``wait_timeout``).
+    A join ends when all ``children`` child machines have ended (its successor runs
+    ``then`` with their outcomes).
+    """
+
+    #: State the successor runs once the event arrives or the children ended.
+    then: str
+    #: Event name waited for; None for a join.
+    event: str | None = None
+    #: Epoch seconds after which an event wait times out; None: it waits forever.
+    deadline: float | None = None
+    #: State the successor runs on timeout; None: the machine fails with ``wait_timeout``.
+    on_timeout: str | None = None
+    #: Number of child machines a join waits for (0 for an event wait).
+    children: int = 0
+
+    @property
+    def is_join(self) -> bool:
+        return self.event is None
+
+    def as_dict(self) -> JSONDict:
+        document: JSONDict = {"then": self.then}
+        if self.event is not None:
+            document["event"] = self.event
+        if self.deadline is not None:
+            document["deadline"] = self.deadline
+        if self.on_timeout is not None:
+            document["on_timeout"] = self.on_timeout
+        if self.is_join:
+            document["children"] = self.children
+        return document
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A child machine's link to the state that spawned it (and whose join awaits it)."""
+
+    #: Name of the state whose tick returned ``Spawn``.
+    parent: str
+    #: Position among that state's children, from 0.
+    index: int
+
+    def as_dict(self) -> JSONDict:
+        return {"parent": self.parent, "index": self.index}
 
 
 @dataclass(frozen=True)
@@ -32,6 +110,17 @@ class State:
     payload: JSONDict
     #: Name of the state this one succeeds; None for a root.
     parent: str | None = None
+    #: The machine (lineage root) this state belongs to; None for a root (its own name).
+    machine: str | None = None
+    #: Set on a waiting entry: what it waits for.
+    wait: WaitFor | None = None
+    #: Set on every state of a child machine: the state that spawned it.
+    origin: Origin | None = None
+
+    @property
+    def machine_name(self) -> str:
+        """The machine's name: the root of the lineage (what ``doves send`` addresses)."""
+        return self.machine or self.name
 
 
 @dataclass(frozen=True)
@@ -49,10 +138,74 @@ class Claim:
     attempts: int = 0
     #: Error summaries of the failed attempts, oldest first.
     errors: tuple[str, ...] = ()
+    #: Retries the handler asked for (``raise Retry(...)``); they are not failed attempts.
+    retries: int = 0
 
     @property
     def name(self) -> str:
         return self.state.name
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child machine a ``Spawn`` starts: its first state and payload."""
+
+    state: str
+    payload: JSONDict
+
+
+class Successor(NamedTuple):
+    """What a tick leads to, as the worker hands it to ``Store.commit``.
+
+    A plain ``(state, payload)`` pair still reads as one (``successor[0]``, ``successor[1]``).
+    """
+
+    state: str
+    payload: JSONDict
+    #: Epoch seconds before which the successor must not run (a timer); None: at once.
+    not_before: float | None = None
+    #: Set when the successor is a waiting entry (``Wait``, ``Spawn``).
+    wait: WaitFor | None = None
+    #: Child machines to start with the successor (``Spawn``); the successor joins them.
+    children: tuple[Child, ...] = ()
+
+
+@dataclass(frozen=True)
+class MachineEvent:
+    """An event sent to a machine (``doves send``), as a waiting entry receives it."""
+
+    name: str
+    #: What was sent (any JSON value).
+    data: Any
+    #: When it was sent, epoch seconds.
+    sent_at: float
+
+    def as_payload(self) -> JSONDict:
+        """The ``"event"`` field of the payload the waiting machine's next state gets."""
+        return {"name": self.name, "data": self.data}
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """How a child machine ended, as its parent's join receives it (``payload["children"]``)."""
+
+    #: The child machine's name (its root state's name).
+    name: str
+    #: The last state the child ran.
+    state: str
+    #: ``done`` (the machine ended) or ``failed``.
+    status: Status
+    #: The payload of that last state.
+    payload: JSONDict
+    #: Why it failed (``code``, ``message``), when it did.
+    error: JSONDict | None = None
+
+    def as_dict(self) -> JSONDict:
+        """The child's entry in its parent's ``payload["children"]`` (``error`` only when it failed)."""
+        entry: JSONDict = {"name": self.name, "status": self.status.value, "payload": self.payload}
+        if self.error is not None:
+            entry["error"] = self.error
+        return entry
 
 
 @dataclass(frozen=True)
@@ -101,14 +254,21 @@ class StatusReport:
     recent_failures: list[tuple[str, str, str]] = field(default_factory=list)
     #: Store-specific extras (mode, phase, location).
     details: JSONDict = field(default_factory=dict)
+    #: States due later: timers (``Next(after=...)``) and retries waiting out their backoff.
+    scheduled: int = 0
+    #: Waiting entries: machines waiting for an event or for their children.
+    waiting: int = 0
 
     @property
     def finished(self) -> bool:
-        return self.pending == 0 and self.in_progress == 0
+        """Nothing to run now or later (machines waiting for events do not count)."""
+        return self.pending == 0 and self.in_progress == 0 and self.scheduled == 0
 
     def as_dict(self) -> JSONDict:
         return {
             "pending": self.pending,
+            "scheduled": self.scheduled,
+            "waiting": self.waiting,
             "in_progress": self.in_progress,
             "done": self.done,
             "failed": self.failed,
@@ -135,3 +295,13 @@ class HistoryEntry:
     #: Attempts that failed (a worker lost counts): 0 for a state done at its first try.
     attempts: int = 0
     reason: str | None = None
+    #: When a scheduled state may run (a timer or a retry's backoff), epoch seconds.
+    not_before: float | None = None
+    #: On a waiting entry: what it waits for.
+    wait: WaitFor | None = None
+    #: On a waiting entry that received its event: the event.
+    event: MachineEvent | None = None
+    #: On a state of a child machine: the state that spawned it.
+    origin: Origin | None = None
+    #: The child machines this state's tick started (``Spawn``), by name.
+    children: tuple[str, ...] = ()

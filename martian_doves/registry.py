@@ -13,16 +13,17 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from martian_doves import codec
-from martian_doves.errors import BadReturn, CodecError, MachineLoadError, UnknownState
-from martian_doves.model import JSONDict
-from martian_doves.payloads import PayloadType, is_payload_type, to_json_value
+from martian_doves.contract import successor_of
+from martian_doves.errors import MachineLoadError, UnknownState
+from martian_doves.model import RESERVED_PREFIX, JSONDict, Successor
+from martian_doves.payloads import PayloadType, is_payload_type
 from martian_doves.text import describe_error
 
 #: Entry-point group scanned for machine modules of installed packages.
@@ -57,11 +58,11 @@ def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
     """Mark a function as the handler of state ``name``.
 
     The handler takes the payload and returns ``None`` (the machine ends), a dict (a
-    successor in the same state) or a ``(state, dict)`` pair (a successor in another
-    state). With ``payload=SomeDataclass`` the payload is validated and converted
-    before the tick (nested dataclasses too), and the handler may return dataclass
-    instances instead of dicts. A ``msgspec.Struct`` or a ``TypedDict``
-    works as well.
+    successor in the same state), a ``(state, dict)`` pair (a successor in another
+    state), or ``Next``, ``Wait`` or ``Spawn`` (see ``martian_doves.contract``). With
+    ``payload=SomeDataclass`` the payload is validated and converted before the tick
+    (nested dataclasses too), and the handler may return dataclass instances instead of
+    dicts. A ``msgspec.Struct`` or a ``TypedDict`` works as well.
 
     Args:
         name: the state name this handler runs.
@@ -72,6 +73,8 @@ def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
     """
     if not isinstance(name, str) or not name:
         raise TypeError("@machine needs a non-empty state name")
+    if name.startswith(RESERVED_PREFIX):
+        raise TypeError(f"@machine({name!r}): state names starting with {RESERVED_PREFIX!r} are reserved")
     if payload is not None and not is_payload_type(payload):
         raise TypeError("@machine(payload=...) takes a dataclass type (or a msgspec.Struct, a TypedDict)")
 
@@ -85,22 +88,6 @@ def machine(name: str, *, payload: type | None = None) -> Callable[[F], F]:
 def _validate_payload(spec: MachineSpec, payload: JSONDict) -> Any:
     assert spec.typed_payload is not None
     return spec.typed_payload.convert(spec.name, payload)
-
-
-def _as_dict(value: Any) -> Any:
-    try:
-        return to_json_value(value)
-    except TypeError as e:
-        raise BadReturn(f"handler returned {type(value).__name__} holding a value JSON cannot hold: {e}") from e
-
-
-def _checked_successor(parent_state: str, state: str, payload: JSONDict) -> tuple[str, JSONDict]:
-    """``(state, payload)`` if a state file could hold it (the codec's rules), else BadReturn."""
-    try:
-        codec.from_document({"state": state, "payload": payload}, "successor")
-    except CodecError as e:
-        raise BadReturn(f"handler for {parent_state!r} returned an unusable successor: {e.message}") from e
-    return state, payload
 
 
 def _origin(handler: Handler) -> str:
@@ -160,8 +147,11 @@ class Registry:
         if spec.payload_type is not None:
             _validate_payload(spec, payload)
 
-    def tick(self, state_name: str, payload: JSONDict) -> tuple[str, JSONDict] | None:
-        """Run one tick and normalise its result to ``(state, payload)`` or ``None``.
+    def tick(self, state_name: str, payload: JSONDict, now: float | None = None) -> Successor | None:
+        """Run one tick and normalise its result (see ``contract.successor_of``).
+
+        Args:
+            now: the time the tick ends (epoch seconds), for timers; the system clock if None.
 
         Raises:
             UnknownState, InvalidPayload: the state cannot run at all (not retried).
@@ -172,23 +162,8 @@ class Registry:
         argument: Any = payload
         if spec.payload_type is not None:
             argument = _validate_payload(spec, payload)
-        result = _as_dict(spec.handler(argument))
-        if result is None:
-            return None
-        if isinstance(result, dict):
-            return _checked_successor(state_name, state_name, result)
-        if (
-            isinstance(result, tuple)
-            and len(result) == 2
-            and isinstance(result[0], str)
-            and result[0]
-            and isinstance(_as_dict(result[1]), dict)
-        ):
-            return _checked_successor(state_name, result[0], _as_dict(result[1]))
-        raise BadReturn(
-            f"handler for {state_name!r} returned {type(result).__name__}; "
-            "expected None, a dict or a (state, dict) pair"
-        )
+        result = spec.handler(argument)
+        return successor_of(state_name, result, time.time() if now is None else now)
 
     # -- loading -----------------------------------------------------------------
 

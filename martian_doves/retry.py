@@ -36,6 +36,10 @@ class RetryPolicy(Checked):
         """
         if failed_attempts >= self.max_attempts:
             return None
-        raw = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (failed_attempts - 1))
+        return self.backoff_seconds(failed_attempts, rng)
+
+    def backoff_seconds(self, count: int, rng: random.Random | None = None) -> float:
+        """The wait after the ``count``-th (1-based) failure or requested retry, jitter applied."""
+        raw = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(count - 1, 64))
         factor = 1 - self.jitter * (rng or random).random()
         return float(raw * factor)

@@ -8,6 +8,23 @@ keep the text.
 
 from __future__ import annotations
 
+#: Longest error summary kept for one failed attempt (a handler's message may quote a whole payload).
+MAX_ERROR_CHARS = 2000
+#: Longest traceback kept with a failed state (its end, where the error is, is what is kept).
+MAX_TRACEBACK_CHARS = 65536
+
+
+def clip(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """``text`` cut to at most about ``limit`` characters, saying how much was cut.
+
+    Limits on what a store keeps must hold whatever a handler's error says: an error
+    quoting a 600 KB payload field must not make a retry record too large to read back.
+    """
+    if len(text) <= limit:
+        return text
+    cut = f"[... {len(text) - limit} characters cut ...]"
+    return cut + text[-limit:] if keep_end else text[:limit] + cut
+
 
 def storable_text(text: str) -> str:
     """``text`` without what no store can hold: NUL (PostgreSQL text) and lone surrogates (UTF-8)."""
@@ -21,8 +38,8 @@ def one_line(text: str | None) -> str:
 
 
 def describe_error(error: BaseException) -> str:
-    """``Type: message`` as one printable line."""
-    return one_line(f"{type(error).__name__}: {error}")
+    """``Type: message`` as one printable line of at most about ``MAX_ERROR_CHARS``."""
+    return clip(one_line(f"{type(error).__name__}: {error}"), MAX_ERROR_CHARS)
 
 
 def first_line(error: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,18 +24,30 @@ from martian_doves.errors import (
     CodecError,
     InvalidPayload,
     Retry,
+    RetryLimit,
     StoreUnavailable,
     TickFailed,
     TickTimeout,
     UnknownState,
+    WaitTimedOut,
 )
 from martian_doves.logs import ContextAdapter
-from martian_doves.model import Claim, Failure
+from martian_doves.model import JOIN_STATE, WAIT_STATE, Claim, Failure, Successor, WaitFor, with_error
 from martian_doves.registry import Registry
-from martian_doves.stores.base import Store, Successor
-from martian_doves.text import describe_error, one_line, storable_text
+from martian_doves.stores.base import Store
+from martian_doves.text import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clip, describe_error, one_line, storable_text
 
 log = logging.getLogger(__name__)
+
+#: A waiting entry whose deadline is this close is waited out in the worker, not handed back.
+_DEADLINE_SLACK_SECONDS = 2.0
+
+
+class _NotYet:
+    """What ``Worker._next`` returns for a waiting entry woken before its time: it waits again."""
+
+
+NOT_YET = _NotYet()
 
 
 class Event(enum.StrEnum):
@@ -98,6 +111,9 @@ class Worker:
         self._busy_threads = 0
         #: Set when a loop thread died of an error: ``run`` then returned without finishing.
         self.crashed = False
+        #: The states this worker claims: those it has machines for (None: all, failing unknown ones).
+        self._states: frozenset[str] | None = None if self.options.fail_unknown_states \
+            else frozenset(registry.names())
 
     @property
     def name(self) -> str:
@@ -112,7 +128,7 @@ class Worker:
             Counts of what happened; ``claimed == 0`` means there was nothing to do.
         """
         result = StepResult()
-        claims = self.store.claim(self.name, limit or self.options.prefetch)
+        claims = self.store.claim(self.name, limit or self.options.prefetch, self._states)
         for claim in claims:
             self._hold(claim, running=False)  # heartbeats keep the batch alive while it waits its turn
         for index, claim in enumerate(claims):
@@ -160,19 +176,24 @@ class Worker:
                 self._fail(claim, Failure(TickFailed.code, message, None, claim.attempts, claim.errors), result)
                 return None
             try:
-                successor = self.registry.tick(claim.state.state, claim.state.payload)
-            except (UnknownState, InvalidPayload, BadReturn) as e:
+                successor = self._next(claim)
+            except (UnknownState, InvalidPayload, BadReturn, WaitTimedOut) as e:
                 self._fail(claim, Failure(e.code, e.message, None, claim.attempts + 1, claim.errors), result)
                 return None
             except Retry as e:
-                self._retry(claim, one_line(f"Retry: {e.reason}"), None, e.delay_seconds, result)
+                self._reschedule(claim, e, result)
                 return None
             except BaseException as e:
                 # sys.exit(), a stray asyncio.CancelledError or KeyboardInterrupt from a
                 # handler fails its tick, not the worker (Ctrl-C in a main thread still stops).
                 if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                     raise
-                self._retry(claim, describe_error(e), storable_text(traceback.format_exc()), None, result)
+                trace = clip(storable_text(traceback.format_exc()), MAX_TRACEBACK_CHARS, keep_end=True)
+                self._retry(claim, describe_error(e), trace, None, result)
+                return None
+            if isinstance(successor, _NotYet):
+                # Woken before its event, deadline or children: it waits again.
+                self._release(claim)
                 return None
             try:
                 next_claim = self._commit(claim, successor)
@@ -191,6 +212,56 @@ class Worker:
             self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
                              extra={"action": "lost", "state_name": claim.name})
             return None
+
+    def _next(self, claim: Claim) -> Successor | _NotYet | None:
+        """What follows ``claim``: its handler's tick, or the worker's own step for a waiting entry."""
+        state = claim.state
+        if state.wait is not None and state.state == WAIT_STATE:
+            return self._deliver(claim, state.wait)
+        if state.wait is not None and state.state == JOIN_STATE:
+            outcomes = self.store.children(claim)
+            if outcomes is None:
+                return NOT_YET
+            return Successor(state.wait.then, {**state.payload, "children": [o.as_dict() for o in outcomes]})
+        return self.registry.tick(state.state, state.payload, self.clock.time())
+
+    def _deliver(self, claim: Claim, wait: WaitFor) -> Successor | _NotYet:
+        """The successor of an event wait: the event's receiver, or its timeout, if either is due."""
+        payload = claim.state.payload
+        event = self.store.take_event(claim)
+        if event is None and wait.deadline is not None:
+            # The store judges the deadline by its own clock; ours may lag it a little.
+            # A short wait here (the claim is kept alive) beats handing the entry back and forth.
+            remaining = wait.deadline - self.clock.time()
+            if 0 < remaining <= _DEADLINE_SLACK_SECONDS:
+                self.clock.sleep(remaining)
+                event = self.store.take_event(claim)
+        if event is not None:
+            return Successor(wait.then, {**payload, "event": event.as_payload()})
+        if wait.deadline is None or self.clock.time() < wait.deadline:
+            return NOT_YET
+        if wait.on_timeout is None:
+            raise WaitTimedOut(f"no event {wait.event!r} arrived in time (deadline "
+                               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(wait.deadline))})")
+        return Successor(wait.on_timeout, payload)
+
+    def _reschedule(self, claim: Claim, retry: Retry, result: StepResult) -> None:
+        """The handler asked to run again later: not a failure, but bounded on its own."""
+        limit = self.options.max_requested_retries
+        reason = clip(one_line(retry.reason), MAX_ERROR_CHARS)
+        if claim.retries >= limit:
+            message = f"asked to retry {claim.retries + 1} times (at most {limit}, --max-requested-retries): {reason}"
+            self._fail(claim, Failure(RetryLimit.code, message, None, claim.attempts, claim.errors), result)
+            return
+        delay = retry.delay_seconds
+        if delay is None:
+            delay = self.options.retry.backoff_seconds(claim.retries + 1)
+        self.store.retry_later(claim, delay, f"Retry: {reason}", requested=True)
+        self._drop(claim)
+        result.retried += 1
+        self._emit(Event.RETRIED, claim)
+        self.log.info("%s asked to run again in %.1f s (retry %d of at most %d): %s", claim.name, delay,
+                      claim.retries + 1, limit, reason, extra={"action": "reschedule", "state_name": claim.name})
 
     def _commit(self, claim: Claim, successor: Successor | None) -> Claim | None:
         """Commit, riding out a store that is briefly unreachable (a restarting database).
@@ -216,7 +287,7 @@ class Worker:
         failed_attempts = claim.attempts + 1
         backoff = self.options.retry.delay_after(failed_attempts)
         if backoff is None:
-            failure = Failure(TickFailed.code, error, trace, failed_attempts, (*claim.errors, error))
+            failure = Failure(TickFailed.code, error, trace, failed_attempts, with_error(claim.errors, error))
             self._fail(claim, failure, result)
             return
         self.store.retry_later(claim, backoff if delay is None else delay, error)
@@ -285,7 +356,7 @@ class Worker:
         with self._held_lock:
             if self._busy_threads or self._held:
                 return False
-        return self.store.is_finished()
+        return self.store.is_finished(self._states)
 
     def _guarded(self, loop: Callable[[], None], what: str) -> Callable[[], None]:
         """``loop`` for a thread: whatever ends it unexpectedly stops the whole worker.
@@ -330,7 +401,7 @@ class Worker:
         worker decides what then (the supervisor's worker process exits and is replaced).
         """
         limit = self.options.tick_timeout_seconds
-        if limit is None:
+        if not limit:  # None or 0: no limit
             return
         now = self.clock.monotonic()
         overran = [claim for claim, started in held if started is not None and now - started > limit]
@@ -369,7 +440,7 @@ class Worker:
         Returns:
             What this worker did, in total.
         """
-        self.store.register_worker(self.name)
+        self.store.register_worker(self.name, self._states)
         self.log.info("worker started on %s (%s mode, concurrency %d)", self.store.description,
                       self.store.mode, self.options.concurrency, extra={"action": "start"})
         self._threads_done = threading.Event()

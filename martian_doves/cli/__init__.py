@@ -8,8 +8,8 @@ a compose file needs no command line. Errors a user can fix print one line,
 wrong shows a traceback.
 
 Commands live by what they touch: ``running`` (run), ``files`` (submit, validate),
-``inspecting`` (status, history, dashboard), ``admin`` (reset, retry, migrate,
-export) and ``demo``.
+``inspecting`` (status, history, dashboard), ``sending`` (send), ``admin`` (reset,
+retry, migrate, export) and ``demo``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from martian_doves.cli.files import submit, validate
 from martian_doves.cli.inspecting import dashboard, history, status
 from martian_doves.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, error
 from martian_doves.cli.running import run
+from martian_doves.cli.sending import send
 from martian_doves.errors import DovesError
 
 __all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "cli", "main", "run_cli"]
@@ -50,7 +51,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, submit, status, dashboard, history, reset, retry, validate, migrate, export, demo):
+for _command in (run, submit, send, status, dashboard, history, reset, retry, validate, migrate, export, demo):
     cli.add_command(_command)
 
 

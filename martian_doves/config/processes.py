@@ -12,6 +12,8 @@ from martian_doves.logs import FORMATS, LEVELS
 from martian_doves.retry import RetryPolicy
 from martian_doves.settings import Checked, setting
 
+#: Default limit on one tick: generous (the seed's slowest tick is 10 s), as dramatiq's 10 minutes.
+TICK_TIMEOUT_SECONDS = 600.0
 #: Longest heartbeat interval chosen when none is given (shorter for leases under 4 times it).
 HEARTBEAT_SECONDS = 2.0
 
@@ -43,10 +45,13 @@ class WorkerOptions(Checked):
     exit_when_finished: bool = setting(
         True, "Keep running when nothing is left, picking up new states, until SIGTERM or Ctrl-C.",
         flag="--watch", negate=True)
-    #: A thread cannot be killed, so the process running an overrun tick is replaced.
+    #: A thread cannot be killed, so the process running an overrun tick is replaced. On by
+    #: default: a state whose tick never ends (``tick_seconds: 1e9``) must not hold a worker
+    #: for ever. None or 0: no limit (only on request).
     tick_timeout_seconds: float | None = setting(
-        None, "A tick running longer is retried (or failed) and its worker process replaced.",
-        flag="--tick-timeout", metavar="SECONDS", minimum=0, above_minimum=True, show_default="no limit")
+        TICK_TIMEOUT_SECONDS, "A tick running longer is retried (or failed, reason tick_timeout) and its worker "
+                              "process replaced. 0: no limit.",
+        flag="--tick-timeout", metavar="SECONDS", minimum=0)
     shutdown_grace_seconds: float = setting(
         10.0, "On SIGTERM/Ctrl-C, how long in-flight ticks may finish before their states are released.",
         minimum=0)
@@ -54,6 +59,12 @@ class WorkerOptions(Checked):
         True, "Let a worker follow a machine's lineage itself (saves a claim per tick); --no-chain spreads "
               "every successor over all workers.")
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_requested_retries: int = setting(
+        100, "Retries a handler may ask for (raise Retry) per state before the state fails with retry_limit; "
+             "they are not failed attempts.", minimum=0)
+    fail_unknown_states: bool = setting(
+        False, "Claim states that no loaded machine handles and fail them with unknown_state. Without it they "
+               "wait for a worker that has their machine (another host, a later deploy).")
 
     def validate(self) -> Self:
         """Return ``self`` if every value, those of ``retry`` included, is usable.

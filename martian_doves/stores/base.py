@@ -12,14 +12,23 @@ folder of state files).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from martian_doves.model import Claim, Failure, HistoryEntry, JSONDict, State, StatusReport
+from martian_doves.errors import InvalidDocument, StoreError
+from martian_doves.model import (
+    ChildOutcome,
+    Claim,
+    Failure,
+    HistoryEntry,
+    MachineEvent,
+    State,
+    StatusReport,
+    Successor,
+)
 
-#: A successor as the worker hands it to ``commit``: (state name, payload).
-Successor = tuple[str, JSONDict]
+__all__ = ["Store", "SubmitResult", "Successor"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +62,33 @@ class Store(Protocol):
         """Add root states; never replaces an existing name."""
         ...
 
-    def register_worker(self, worker: str) -> None:
-        """Announce a worker (liveness, ``status``); may wait for a phase in semaphore mode."""
+    def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
+        """Announce a worker (liveness, ``status``); may wait for a phase in semaphore mode.
+
+        Args:
+            states: the state names this worker has machines for, published with its
+                registration: ``status`` tells which waiting states no live worker can run,
+                and the semaphore assigns a state only to a worker that can run it.
+                None: every state.
+        """
         ...
 
     def unregister_worker(self, worker: str) -> None:
         """Remove a worker's registration and release whatever the store holds for it."""
         ...
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         """Claim up to ``limit`` runnable states; ``[]`` when none is runnable now.
 
-        Also recovers expired claims of dead workers. Undecodable or unsafe state
-        files met on the way are failed with a reason, never returned.
+        Args:
+            states: claim only states of these names (the machines the worker has) and the
+                worker's own steps (``INTERNAL_STATES``): waiting entries that became runnable
+                (a ``WAIT_STATE`` whose event arrived or deadline passed, a ``JOIN_STATE``
+                whose children all ended). Other states wait for a worker that has their
+                machine; they never fail for want of one. None: every state.
+
+        Also recovers expired claims of dead workers. Undecodable or unsafe state files met
+        on the way are failed with a reason, never returned.
         """
         ...
 
@@ -84,17 +107,33 @@ class Store(Protocol):
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
         """Write ``successor`` (exactly once) and mark the claimed state done.
 
+        The successor is named by ``codec.successor_names`` and belongs to the same machine
+        (its ``machine`` and ``origin`` are the claimed state's). It is runnable at once,
+        scheduled (``not_before``), or a waiting entry (``wait``). With ``children`` it is a
+        join, and the child machines are created with it, exactly once, named by
+        ``codec.child_names``, each a root with ``origin`` pointing at the claimed state.
+        A commit of ``None`` (or a ``fail``) that ends a child machine lets its parent's
+        join run once every child has ended. An event wait whose event was sent already
+        is runnable at once.
+
         Args:
             keep: ask to be handed a claim on the successor at once, so a worker can
-                follow a lineage without a round trip. Stores may decline (None).
+                follow a lineage without a round trip. Stores may decline (None), and
+                always do for a scheduled or waiting successor.
 
         Raises:
             ClaimLost: the claim was taken over; nothing was marked done by this call.
         """
         ...
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
-        """Give the state back, runnable again after ``delay_seconds``, one attempt used."""
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        """Give the state back, runnable again after ``delay_seconds``.
+
+        Args:
+            requested: the handler asked for it (``raise Retry``): one retry counted
+                (``Claim.retries``), no attempt used and no error recorded. Otherwise one
+                failed attempt is used and ``error`` recorded.
+        """
         ...
 
     def fail(self, claim: Claim, failure: Failure) -> None:
@@ -102,7 +141,38 @@ class Store(Protocol):
         ...
 
     def release(self, claim: Claim) -> None:
-        """Give the state back at once without using an attempt (clean shutdown)."""
+        """Give the state back at once without using an attempt (clean shutdown).
+
+        A waiting entry given back waits again (for its event, deadline or children).
+        """
+        ...
+
+    def send(self, machine: str, event: str, data: Any) -> None:
+        """Deliver the event ``event`` (with JSON ``data``) to the machine named ``machine``.
+
+        ``machine`` is the machine's root name (any state of its lineage is accepted too).
+        The event is kept, in order of sending, until a waiting entry of that machine
+        waiting for that name takes it; a machine waiting for it now becomes runnable.
+
+        Raises:
+            NoSuchMachine: no machine of that name is in the store.
+            MachineEnded: the machine has ended (its last state is done or failed).
+            InvalidDocument: ``data`` is not JSON a state file could hold.
+        """
+        ...
+
+    def take_event(self, claim: Claim) -> MachineEvent | None:
+        """The event a claimed ``WAIT_STATE`` entry receives, or None if none was sent yet.
+
+        The first event of the awaited name sent to the machine and not yet taken; once
+        taken it belongs to this waiting entry for good (asked again, after a crash or by
+        the worker that took the claim over, the same event is returned), so each event is
+        delivered once.
+        """
+        ...
+
+    def children(self, claim: Claim) -> list[ChildOutcome] | None:
+        """How each child of a claimed ``JOIN_STATE`` entry ended, in order; None if some still run."""
         ...
 
     def status(self) -> StatusReport:
@@ -113,8 +183,17 @@ class Store(Protocol):
         """The lineage that starts at (or contains) ``name``, oldest first."""
         ...
 
-    def is_finished(self) -> bool:
-        """True when nothing is pending (or due later) and nothing is claimed."""
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
+        """True when nothing is pending (or due later) and nothing is claimed.
+
+        Args:
+            states: count only states of these names (and the worker's own steps): a
+                worker is finished when nothing is left that it could run, even while
+                states wait for a worker with other machines. None: every state.
+
+        A machine waiting for an event with no deadline does not count: only a
+        ``doves send`` can move it on. A deadline is a timer, and counts.
+        """
         ...
 
     def close(self) -> None:
@@ -163,3 +242,34 @@ class ExportableStore(Protocol):
             How many state files were written.
         """
         ...
+
+
+def require_plain(successor: Successor | None, store: str) -> None:
+    """Refuse a timer, a wait or children on a store that cannot keep them yet (one clear line).
+
+    Raises:
+        InvalidDocument: the successor is not a plain ``(state, payload)`` (the tick fails
+            with ``bad_return`` and says why).
+    """
+    if successor is None:
+        return
+    successor = Successor(*successor)  # a plain (state, payload) pair reads as one
+    if not (successor.not_before or successor.wait or successor.children):
+        return
+    raise InvalidDocument(f"the {store} store does not keep timers, waits or children yet (Next(after=...), "
+                          "Wait, Spawn): use the memory store, or a release that has them")
+
+
+class WithoutMachineModel:
+    """``send``, ``take_event`` and ``children`` for a store that keeps no timers, waits or children yet."""
+
+    description: str
+
+    def send(self, machine: str, event: str, data: Any) -> None:
+        raise StoreError(f"{self.description} does not keep events yet")
+
+    def take_event(self, claim: Claim) -> MachineEvent | None:
+        return None
+
+    def children(self, claim: Claim) -> list[ChildOutcome] | None:
+        return None

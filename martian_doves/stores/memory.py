@@ -7,41 +7,66 @@ the executable specification the conformance suite checks the real stores agains
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
-from martian_doves.codec import successor_names
+from martian_doves.codec import child_names, successor_names
 from martian_doves.config import StoreOptions
-from martian_doves.errors import ClaimLost, CodecError
+from martian_doves.errors import ClaimLost, CodecError, InvalidDocument, MachineEnded, NoSuchMachine
 from martian_doves.model import (
+    INTERNAL_STATES,
+    ChildOutcome,
     Claim,
     Failure,
     HistoryEntry,
+    MachineEvent,
+    Origin,
     State,
     Status,
     StatusReport,
+    Successor,
     WorkerInfo,
+    with_error,
 )
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.base import SubmitResult
+
+#: ``not_before`` of a waiting entry that nothing but an event or its children can wake.
+NEVER = math.inf
 
 
 @dataclass
 class _Record:
     state: State
+    #: PENDING, WAITING, IN_PROGRESS, DONE or FAILED (SCHEDULED is PENDING not yet due).
     status: Status
     submitted_at: float
+    #: Not claimable before this (retry backoff, timer, a wait's deadline; NEVER: not by time).
     not_before: float = 0.0
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
+    retries: int = 0
     token: str | None = None
     worker: str | None = None
     lease_expires: float = 0.0
     finished_at: float | None = None
     failure: Failure | None = None
+    #: Committed with no successor: its machine ended here.
+    ended: bool = False
+    #: Child machines its tick started (``Spawn``), in order.
+    children: tuple[str, ...] = ()
+
+
+@dataclass
+class _Mail:
+    event: MachineEvent
+    #: The waiting entry that took it, once one has.
+    taken_by: str | None = None
 
 
 class MemoryStore:
@@ -56,14 +81,17 @@ class MemoryStore:
         self._records: dict[str, _Record] = {}
         self._ready: list[tuple[float, int, str]] = []  # heap of (not_before, seq, name)
         self._seq = 0
-        self._workers: dict[str, float] = {}
+        #: Each registered worker: when it was last seen, and the states it can run (None: all).
+        self._workers: dict[str, tuple[float, frozenset[str] | None]] = {}
+        self._mail: dict[str, list[_Mail]] = {}
         self._lock = threading.Condition()
 
     # -- helpers -------------------------------------------------------------------
 
     def _push(self, record: _Record) -> None:
-        self._seq += 1
-        heapq.heappush(self._ready, (record.not_before, self._seq, record.state.name))
+        if record.not_before < NEVER:
+            self._seq += 1
+            heapq.heappush(self._ready, (record.not_before, self._seq, record.state.name))
 
     def _owned(self, claim: Claim) -> _Record:
         record = self._records.get(claim.name)
@@ -78,7 +106,51 @@ class MemoryStore:
         record.lease_expires = self.clock.time() + self.lease_seconds
         # The handler gets its own copy: a tick that changes its payload in place and then
         # raises must be retried with the stored payload, as it would be from a file.
-        return Claim(_detached(record.state), record.token, worker, record.attempts, tuple(record.errors))
+        return Claim(_detached(record.state), record.token, worker, record.attempts, tuple(record.errors),
+                     record.retries)
+
+    def _machine(self, root: str) -> Iterator[_Record]:
+        return (r for r in self._records.values() if r.state.machine_name == root)
+
+    def _has_ended(self, root: str) -> bool:
+        return all(r.status in (Status.DONE, Status.FAILED) for r in self._machine(root))
+
+    def _untaken(self, root: str, event: str | None) -> _Mail | None:
+        return next((m for m in self._mail.get(root, ()) if m.taken_by is None and m.event.name == event), None)
+
+    def _children_ended(self, spawner: str) -> bool:
+        record = self._records.get(spawner)
+        return record is not None and all(self._has_ended(child) for child in record.children)
+
+    def _settle_wait(self, record: _Record, now: float | None = None) -> None:
+        """Make a waiting entry wait again, or runnable at once (``now``) if what it waits for is there."""
+        wait = record.state.wait
+        assert wait is not None
+        record.status, record.token = Status.WAITING, None
+        if wait.is_join:
+            ready = self._children_ended(record.state.parent or "")
+        else:
+            root = record.state.machine_name
+            ready = any(m.taken_by == record.state.name for m in self._mail.get(root, ())) \
+                or self._untaken(root, wait.event) is not None
+        now = self.clock.time() if now is None else now
+        record.not_before = now if ready else (NEVER if wait.deadline is None else wait.deadline)
+        self._push(record)
+
+    def _machine_ended(self, record: _Record) -> None:
+        """A child machine ended: its parent's join may run now."""
+        origin = record.state.origin
+        if origin is None or not self._children_ended(origin.parent):
+            return
+        join = next((r for r in self._records.values()
+                     if r.state.parent == origin.parent and r.state.wait is not None and r.status is Status.WAITING),
+                    None)
+        if join is not None:
+            self._settle_wait(join)
+
+    def _claimable(self, record: _Record, states: frozenset[str] | None, now: float) -> bool:
+        return (record.status in (Status.PENDING, Status.WAITING) and record.not_before <= now
+                and (states is None or record.state.state in states or record.state.state in INTERNAL_STATES))
 
     # -- Store ---------------------------------------------------------------------
 
@@ -104,9 +176,9 @@ class MemoryStore:
             self._lock.notify_all()
         return results
 
-    def register_worker(self, worker: str) -> None:
+    def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         with self._lock:
-            self._workers[worker] = self.clock.time()
+            self._workers[worker] = (self.clock.time(), None if states is None else frozenset(states))
 
     def unregister_worker(self, worker: str) -> None:
         with self._lock:
@@ -115,24 +187,32 @@ class MemoryStore:
     def _recover_expired(self, now: float) -> None:
         for record in self._records.values():
             if record.status is Status.IN_PROGRESS and record.lease_expires < now:
-                record.status = Status.PENDING
                 record.attempts += 1
-                record.errors.append(f"worker {record.worker} lost its lease")
-                record.token = None
-                record.not_before = now
+                record.errors = list(with_error(record.errors, f"worker {record.worker} lost its lease"))
+                if record.state.wait is not None:
+                    self._settle_wait(record, now)
+                    continue
+                record.status, record.token, record.not_before = Status.PENDING, None, now
                 self._push(record)
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         claims: list[Claim] = []
+        wanted = None if states is None else frozenset(states)
         with self._lock:
             now = self.clock.time()
             self._recover_expired(now)
+            skipped = []
             while self._ready and len(claims) < limit and self._ready[0][0] <= now:
-                _, _, name = heapq.heappop(self._ready)
-                record = self._records.get(name)
-                if record is None or record.status is not Status.PENDING or record.not_before > now:
+                entry = heapq.heappop(self._ready)
+                record = self._records.get(entry[2])
+                if record is None or record.not_before != entry[0] or not self._claimable(record, None, now):
                     continue  # a stale heap entry
+                if not self._claimable(record, wanted, now):
+                    skipped.append(entry)  # another worker has its machine
+                    continue
                 claims.append(self._new_claim(record, worker))
+            for entry in skipped:
+                heapq.heappush(self._ready, entry)
         return claims
 
     def wait_for_work(self, timeout_seconds: float) -> None:
@@ -145,7 +225,8 @@ class MemoryStore:
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
         lost = []
         with self._lock:
-            self._workers[worker] = self.clock.time()
+            if worker in self._workers:
+                self._workers[worker] = (self.clock.time(), self._workers[worker][1])
             for claim in claims:
                 try:
                     self._owned(claim).lease_expires = self.clock.time() + self.lease_seconds
@@ -153,43 +234,74 @@ class MemoryStore:
                     lost.append(claim)
         return lost
 
+    def _child(self, spawner: str, index: int, state: State) -> str:
+        """Create child ``index`` of ``spawner`` once; its name (an earlier attempt's child is reused)."""
+        origin = Origin(spawner, index)
+        for name in child_names(spawner, index):
+            existing = self._records.get(name)
+            if existing is None:
+                child = State(name, state.state, state.payload, origin=origin)
+                record = _Record(child, Status.PENDING, self.clock.time(), not_before=self.clock.time())
+                self._records[name] = record
+                self._push(record)
+                return name
+            if existing.state.origin == origin:
+                return name
+        raise AssertionError("unreachable: child_names raises when it runs out")
+
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        successor = None if successor is None else Successor(*successor)  # a plain pair reads as one
         # Checked before anything changes: a payload no file could hold is the handler's fault.
-        state = None if successor is None else _detached(State(claim.name, successor[0], successor[1], claim.name))
+        children = [] if successor is None else [_detached(State(claim.name, c.state, c.payload))
+                                                 for c in successor.children]
         with self._lock:
             record = self._owned(claim)
-            record.status = Status.DONE
-            record.finished_at = self.clock.time()
-            record.token = None
-            if state is None:
+            now = self.clock.time()
+            if successor is None:
+                record.status, record.finished_at, record.token, record.ended = Status.DONE, now, None, True
+                self._machine_ended(record)
                 self._lock.notify_all()
                 return None
+            for index in range(len(children)):  # every name usable before any child is created
+                codec.check_name(next(child_names(claim.name, index)))
+            names = tuple(self._child(claim.name, index, child) for index, child in enumerate(children))
+            parent = claim.state
+            state = _detached(State("successor", successor.state, successor.payload, claim.name,
+                                    parent.machine_name, successor.wait, parent.origin))
             for name in successor_names(claim.name):
                 existing = self._records.get(name)
                 if existing is None:
                     break
                 if existing.state.parent == claim.name:
                     # Written by an earlier run of this tick (e.g. before a reset): exactly once.
-                    if keep and existing.status is Status.PENDING and existing.not_before <= self.clock.time():
+                    record.status, record.finished_at, record.token, record.children = Status.DONE, now, None, names
+                    runnable = existing.status is Status.PENDING and existing.not_before <= now
+                    if keep and runnable:
                         return self._new_claim(existing, claim.worker)
                     self._lock.notify_all()
                     return None
-            child = _Record(State(name, state.state, state.payload, parent=claim.name), Status.PENDING,
-                            self.clock.time())
+            record.status, record.finished_at, record.token, record.children = Status.DONE, now, None, names
+            child = _Record(State(name, state.state, state.payload, state.parent, state.machine, state.wait,
+                                  state.origin), Status.PENDING, now, not_before=successor.not_before or now)
             self._records[name] = child
-            if keep:
+            if child.state.wait is not None:
+                self._settle_wait(child)
+            elif keep and child.not_before <= now:
                 return self._new_claim(child, claim.worker)
-            self._push(child)
+            else:
+                self._push(child)
             self._lock.notify_all()
             return None
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
         with self._lock:
             record = self._owned(claim)
-            record.status = Status.PENDING
-            record.attempts += 1
-            record.errors.append(error)
-            record.token = None
+            if requested:
+                record.retries += 1
+            else:
+                record.attempts += 1
+                record.errors = list(with_error(record.errors, error))
+            record.status, record.token = Status.PENDING, None
             record.not_before = self.clock.time() + delay_seconds
             self._push(record)
             self._lock.notify_all()
@@ -201,36 +313,112 @@ class MemoryStore:
             record.failure = failure
             record.finished_at = self.clock.time()
             record.token = None
+            self._machine_ended(record)
+            self._lock.notify_all()
 
     def release(self, claim: Claim) -> None:
         with self._lock:
             record = self._owned(claim)
-            record.status = Status.PENDING
-            record.token = None
-            record.not_before = self.clock.time()
-            self._push(record)
+            if record.state.wait is not None:
+                self._settle_wait(record)
+            else:
+                record.status, record.token, record.not_before = Status.PENDING, None, self.clock.time()
+                self._push(record)
             self._lock.notify_all()
+
+    def send(self, machine: str, event: str, data: Any) -> None:
+        try:
+            codec.check_payload({"data": data})
+        except InvalidDocument as e:
+            raise InvalidDocument(f"event data: {e.message}") from e
+        with self._lock:
+            record = self._records.get(machine)
+            if record is None:
+                raise NoSuchMachine(f"no machine named {machine} in {self.description}")
+            root = record.state.machine_name
+            if self._has_ended(root):
+                raise MachineEnded(f"machine {root} has ended; it will not wait for {event!r} again")
+            self._mail.setdefault(root, []).append(
+                _Mail(MachineEvent(event, _detached_value(data), self.clock.time())))
+            for waiting in self._machine(root):
+                wait = waiting.state.wait
+                if waiting.status is Status.WAITING and wait is not None and wait.event == event:
+                    self._settle_wait(waiting)
+            self._lock.notify_all()
+
+    def take_event(self, claim: Claim) -> MachineEvent | None:
+        wait = claim.state.wait
+        if wait is None or wait.is_join:
+            return None
+        with self._lock:
+            mailbox = self._mail.get(claim.state.machine_name, [])
+            taken = next((m for m in mailbox if m.taken_by == claim.name), None)
+            if taken is None:
+                taken = self._untaken(claim.state.machine_name, wait.event)
+                if taken is None:
+                    return None
+                taken.taken_by = claim.name
+            return taken.event
+
+    def _outcome(self, child: str) -> ChildOutcome | None:
+        last = next((r for r in self._machine(child)
+                     if r.status is Status.FAILED or (r.status is Status.DONE and r.ended)), None)
+        if last is None or not self._has_ended(child):
+            return None
+        error = None
+        if last.failure is not None:
+            error = {"code": last.failure.code, "message": last.failure.message}
+        return ChildOutcome(child, last.state.state, last.status, last.state.payload, error)
+
+    def children(self, claim: Claim) -> list[ChildOutcome] | None:
+        with self._lock:
+            spawner = self._records.get(claim.state.parent or "")
+            if spawner is None:
+                return None
+            outcomes = [self._outcome(child) for child in spawner.children]
+            found = [outcome for outcome in outcomes if outcome is not None]
+            return found if len(found) == len(outcomes) else None
+
+    def _counts(self, now: float) -> dict[Status, int]:
+        counts = {status: 0 for status in Status}
+        for record in self._records.values():
+            status = record.status
+            if status is Status.PENDING and record.not_before > now:
+                status = Status.SCHEDULED
+            elif status is Status.WAITING and record.not_before <= now:
+                status = Status.PENDING  # woken: runnable now
+            counts[status] += 1
+        return counts
 
     def status(self) -> StatusReport:
         with self._lock:
-            counts = {status: 0 for status in Status}
-            oldest: float | None = None
-            failures = []
-            for record in self._records.values():
-                counts[record.status] += 1
-                if record.status is Status.PENDING:
-                    oldest = record.submitted_at if oldest is None else min(oldest, record.submitted_at)
-                if record.failure is not None and record.status is Status.FAILED:
-                    failures.append((record.state.name, record.failure.code, record.failure.message))
             now = self.clock.time()
-            workers = [
-                WorkerInfo(name, "localhost", 0, seen, now - seen < self.lease_seconds)
-                for name, seen in sorted(self._workers.items())
-            ]
+            counts = self._counts(now)
+            oldest = min((r.submitted_at for r in self._records.values()
+                          if r.status is Status.PENDING and r.not_before <= now), default=None)
+            failures = [(r.state.name, r.failure.code, r.failure.message) for r in self._records.values()
+                        if r.failure is not None and r.status is Status.FAILED]
+            workers = [WorkerInfo(name, "localhost", 0, seen, now - seen < self.lease_seconds)
+                       for name, (seen, _) in sorted(self._workers.items())]
             return StatusReport(
                 counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE],
                 counts[Status.FAILED], workers, oldest, failures[-10:], {"store": "memory"},
+                scheduled=counts[Status.SCHEDULED], waiting=counts[Status.WAITING],
             )
+
+    def _history_entry(self, record: _Record, now: float) -> HistoryEntry:
+        failure = record.failure if record.status is Status.FAILED else None
+        status = record.status
+        if status is Status.PENDING and record.not_before > now:
+            status = Status.SCHEDULED
+        root = record.state.machine_name
+        event = next((m.event for m in self._mail.get(root, ()) if m.taken_by == record.state.name), None)
+        return HistoryEntry(
+            record.state.name, record.state.state, status, record.state.payload, record.worker,
+            record.finished_at, failure.attempts if failure else record.attempts,
+            failure.message if failure else None,
+            not_before=record.not_before if status is Status.SCHEDULED else None, wait=record.state.wait,
+            event=event, origin=record.state.origin, children=record.children)
 
     def history(self, name: str) -> list[HistoryEntry]:
         with self._lock:
@@ -240,26 +428,27 @@ class MemoryStore:
             while record.state.parent is not None and record.state.parent in self._records:
                 record = self._records[record.state.parent]
             entries = []
+            now = self.clock.time()
             while True:
-                failure = record.failure if record.status is Status.FAILED else None
-                entries.append(HistoryEntry(
-                    record.state.name, record.state.state, record.status, record.state.payload,
-                    record.worker, record.finished_at, failure.attempts if failure else record.attempts,
-                    failure.message if failure else None,
-                ))
+                entries.append(self._history_entry(record, now))
                 child = next((r for r in self._records.values() if r.state.parent == record.state.name), None)
                 if child is None:
                     return entries
                 record = child
 
-    def is_finished(self) -> bool:
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
+        wanted = None if states is None else frozenset(states) | INTERNAL_STATES
         with self._lock:
-            return all(r.status in (Status.DONE, Status.FAILED) for r in self._records.values())
+            return all(r.status in (Status.DONE, Status.FAILED)
+                       or (r.status is Status.WAITING and r.not_before == NEVER)
+                       or (wanted is not None and r.state.state not in wanted) for r in self._records.values())
 
     def reset(self, *, successors: bool) -> int:
         with self._lock:
             if successors:
-                self._records = {n: r for n, r in self._records.items() if r.state.parent is None}
+                self._records = {n: r for n, r in self._records.items()
+                                 if r.state.parent is None and r.state.origin is None}
+                self._mail.clear()
             self._ready = []
             for record in self._records.values():
                 self._reset_record(record)
@@ -268,7 +457,10 @@ class MemoryStore:
     def _reset_record(self, record: _Record) -> None:
         fresh = _Record(record.state, Status.PENDING, record.submitted_at)
         self._records[record.state.name] = fresh
-        self._push(fresh)
+        if record.state.wait is not None:
+            self._settle_wait(fresh)
+        else:
+            self._push(fresh)
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         with self._lock:
@@ -292,6 +484,11 @@ def _detached(state: State) -> State:
         InvalidDocument: the payload cannot be written as a state file.
     """
     return codec.decode(codec.encode(state, codec.DEFAULT_MAX_STATE_BYTES), state.name)
+
+
+def _detached_value(value: Any) -> Any:
+    """A copy of any JSON value (event data), sharing nothing with the caller."""
+    return _detached(State("event.state", "event", {"data": value})).payload["data"]
 
 
 def expire_all(store: MemoryStore) -> None:

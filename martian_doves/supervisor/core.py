@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import SupervisorOptions
 from martian_doves.errors import ConfigError
+from martian_doves.loader import default_registry
 from martian_doves.logs import StderrWriter, Writer
 from martian_doves.metrics import MetricsFolder, RunMetrics
 from martian_doves.model import StatusReport
@@ -75,11 +76,13 @@ class RunResult:
     failed: int
     #: A stop signal ended a run without ``--watch`` before the store was finished.
     cut_short: bool
+    #: The run ended with states left that none of its workers has a machine for.
+    left_for_others: bool = False
 
     @property
     def ok(self) -> bool:
-        """The run did its job: nothing failed and it was not cut short."""
-        return self.failed == 0 and not self.cut_short
+        """The run did its job: nothing failed, it was not cut short, nothing was left undone."""
+        return self.failed == 0 and not self.cut_short and not self.left_for_others
 
 
 @dataclass
@@ -118,6 +121,9 @@ class Supervisor:
         self._store = store
         self._progress = progress
         self._clock = clock or SystemClock()
+        #: The states this run's workers claim (their machines), as each worker computes them.
+        self._states = None if spec.worker.fail_unknown_states \
+            else frozenset(default_registry(spec.machine_sources).names())
         self._context = multiprocessing.get_context("spawn")
         self._pump = OutputPump(output or StderrWriter(), json_lines=spec.log_format == "json")
         self._slots = [_Slot(index) for index in range(self.options.workers)]
@@ -165,9 +171,10 @@ class Supervisor:
     def _alive(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.process is not None and slot.process.exitcode is None]
 
-    def _store_finished(self, store: Store) -> bool:
+    def _store_finished(self, store: Store, *, everything: bool = False) -> bool:
+        """Whether nothing is left that this run's workers can do (with ``everything``: nothing at all)."""
         try:
-            return store.is_finished()
+            return store.is_finished(None if everything else self._states)
         except Exception as e:
             log.warning("cannot tell whether the store is finished: %s", e, extra={"action": "status"})
             return False
@@ -315,12 +322,17 @@ class Supervisor:
             # A run meant to finish the work (no --watch) that a signal stopped first did
             # not do its job: a script running `doves run && next-step` must not go on.
             cut_short = self._signals.count > 0 and not self.watch and not self._store_finished(store)
+            left = not cut_short and not self.watch and self._states is not None \
+                and not self._store_finished(store, everything=True)
         finally:
             if self._store is None:
                 store.close()
-        result = RunResult(final_status, max(0, final_status.failed - failed_before), cut_short)
+        result = RunResult(final_status, max(0, final_status.failed - failed_before), cut_short, left)
         if cut_short:
             log.warning("stopped before the store was finished", extra={"action": "summary"})
+        elif left:
+            log.warning("states are left that none of these workers has a machine for; they wait for a worker "
+                        "that has (`doves status` says which)", extra={"action": "summary"})
         elif result.failed:
             log.warning("%d state(s) failed during this run", result.failed,
                         extra={"action": "summary", "failed": result.failed})

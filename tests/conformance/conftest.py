@@ -27,13 +27,13 @@ give it a short lease and delay.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from martian_doves.clock import SystemClock
+from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import DirectoryOptions, SemaphoreOptions
 from martian_doves.model import Claim
 from martian_doves.stores import open_store
@@ -87,6 +87,8 @@ class Backend:
     #: Claims a worker's whole share at once (the semaphore's commitment phase) and hands it out
     #: ``limit`` at a time, so exact "claim N, N in progress" counts do not apply.
     claims_whole_share: bool = False
+    #: Whether the store implements timers, events and children (``Next``/``Wait``/``Spawn``).
+    machine_model: bool = False
 
 
 _MEMORY_KEY = pytest.StashKey[MemoryStore]()
@@ -119,11 +121,11 @@ class PhaseDriven(SemaphoreStore):
     worker's share is claimable, so the contract tests read as for any other store.
     """
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         if self._worker != worker:
             self.register_worker(worker)  # waits (in test time) for the update phase
         for _ in range(4 * len(self.phases.starts())):  # at most four cycles
-            claims = super().claim(worker, limit)
+            claims = super().claim(worker, limit, states)
             if claims:
                 return claims
             now = self.clock.time()
@@ -153,7 +155,7 @@ def _postgres(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureReques
 
 
 BACKENDS: dict[str, Backend] = {
-    "memory": Backend(_memory),
+    "memory": Backend(_memory, machine_model=True),
     "lease": Backend(_lease, write_successor_only=_lease_write_successor),
     "semaphore": Backend(_semaphore, lease_seconds=SEMAPHORE_LEASE_SECONDS, write_successor_only=_lease_write_successor,
                          claims_whole_share=True),
@@ -171,6 +173,14 @@ class TimeTravel:
     @property
     def delay_seconds(self) -> float:
         return self.backend.delay_seconds
+
+    def now(self) -> float:
+        """The time the store judges due times by: the test clock, or real time if it ignores that clock."""
+        return self.clock.time() if self.backend.follows_clock else time.time()
+
+    def worker_clock(self) -> Clock:
+        """The clock to give a worker: its timers must be computed on the store's time."""
+        return self.clock if self.backend.follows_clock else SystemClock()
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass: instantly on the clock, and for real if the store ignores that clock."""
@@ -237,3 +247,11 @@ def backend(backend_name: str) -> Backend:
 def travel(backend_name: str, store_clock: ShiftedClock) -> TimeTravel:
     """Moves time forward for the store under test (see the module docstring)."""
     return TimeTravel(store_clock, BACKENDS[backend_name])
+
+
+@pytest.fixture
+def model_store(any_store: Store, backend: Backend, backend_name: str) -> Store:
+    """``any_store``, for the tests of timers, events and children."""
+    if not backend.machine_model:
+        pytest.skip(f"timers, events and children are not built for the {backend_name} store yet")
+    return any_store

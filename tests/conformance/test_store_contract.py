@@ -13,63 +13,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from contract_helpers import _claim_one, _drain, _lineage, _registry, _state, _submit, _worker
 
 from martian_doves.config import WorkerOptions
 from martian_doves.errors import ClaimLost, Retry
 from martian_doves.model import Claim, Failure, State, Status
-from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
 from martian_doves.stores.base import Store
 from martian_doves.worker import Event, Worker
 
 if TYPE_CHECKING:
     from conftest import Backend, ShiftedClock, TimeTravel
-
-
-def _count_down(payload: dict[str, Any]) -> dict[str, Any] | None:
-    count = int(payload["count"]) - 1
-    return {"count": count} if count > 0 else None
-
-
-def _registry(**extra: Callable[[Any], Any]) -> Registry:
-    registry = Registry()
-    registry.register("count", _count_down)
-    for name, handler in extra.items():
-        registry.register(name, handler)
-    return registry
-
-
-def _state(name: str, count: int = 1, state: str = "count") -> State:
-    return State(name, state, {"count": count})
-
-
-def _submit(store: Store, *states: State) -> None:
-    results = store.submit(list(states))
-    assert [r.added for r in results] == [True] * len(states), results
-
-
-def _claim_one(store: Store, worker: str = "w1") -> Claim:
-    claims = store.claim(worker, 1)
-    assert len(claims) == 1, claims
-    return claims[0]
-
-
-def _worker(store: Store, clock: ShiftedClock, name: str = "w1", registry: Registry | None = None,
-            **options: Any) -> Worker:
-    options.setdefault("retry", RetryPolicy(max_attempts=3, base_delay_seconds=0, jitter=0))
-    return Worker(store, registry or _registry(), WorkerOptions(name=name, **options), clock=clock)
-
-
-def _drain(worker: Worker) -> None:
-    """Step until nothing is claimable and the store is finished (no retries pending)."""
-    for _ in range(1000):
-        if worker.step().claimed == 0 and worker.store.is_finished():
-            return
-    raise AssertionError("the store never finished")
-
-
-def _lineage(store: Store, name: str) -> list[tuple[str, Status, int | None]]:
-    return [(e.name, e.status, (e.payload or {}).get("count")) for e in store.history(name)]
 
 
 # -- submit, claim, commit -------------------------------------------------------------------
@@ -348,7 +302,7 @@ def test_retry_later_holds_the_state_back_then_counts_an_attempt(any_store: Stor
     assert any_store.claim("w1", 10) == []
     assert peer_store.claim("w2", 10) == []
     status = any_store.status()
-    assert (status.pending, status.in_progress) == (1, 0)
+    assert (status.pending + status.scheduled, status.in_progress) == (1, 0)  # held back: scheduled
     assert not any_store.is_finished()
 
     travel.past_delay()
@@ -793,3 +747,37 @@ def test_a_successor_no_file_could_hold_fails_its_parent(any_store: Store, trave
     assert (status.failed, status.done, status.pending) == (1, 0, 0)
     assert status.recent_failures[0][:2] == ("p.state", "bad_return")
     assert [e.name for e in any_store.history("p.state")] == ["p.state"]
+
+
+def test_a_huge_error_message_never_resets_the_attempt_count(any_store: Store, travel: TimeTravel) -> None:
+    """A handler whose error quotes a 600 KB payload field is retried up to ``max_attempts`` and then
+    failed: each error kept is bounded, so the retry record stays readable and keeps its count (an
+    unbounded record grew past the size limit, read back as 0 attempts, and retried for ever)."""
+
+    def quoting(payload: dict[str, Any]) -> None:
+        raise ValueError(f"bad field: {payload['blob']}")
+
+    worker = _worker(any_store, travel.clock, registry=_registry(quoting=quoting),
+                     retry=RetryPolicy(max_attempts=4, base_delay_seconds=0, jitter=0))
+    _submit(any_store, State("q.state", "quoting", {"blob": "x" * 600_000}))
+    for _ in range(10):
+        if any_store.status().failed:
+            break
+        worker.step()
+        travel.advance(0.1)
+    status = any_store.status()
+    assert (status.failed, status.pending) == (1, 0)
+    (entry,) = any_store.history("q.state")
+    assert entry.attempts == 4 and entry.reason is not None and len(entry.reason) < 10_000
+
+
+def test_a_requested_retry_is_not_a_failed_attempt(any_store: Store, travel: TimeTravel) -> None:
+    """``retry_later(requested=True)`` holds the state back like any retry but counts a retry, not an
+    attempt, and records no error."""
+    _submit(any_store, State("r.state", "count", {"count": 1}))
+    claim = _claim_one(any_store)
+    any_store.retry_later(claim, travel.delay_seconds, "Retry: later", requested=True)
+    assert any_store.claim("w1", 10) == []
+    travel.past_delay()
+    again = _claim_one(any_store)
+    assert (again.attempts, again.errors, again.retries) == (0, (), 1)

@@ -23,6 +23,7 @@ from martian_doves.cli.options import (
     store_options,
 )
 from martian_doves.config import ALL_OPTIONS, StoreConfig, WorkerOptions
+from martian_doves.config.processes import TICK_TIMEOUT_SECONDS
 from martian_doves.settings import settings_of
 
 #: Every command's DOVES_* variables (without the prefix): names users and compose files rely on.
@@ -43,10 +44,13 @@ VARIABLES = {
     "retry": "ASSIGNMENT_SECONDS BUFFER_SECONDS COMMITMENT_SECONDS DURABLE LEASE_SECONDS MAX_SKEW_SECONDS "
              "MAX_STATE_BYTES MODE POOL_SIZE SCAN_SECONDS SCHEMA SYNCHRONOUS_COMMIT UPDATE_SECONDS",
     "run": "ASSIGNMENT_SECONDS BUFFER_SECONDS CHAIN CLOCK_OFFSET_SECONDS COMMITMENT_SECONDS CONCURRENCY DURABLE "
-           "HEARTBEAT_SECONDS LEASE_SECONDS LOG_FORMAT LOG_LEVEL MACHINES MAX_ATTEMPTS MAX_SKEW_SECONDS "
-           "MAX_STATE_BYTES METRICS_HOST METRICS_PORT MODE NAME POLL_SECONDS POOL_SIZE PREFETCH PROGRESS "
+           "FAIL_UNKNOWN_STATES HEARTBEAT_SECONDS LEASE_SECONDS LOG_FORMAT LOG_LEVEL MACHINES MAX_ATTEMPTS "
+           "MAX_REQUESTED_RETRIES MAX_SKEW_SECONDS MAX_STATE_BYTES METRICS_HOST METRICS_PORT MODE NAME "
+           "POLL_SECONDS POOL_SIZE PREFETCH PROGRESS "
            "PROGRESS_SECONDS RETRY_BASE_SECONDS RETRY_JITTER RETRY_MAX_SECONDS SCAN_SECONDS SCHEMA "
            "SHUTDOWN_GRACE_SECONDS STORE SYNCHRONOUS_COMMIT TICK_TIMEOUT UPDATE_SECONDS WATCH WORKERS",
+    "send": "ASSIGNMENT_SECONDS BUFFER_SECONDS COMMITMENT_SECONDS DATA DURABLE LEASE_SECONDS MAX_SKEW_SECONDS "
+            "MAX_STATE_BYTES MODE POOL_SIZE SCAN_SECONDS SCHEMA SYNCHRONOUS_COMMIT UPDATE_SECONDS",
     "status": "ASSIGNMENT_SECONDS BUFFER_SECONDS COMMITMENT_SECONDS DURABLE JSON LEASE_SECONDS MAX_SKEW_SECONDS "
               "MAX_STATE_BYTES MODE POOL_SIZE SCAN_SECONDS SCHEMA STORE SYNCHRONOUS_COMMIT UPDATE_SECONDS",
     "submit": "ALLOW_UNKNOWN_STATES ASSIGNMENT_SECONDS BUFFER_SECONDS COMMITMENT_SECONDS DURABLE LEASE_SECONDS "
@@ -137,6 +141,15 @@ def test_worker_flags_become_worker_options() -> None:
                        env={"DOVES_HEARTBEAT_SECONDS": "0.5"})
     assert worker == WorkerOptions(name="probe", exit_when_finished=False, chain=False, tick_timeout_seconds=5,
                                    concurrency=3, heartbeat_seconds=0.5)
+
+
+def test_ticks_have_a_time_limit_unless_turned_off() -> None:
+    """A tick that never ends must not hold a worker for ever: ``run`` limits ticks by default, and
+    only ``--tick-timeout 0`` turns the limit off."""
+    _, default = _probe("./store")
+    assert default.tick_timeout_seconds == TICK_TIMEOUT_SECONDS > 0
+    _, off = _probe("./store", "--tick-timeout", "0")
+    assert off.tick_timeout_seconds == 0
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from martian_doves.errors import BadReturn, InvalidPayload, MachineLoadError
+from martian_doves.model import Successor
 from martian_doves.registry import Registry, machine
 
 
@@ -133,8 +134,8 @@ def test_handler_may_return_instances() -> None:
     as_json = {"id": 1, "items": [{"sku": "dove", "quantity": 2}], "codes": [3], "priority": "low",
                "colour": "red", "discount": None, "ratio": 1.0, "by_name": {},
                "gift": {"sku": "card", "quantity": 1}}
-    assert _registry(Order, lambda o: order).tick("order", GOOD) == ("order", as_json)
-    assert _registry(Order, lambda o: ("shipped", order)).tick("order", GOOD) == ("shipped", as_json)
+    assert _registry(Order, lambda o: order).tick("order", GOOD) == Successor("order", as_json)
+    assert _registry(Order, lambda o: ("shipped", order)).tick("order", GOOD) == Successor("shipped", as_json)
     # What the handler returns goes round again: the successor's payload fits the type.
     _registry(Order).validate("order", as_json)
 
@@ -227,7 +228,7 @@ def test_msgspec_struct_payloads() -> None:
     assert _refused(registry, {"x": 1, "y": 2, "z": 3}, "point").endswith("z: unknown field")
     assert _refused(registry, {"x": 1, "y": 2, "label": {"sku": "a", "quantity": 1, "q": 0}},
                     "point").endswith("label.q: unknown field")
-    assert _registry(Point, lambda p: Point(3, 4), "point").tick("point", {"x": 1, "y": 2}) == (
+    assert _registry(Point, lambda p: Point(3, 4), "point").tick("point", {"x": 1, "y": 2}) == Successor(
         "point", {"x": 3, "y": 4, "label": None})
 
 
@@ -304,7 +305,7 @@ def test_typed_dicts_constraints_and_int_keys() -> None:
     assert "percent: expected `int` <= 100" in _refused(limits, {"percent": 101}, "limits")
     assert _refused(limits, {"percent": 1, "span": [1, {"sku": "a", "quantity": 1, "z": 0}]},
                     "limits").endswith("span[1].z: unknown field")
-    assert _registry(Limits, lambda x: Limits(1, {2: "two"}), "limits").tick("limits", {"percent": 1}) == (
+    assert _registry(Limits, lambda x: Limits(1, {2: "two"}), "limits").tick("limits", {"percent": 1}) == Successor(
         "limits", {"percent": 1, "by_code": {"2": "two"}, "span": None})
 
 

@@ -21,6 +21,7 @@ import pytest
 from martian_doves import builtin, registry
 from martian_doves.errors import BadReturn, ConfigError, InvalidPayload, MachineLoadError, UnknownState
 from martian_doves.loader import default_registry
+from martian_doves.model import Successor
 from martian_doves.registry import ENTRY_POINT_GROUP, MachineSpec, Registry, machine
 
 
@@ -108,7 +109,8 @@ def test_unknown_state_raises_unknown_state() -> None:
 )
 def test_tick_normalises_results(returned: Any, expected: Any) -> None:
     """None ends; a dict (or dataclass) continues in the same state; (state, dict) switches state."""
-    assert _registry("s", lambda payload: returned).tick("s", {}) == expected
+    result = _registry("s", lambda payload: returned).tick("s", {})
+    assert result == (None if expected is None else Successor(*expected))
 
 
 @pytest.mark.parametrize(
@@ -229,7 +231,7 @@ def test_load_a_py_file(tmp_path: Path) -> None:
     registry = Registry()
     assert registry.load(str(path)) == 2
     assert registry.names() == ["ping", "pong"]
-    assert registry.tick("ping", {"n": 1}) == ("pong", {"n": 1})
+    assert registry.tick("ping", {"n": 1}) == Successor("pong", {"n": 1})
     assert registry.sources == [str(path)]
 
 
@@ -326,7 +328,7 @@ def test_duplicate_state_name_across_sources(tmp_path: Path) -> None:
     registry.load(str(first))
     with pytest.raises(MachineLoadError, match="'ping' is defined twice"):
         registry.load(str(second))
-    assert registry.tick("ping", {}) == ("pong", {})  # the first definition still stands
+    assert registry.tick("ping", {}) == Successor("pong", {})  # the first definition still stands
 
 
 def test_duplicate_state_name_within_a_file(tmp_path: Path) -> None:
@@ -464,4 +466,4 @@ def test_tick_refuses_successors_that_no_state_file_could_hold(returned: Any) ->
 def test_tick_accepts_a_reasonably_nested_successor() -> None:
     """Nesting well within the limit is an ordinary successor."""
     returned = ("next", {"nested": _nested(30), "x": None})
-    assert _registry("s", lambda payload: returned).tick("s", {}) == returned
+    assert _registry("s", lambda payload: returned).tick("s", {}) == Successor(*returned)

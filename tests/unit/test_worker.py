@@ -195,26 +195,64 @@ def test_retry_without_delay_uses_backoff(store: RecordingStore, clock: FakeCloc
     assert worker.step().committed == 1
 
 
-def test_endless_retry_requests_use_up_the_attempts(store: RecordingStore, clock: FakeClock) -> None:
-    """A handler that always asks to retry does not loop forever: it fails after max_attempts."""
+def test_endless_retry_requests_are_bounded_on_their_own(store: RecordingStore, clock: FakeClock) -> None:
+    """A handler that always asks to retry does not loop forever: its requests are not failed attempts
+    (max_attempts is untouched) but have a bound of their own, then it fails with ``retry_limit``."""
 
     def never(payload: dict[str, Any]) -> None:
         raise Retry(1, "still waiting")
 
     _submit(store, "n.state", "never", {})
-    worker = _worker(store, _registry(never=never), clock)
-    for _ in range(2):
+    worker = _worker(store, _registry(never=never), clock, max_requested_retries=4)
+    for _ in range(4):
         assert worker.step().retried == 1
         clock.advance(1)
     assert worker.step().failed == 1
-    assert store.failures["n.state"].code == "tick_failed"
-    assert "still waiting" in store.failures["n.state"].message
+    failure = store.failures["n.state"]
+    assert (failure.code, failure.attempts) == ("retry_limit", 0)
+    assert "still waiting" in failure.message and "--max-requested-retries" in failure.message
 
 
-def test_unknown_state_fails_without_retry(store: RecordingStore, clock: FakeClock) -> None:
-    """A state no machine handles fails at once (retrying cannot help) with unknown_state."""
+def test_a_requested_retry_is_not_a_failed_attempt(store: RecordingStore, clock: FakeClock) -> None:
+    """``raise Retry(delay)`` reschedules the state after exactly that delay without using an attempt:
+    a handler that asks three times and then succeeds is done, with no failed attempt on record."""
+    asked: list[int] = []
+
+    def patient(payload: dict[str, Any]) -> None:
+        if len(asked) < 3:
+            asked.append(1)
+            raise Retry(0.5, "not yet")
+
+    _submit(store, "p.state", "patient", {})
+    worker = _worker(store, _registry(patient=patient), clock)  # max_attempts=3: 3 requests would use it up
+    for _ in range(3):
+        assert worker.step().retried == 1
+        assert worker.step().claimed == 0  # held back for the delay
+        clock.advance(0.5)
+    assert worker.step().committed == 1
+    (entry,) = store.history("p.state")
+    assert (entry.status, entry.attempts) == (Status.DONE, 0)
+
+
+def test_unknown_state_waits_for_a_worker_that_has_its_machine(store: RecordingStore, clock: FakeClock) -> None:
+    """A worker never claims a state it has no machine for: the state stays pending for another
+    worker (a host with that machine, or a later deploy), and this worker counts itself finished."""
     _submit(store, "u.state", "no-such-machine", {})
-    result = _worker(store, _registry(count=_count_down), clock).step()
+    _submit(store, "c.state", "count", {"count": 1})
+    worker = _worker(store, _registry(count=_count_down), clock)
+    assert (worker.step().committed, worker.step().claimed) == (1, 0)
+    assert (store.status().pending, store.status().failed) == (1, 0)
+    assert store.is_finished(["count"]) and not store.is_finished()
+    other = _worker(store, _registry(no_such_machine=lambda payload: None), clock, name="w2")
+    assert other.step().committed == 1
+    assert store.is_finished()
+
+
+def test_unknown_state_fails_without_retry_when_asked(store: RecordingStore, clock: FakeClock) -> None:
+    """With ``fail_unknown_states`` a state no machine handles fails at once (retrying cannot help)
+    with unknown_state."""
+    _submit(store, "u.state", "no-such-machine", {})
+    result = _worker(store, _registry(count=_count_down), clock, fail_unknown_states=True).step()
     assert (result.failed, result.retried) == (1, 0)
     failure = store.failures["u.state"]
     assert failure.code == "unknown_state"
@@ -373,9 +411,9 @@ def test_run_processes_everything_and_unregisters(store: RecordingStore, clock: 
     _submit(store, "u.state", "unknown", {})
     worker = _worker(store, _registry(count=_count_down), clock, name="A", concurrency=2, poll_seconds=0.05)
     totals = worker.run()
-    assert (totals.committed, totals.failed) == (15, 1)
-    status = store.status()
-    assert (status.done, status.failed, status.pending, status.in_progress) == (15, 1, 0, 0)
+    assert (totals.committed, totals.failed) == (15, 0)
+    status = store.status()  # the state no machine here can run is left for a worker that can
+    assert (status.done, status.failed, status.pending, status.in_progress) == (15, 0, 1, 0)
     assert status.workers == []
 
 
@@ -386,7 +424,7 @@ def test_run_processes_everything_and_unregisters(store: RecordingStore, clock: 
         {"prefetch": 0},
         {"heartbeat_seconds": 0},
         {"poll_seconds": -1},
-        {"tick_timeout_seconds": 0},
+        {"tick_timeout_seconds": -1},
         {"retry": RetryPolicy(max_attempts=0)},
     ],
 )
@@ -463,6 +501,20 @@ def test_a_handler_raising_a_base_exception_fails_its_tick_not_the_worker(raise_
     assert kind in (entry.reason or "")
 
 
+def test_a_tick_timeout_of_zero_is_no_limit() -> None:
+    """``tick_timeout_seconds=0`` (``--tick-timeout 0``) turns the limit off: a day-long tick stays."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    store.submit([State("slow.state", "countdown", {"count": 1})])
+    worker = Worker(store, _registry(countdown=_count_down), WorkerOptions(name="w", tick_timeout_seconds=0),
+                    clock=clock)
+    (claim,) = store.claim("w", 1)
+    worker._hold(claim)
+    clock.advance(86400)
+    worker._check_tick_timeout(list(worker._held.values()))
+    assert not worker.timed_out and worker._held
+
+
 def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim() -> None:
     """States claimed in a batch wait their turn; the time they wait is not run time, so a long
     wait never counts as an overrun (which would stop the worker)."""
@@ -490,7 +542,8 @@ def test_tick_timeout_counts_from_the_start_of_the_tick_not_the_claim() -> None:
     assert worker.timed_out and worker.stopping, "a tick that really overran was not stopped"
     assert worker.totals.timed_out == 1 and worker.totals.retried == 1
     assert not worker._held, "the other claims of the batch are released, not kept"
-    assert store.status().pending == 3
+    status = store.status()
+    assert (status.pending, status.scheduled) == (2, 1)  # the overrun one waits out its retry backoff
 
 
 def test_an_overrunning_tick_makes_run_return_and_never_ends_the_process() -> None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from martian_doves import codec
 from martian_doves.clock import Clock
 from martian_doves.config import DirectoryOptions
 from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName, workers_alive_error
-from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport, WorkerInfo
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport, WorkerInfo, with_error
+from martian_doves.stores.base import SubmitResult, Successor, require_plain
 from martian_doves.stores.directory import fsops, views
 from martian_doves.stores.directory.admission import Admission
 from martian_doves.stores.directory.layout import ClaimRecord, Layout, new_token, split_claim
@@ -90,16 +90,16 @@ class LeaseEngine:
     # -- submitting ------------------------------------------------------------------------
 
     def create_hint(self, name: str, *, attempts: int = 0, errors: Sequence[str] = (),
-                    delay_seconds: float = 0.0) -> bool:
+                    delay_seconds: float = 0.0, retries: int = 0) -> bool:
         """Mark ``name`` runnable after ``delay_seconds``; False if a hint already exists.
 
         The hint's mtime is the earliest time it may be claimed; it carries the state's
         failed ``attempts`` and their ``errors`` to the next claim.
         """
-        if not self._stamp_every_hint and not attempts and delay_seconds <= 0:
+        if not self._stamp_every_hint and not attempts and not retries and delay_seconds <= 0:
             return self.files.write_hint(name)
         return self.files.write_hint(name, not_before=self.clock.time() + delay_seconds, attempts=attempts,
-                                     errors=errors)
+                                     errors=errors, retries=retries)
 
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         files = self.files
@@ -146,7 +146,8 @@ class LeaseEngine:
             return None
         found = files.read_claim(name, token)
         attempts = found.attempts + (1 if taken_over else 0)
-        errors = found.errors + ((f"worker {found.worker} stopped renewing its lease",) if taken_over else ())
+        errors = with_error(found.errors, f"worker {found.worker} stopped renewing its lease") if taken_over \
+            else found.errors
         try:
             state = files.read_state(name)
         except FileNotFoundError:
@@ -157,8 +158,9 @@ class LeaseEngine:
             self.admission.quarantine(name, e.code, e.message)
             files.remove_claim(name, token)
             return None
-        files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time()))
-        return Claim(state, token, worker, attempts, errors)
+        files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time(),
+                                                     found.retries))
+        return Claim(state, token, worker, attempts, errors, found.retries)
 
     def takeovers(self, worker: str, limit: int) -> list[Claim]:
         """Take over the claims whose lease expired (at most every quarter lease); ``limit`` of them for ``worker``.
@@ -275,6 +277,7 @@ class LeaseEngine:
         return path, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        require_plain(successor, "folder")
         files = self.files
         if not files.has_claim(claim.name, claim.token):
             raise ClaimLost(f"claim on {claim.name} was taken over")
@@ -299,7 +302,7 @@ class LeaseEngine:
         return child
 
     def _give_back(self, name: str, token: str, *, fenced: bool, attempts: int = 0, errors: Sequence[str] = (),
-                   delay_seconds: float = 0.0) -> None:
+                   delay_seconds: float = 0.0, retries: int = 0) -> None:
         """Turn a claim back into a hint (due after ``delay_seconds``).
 
         Raises:
@@ -307,15 +310,20 @@ class LeaseEngine:
         """
         if fenced and not self.files.has_claim(name, token):
             raise ClaimLost(f"claim on {name} was taken over")
-        self.create_hint(name, attempts=attempts, errors=errors, delay_seconds=delay_seconds)
+        self.create_hint(name, attempts=attempts, errors=errors, delay_seconds=delay_seconds, retries=retries)
         self.files.remove_claim(name, token)
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        if requested:
+            self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors,
+                            delay_seconds=delay_seconds, retries=claim.retries + 1)
+            return
         self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts + 1,
-                        errors=[*claim.errors, error], delay_seconds=delay_seconds)
+                        errors=with_error(claim.errors, error), delay_seconds=delay_seconds, retries=claim.retries)
 
     def release(self, claim: Claim) -> None:
-        self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors)
+        self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors,
+                        retries=claim.retries)
 
     def fail(self, claim: Claim, failure: Failure) -> None:
         files = self.files
@@ -340,7 +348,7 @@ class LeaseEngine:
     def history(self, name: str) -> list[HistoryEntry]:
         return views.history(self.files, name)
 
-    def is_finished(self) -> bool:
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
         """Nothing pending, due later, claimed or waiting for admission (files copied in count)."""
         admission = self.admission
         if admission.scan_due:

@@ -85,10 +85,13 @@ class ClaimRecord:
     token: str | None = None
     #: When the claim was taken, epoch seconds.
     claimed_at: float | None = None
+    #: Retries the handler asked for so far (``raise Retry``).
+    retries: int = 0
 
     def encode(self) -> bytes:
         return json.dumps({"worker": self.worker, "token": self.token, "attempts": self.attempts,
-                           "errors": list(self.errors), "claimed_at": self.claimed_at}).encode()
+                           "errors": list(self.errors), "claimed_at": self.claimed_at,
+                           "retries": self.retries}).encode()
 
 
 @dataclass(frozen=True)
@@ -295,17 +298,22 @@ class Layout:
     # -- hints and claims ------------------------------------------------------------------
 
     def write_hint(self, name: str, *, not_before: float | None = None, attempts: int = 0,
-                   errors: Sequence[str] = ()) -> bool:
+                   errors: Sequence[str] = (), retries: int = 0) -> bool:
         """Mark ``name`` runnable from ``not_before`` on (the hint's mtime).
 
         A hint without ``not_before`` gets the filesystem's own timestamp. After failed
-        attempts the hint carries them (``{"attempts": n, "errors": [...]}``) into the
-        next claim; otherwise it is empty.
+        attempts or requested retries the hint carries them (``{"attempts": n, "errors":
+        [...], "retries": r}``) into the next claim; otherwise it is empty.
 
         Returns:
             False if a hint already exists (it is left as it is).
         """
-        data = json.dumps({"attempts": attempts, "errors": list(errors)}).encode() if attempts else b""
+        data = b""
+        if attempts or retries:
+            carried: dict[str, object] = {"attempts": attempts, "errors": list(errors)}
+            if retries:
+                carried["retries"] = retries
+            data = json.dumps(carried).encode()
         if not data and not_before is None:
             return fsops.create_empty(self.hint_path(name))
         return self.write_new(self.hint_path(name), data, mtime=not_before)
@@ -318,7 +326,8 @@ class Layout:
         info = fsops.read_json_object(self.claim_path(name, token), _CLAIM_MAX_BYTES) or {}
         errors = info.get("errors", [])
         return ClaimRecord(str(info.get("worker", "?")), as_count(info.get("attempts", 0)),
-                           tuple(str(e) for e in errors) if isinstance(errors, list) else ())
+                           tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+                           retries=as_count(info.get("retries", 0)))
 
     def create_claim(self, name: str, token: str, record: ClaimRecord) -> str:
         """Create the claim file ``NAME@TOKEN`` holding ``record`` (exclusively); return its path."""

@@ -12,18 +12,18 @@ from __future__ import annotations
 import os
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import DirectoryOptions
 from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import LeaseEngine, open_folder
 from martian_doves.stores.directory.watch import Watcher
 
 
-class LeaseStore:
+class LeaseStore(WithoutMachineModel):
     """Directory store with lease-based claims. See the module docstring for the protocol.
 
     Args:
@@ -77,7 +77,7 @@ class LeaseStore:
         random.shuffle(entries)
         self._candidates.extend(entries)
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         claims = self.leases.takeovers(worker, limit)
         self.admission.maintain()
         now = self.clock.time()
@@ -124,7 +124,7 @@ class LeaseStore:
 
     # -- leases ----------------------------------------------------------------------------------
 
-    def register_worker(self, worker: str) -> None:
+    def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         self.leases.register(worker)
 
     def unregister_worker(self, worker: str) -> None:
@@ -139,8 +139,8 @@ class LeaseStore:
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
         return self.leases.commit(claim, successor, keep=keep)
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
-        self.leases.retry_later(claim, delay_seconds, error)
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        self.leases.retry_later(claim, delay_seconds, error, requested=requested)
 
     def release(self, claim: Claim) -> None:
         self.leases.release(claim)
@@ -156,8 +156,8 @@ class LeaseStore:
     def history(self, name: str) -> list[HistoryEntry]:
         return self.leases.history(name)
 
-    def is_finished(self) -> bool:
-        return self.leases.is_finished()
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
+        return self.leases.is_finished(states)
 
     def reset(self, *, successors: bool) -> int:
         kept = self.leases.reset(successors=successors)

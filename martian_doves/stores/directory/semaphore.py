@@ -39,13 +39,13 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import Phase, SemaphoreOptions
 from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import LeaseEngine, open_folder
 from martian_doves.stores.directory.watch import Watcher
@@ -95,7 +95,7 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
-class SemaphoreStore:
+class SemaphoreStore(WithoutMachineModel):
     """The temporal semaphore over the lease protocol's files. See the module docstring.
 
     Args:
@@ -169,7 +169,7 @@ class SemaphoreStore:
         """The stamps of the registrations of semaphore-mode workers."""
         return {found.name: found.seen_at for found in self.files.registrations() if found.mode == self.mode}
 
-    def register_worker(self, worker: str) -> None:
+    def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         """Wait for the update phase (as the seed does), then register."""
         self._worker = worker
         while True:
@@ -265,7 +265,7 @@ class SemaphoreStore:
         self._assignment = []
         return claims
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         with self._lock:
             # The calling thread is free now (it asks for work): that counts when the
             # update phase decides whether this worker is available.
@@ -309,8 +309,8 @@ class SemaphoreStore:
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
         return self.leases.commit(claim, successor, keep=keep)
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
-        self.leases.retry_later(claim, delay_seconds, error)
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        self.leases.retry_later(claim, delay_seconds, error, requested=requested)
 
     def release(self, claim: Claim) -> None:
         self.leases.release(claim)
@@ -327,8 +327,8 @@ class SemaphoreStore:
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         return self.leases.retry_failed(names)
 
-    def is_finished(self) -> bool:
-        return not self._queue and self.leases.is_finished()
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
+        return not self._queue and self.leases.is_finished(states)
 
     def status(self) -> StatusReport:
         report = self.leases.status()

@@ -44,8 +44,18 @@ from martian_doves.errors import (
     UnsafeName,
     workers_alive_error,
 )
-from martian_doves.model import Claim, Failure, HistoryEntry, State, Status, StatusReport, WorkerInfo
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.model import (
+    INTERNAL_STATES,
+    MAX_KEPT_ERRORS,
+    Claim,
+    Failure,
+    HistoryEntry,
+    State,
+    Status,
+    StatusReport,
+    WorkerInfo,
+)
+from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel, require_plain
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector
 from martian_doves.stores.postgres.export import export as export_to_folder
 from martian_doves.stores.postgres.sql import Q, migrations
@@ -60,7 +70,7 @@ _CANDIDATES = 100
 _SUBMIT_CHUNK = 1000
 
 
-class PostgresStore:
+class PostgresStore(WithoutMachineModel):
     """Store on a PostgreSQL schema. See the module docstring for the protocol."""
 
     mode = "postgres"
@@ -188,7 +198,7 @@ class PostgresStore:
         return {"worker": worker, "host": self._host, "pid": os.getpid(), "lease": self.options.lease_seconds,
                 "channel": self.channel}
 
-    def register_worker(self, worker: str) -> None:
+    def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         """Record ``worker`` as alive (and drop registrations dead for ten leases)."""
         self.connector.run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
 
@@ -199,7 +209,7 @@ class PostgresStore:
         params = self._worker_params(worker)
         self.connector.run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], params))
 
-    def claim(self, worker: str, limit: int) -> list[Claim]:
+    def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         """Claim up to ``limit`` runnable states, taking over expired leases first.
 
         Returns:
@@ -212,7 +222,7 @@ class PostgresStore:
             return mine
         batch = secrets.token_hex(8)
         params = {"limit": max(limit, self.options.claim_batch), "worker": worker, "batch": batch,
-                  "lease": self.options.lease_seconds, "pattern": f"{batch}.%"}
+                  "lease": self.options.lease_seconds, "pattern": f"{batch}.%", "states": _state_names(states)}
 
         def take(conn: Conn, attempt: int) -> list[tuple[Any, ...]]:
             if attempt:  # the claim may have been made before the connection dropped: adopt it
@@ -222,8 +232,9 @@ class PostgresStore:
             return conn.execute(Q["claim"], params).fetchall()
 
         claims = []
-        for name, state, payload, parent, token, attempts, errors, taken_over in self.connector.run("claim", take):
-            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors)))
+        for name, state, payload, parent, token, attempts, errors, retries, taken_over in self.connector.run(
+                "claim", take):
+            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors), retries))
             if taken_over:
                 log.warning("took over %s from a worker that stopped renewing its lease", name,
                             extra={"action": "takeover", "state_name": name})
@@ -274,6 +285,7 @@ class PostgresStore:
             raise ClaimLost(f"claim on {claim.name} was taken over")
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
+        require_plain(successor, "PostgreSQL")
         """Write ``successor`` exactly once and mark the claimed state done, atomically.
 
         Args:
@@ -293,7 +305,7 @@ class PostgresStore:
         payload = None
         if successor is not None:
             # As in a folder: a successor over the size limit fails the tick that made it.
-            codec.encode(State(f"successor of {claim.name}", *successor), self.options.max_state_bytes)
+            codec.encode(State(f"successor of {claim.name}", successor[0], successor[1]), self.options.max_state_bytes)
             try:  # jsonb has no NaN or Infinity: refuse them here, as a bad return value
                 payload = json.dumps(successor[1], allow_nan=False)
             except (TypeError, ValueError) as e:
@@ -333,13 +345,14 @@ class PostgresStore:
             return None
         return Claim(State(child, successor[0], successor[1], claim.name), params["child_token"], claim.worker)
 
-    def retry_later(self, claim: Claim, delay_seconds: float, error: str) -> None:
-        """Give the state back, due after ``delay_seconds``, one attempt used.
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        """Give the state back, due after ``delay_seconds``: one attempt used, or (``requested``) one retry.
 
         Raises:
             ClaimLost: the claim was taken over.
         """
-        self._fenced("retry", Q["retry_later"], claim, Status.PENDING, {"delay": delay_seconds, "error": error})
+        self._fenced("retry", Q["retry_later"], claim, Status.PENDING,
+                     {"delay": delay_seconds, "error": error, "requested": requested, "kept": MAX_KEPT_ERRORS})
 
     def release(self, claim: Claim) -> None:
         """Give the state back at once without using an attempt.
@@ -387,9 +400,10 @@ class PostgresStore:
 
         return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self.connector.run("history", read)]
 
-    def is_finished(self) -> bool:
+    def is_finished(self, states: Collection[str] | None = None) -> bool:
         """True when no state is pending (due now or later) and none is claimed."""
-        row = self.connector.run("is_finished", lambda conn, _: conn.execute(Q["is_finished"]).fetchone())
+        params = {"states": _state_names(states)}
+        row = self.connector.run("is_finished", lambda conn, _: conn.execute(Q["is_finished"], params).fetchone())
         return bool(row and row[0])
 
     def reset(self, *, successors: bool) -> int:
@@ -452,3 +466,8 @@ class PostgresStore:
 
 
 __all__ = ["PostgresStore"]
+
+
+def _state_names(states: Collection[str] | None) -> list[str] | None:
+    """The state names a worker claims, as a query parameter (its own steps included); None: every state."""
+    return None if states is None else sorted({*states, *INTERNAL_STATES})

@@ -21,15 +21,18 @@ INSERT INTO schema_version (version) VALUES (%(version)s)
 -- name: claim
 -- Takes over expired leases first (one attempt used, an error recorded), then the
 -- oldest due pending states; SKIP LOCKED lets concurrent claimers pass each other.
+-- Only states named in %(states)s (the machines the worker has; NULL: every state) are taken.
 WITH expired AS (
     SELECT name FROM states
     WHERE status = 'in_progress' AND lease_expires < now()
+      AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
     ORDER BY lease_expires
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT name FROM states
     WHERE status = 'pending' AND not_before <= now()
+      AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
     ORDER BY not_before
     LIMIT greatest(%(limit)s - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED
@@ -49,11 +52,11 @@ UPDATE states AS s SET
     lease_expires = now() + %(lease)s * interval '1 second'
 FROM picked
 WHERE s.name = picked.name
-RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, picked.taken_over
+RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s.retries, picked.taken_over
 
 -- name: adopt
 -- After a claim whose reply was lost with the connection: the rows it did claim.
-SELECT name, state, payload, parent, token, attempts, errors, false AS taken_over
+SELECT name, state, payload, parent, token, attempts, errors, retries, false AS taken_over
 FROM states
 WHERE status = 'in_progress' AND token LIKE %(pattern)s
 
@@ -155,8 +158,17 @@ SELECT s.token FROM states AS s
 JOIN unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token) ON s.name = c.name AND s.token = c.token
 
 -- name: retry_later
+-- A failed attempt records its error (the newest %(kept)s kept); a retry the handler asked for
+-- (%(requested)s) counts a retry instead.
 WITH given AS (
-    UPDATE states SET status = 'pending', attempts = attempts + 1, errors = errors || jsonb_build_array(%(error)s::text),
+    UPDATE states SET status = 'pending',
+        attempts = attempts + CASE WHEN %(requested)s THEN 0 ELSE 1 END,
+        retries = retries + CASE WHEN %(requested)s THEN 1 ELSE 0 END,
+        errors = CASE WHEN %(requested)s THEN errors ELSE (
+            SELECT coalesce(jsonb_agg(e ORDER BY i), '[]'::jsonb) FROM (
+                SELECT e, i FROM jsonb_array_elements(errors || jsonb_build_array(%(error)s::text))
+                    WITH ORDINALITY AS kept(e, i)
+                ORDER BY i DESC LIMIT %(kept)s) AS newest) END,
         not_before = now() + %(delay)s * interval '1 second', lease_expires = NULL
     WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
     RETURNING name
@@ -244,8 +256,11 @@ ORDER BY step, name
 SELECT root FROM states WHERE name = %(name)s
 
 -- name: is_finished
-SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending')
-   AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress')
+-- Counting only states named in %(states)s (NULL: every state).
+SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending'
+                   AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
+   AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress'
+                   AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
 
 -- name: next_due
 -- Seconds until something may become claimable without a NOTIFY: a delayed retry
@@ -264,7 +279,7 @@ DELETE FROM states WHERE parent IS NOT NULL
 
 -- name: reset
 WITH fresh AS (
-    UPDATE states SET status = 'pending', attempts = 0, errors = '[]'::jsonb, not_before = now(),
+    UPDATE states SET status = 'pending', attempts = 0, retries = 0, errors = '[]'::jsonb, not_before = now(),
         claimed_at = NULL, finished_at = NULL, worker = NULL, lease_expires = NULL, token = NULL, reason = NULL
     WHERE %(everything)s
        OR (status = 'failed' AND (%(names)s::text[] IS NULL OR name = ANY(%(names)s::text[])))
