@@ -35,7 +35,8 @@ _STATUS_STYLES = {
 }
 #: Columns of ``doves history``.
 #: "failed attempts": a state done at its first try shows 0, one that failed shows all its tries.
-HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "failed attempts", "reason")
+#: "note": why it failed, or what it waits for, received, was scheduled for or spawned.
+HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "failed attempts", "note")
 
 
 def format_time(epoch_seconds: float | None) -> str:
@@ -101,14 +102,34 @@ def _count_lines(report: StatusReport, now: float) -> list[tuple[str, str]]:
     if report.oldest_pending_at is not None and report.pending:
         oldest = f"  (oldest since {format_age(now - report.oldest_pending_at)})"
     alive = sum(1 for w in report.workers if w.alive)
-    lines = [(str(key), str(value)) for key, value in report.details.items()]
+    lines = [(str(key), str(value)) for key, value in report.details.items() if key != NO_WORKER_FOR]
     lines += [
         ("pending", f"{report.pending}{oldest}"),
+        ("scheduled", str(report.scheduled)),
+        ("waiting", str(report.waiting)),
         ("in progress", str(report.in_progress)),
         ("done", str(report.done)),
         ("failed", str(report.failed)),
         ("workers", f"{alive} alive, {len(report.workers)} registered"),
     ]
+    lines += [("no worker for", line) for line in unrunnable_lines(report, now)]
+    return lines
+
+
+#: The key of ``StatusReport.details`` listing states that no live worker has a machine for.
+NO_WORKER_FOR = "no_worker_for"
+
+
+def unrunnable_lines(report: StatusReport, now: float) -> list[str]:
+    """``no live worker can run state X: N pending, oldest since T`` for each such state name."""
+    found = report.details.get(NO_WORKER_FOR) or []
+    lines = []
+    for entry in found if isinstance(found, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        since = entry.get("oldest_pending_at")
+        age = f", oldest since {format_age(now - since)}" if isinstance(since, int | float) else ""
+        lines.append(f"no live worker can run state {entry.get('state')!s}: {entry.get('count')} pending{age}")
     return lines
 
 
@@ -165,10 +186,33 @@ def history_rows(entries: Sequence[HistoryEntry]) -> list[list[str]]:
             entry.worker or "-",
             format_time(entry.finished_at),
             str(entry.attempts),
-            _cell(entry.reason),
+            _cell(history_note(entry)),
         ]
         for entry in entries
     ]
+
+
+def history_note(entry: HistoryEntry) -> str | None:
+    """What a history row says beyond its columns: the failure, or the timer, wait, event or children."""
+    notes = []
+    if entry.origin is not None:
+        notes.append(f"child {entry.origin.index} of {entry.origin.parent}")
+    if entry.status is Status.SCHEDULED and entry.not_before is not None:
+        notes.append(f"due {format_time(entry.not_before)}")
+    wait = entry.wait
+    if wait is not None and wait.is_join:
+        notes.append(f"joins {wait.children} child machine(s), then {wait.then}")
+    elif wait is not None:
+        until = f" until {format_time(wait.deadline)} (then {wait.on_timeout or 'fail'})" if wait.deadline else ""
+        notes.append(f"waits for event {wait.event!r}{until}, then {wait.then}")
+    if entry.event is not None:
+        notes.append(f"received {entry.event.name!r} sent {format_time(entry.event.sent_at)}")
+    if entry.children:
+        shown = ", ".join(entry.children[:3]) + (", ..." if len(entry.children) > 3 else "")
+        notes.append(f"spawned {len(entry.children)}: {shown}")
+    if entry.reason:
+        notes.append(entry.reason)
+    return "; ".join(notes) or None
 
 
 def history_dicts(entries: Sequence[HistoryEntry]) -> list[JSONDict]:
@@ -183,6 +227,11 @@ def history_dicts(entries: Sequence[HistoryEntry]) -> list[JSONDict]:
             "attempts": entry.attempts,
             "reason": entry.reason,
             "payload": entry.payload,
+            "not_before": entry.not_before,
+            "wait": None if entry.wait is None else entry.wait.as_dict(),
+            "event": None if entry.event is None else {**entry.event.as_payload(), "sent_at": entry.event.sent_at},
+            "origin": None if entry.origin is None else entry.origin.as_dict(),
+            "children": list(entry.children),
         }
         for entry in entries
     ]
@@ -200,7 +249,7 @@ def history_renderable(entries: Sequence[HistoryEntry]) -> RenderableType:
         row[4] = format_short_time(entry.finished_at)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for index, column in enumerate(HISTORY_COLUMNS):
-        if column == "reason":  # the one column that wraps: names and times stay whole
+        if column == "note":  # the one column that wraps: names and times stay whole
             table.add_column(column, overflow="fold", ratio=1)
         else:
             table.add_column(column, no_wrap=True, min_width=max([len(column), *(len(r[index]) for r in rows)]))

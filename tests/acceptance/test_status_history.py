@@ -40,7 +40,7 @@ def test_history_shows_the_lineage(doves: Doves, finished_store: Path) -> None:
     result = doves("history", str(finished_store), "countdown.state")
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.strip().splitlines()
-    for column in ("STATE FILE", "STATE", "STATUS", "WORKER", "WHEN", "ATTEMPTS", "REASON"):
+    for column in ("STATE FILE", "STATE", "STATUS", "WORKER", "WHEN", "ATTEMPTS", "NOTE"):
         assert column in header
     names = [row.split()[0] for row in rows]
     assert names == ["countdown.state", *(f"countdown.state-{i}" for i in range(1, 5))]
