@@ -114,6 +114,15 @@ def is_successor_name(name: str, parent: str) -> bool:
     return max(branch, 2) <= int(suffix) < branch + MAX_BRANCHES
 
 
+def is_root_name(name: str) -> bool:
+    """Whether a state file's name is a lineage root's as stores name them (``x.state``, a child's
+    ``x.state-1+0.state``), not a successor's (``x.state-1``, ``x.state-1~2``).
+
+    A state submitted under a successor-like name is a root too; only its file says so.
+    """
+    return is_state_file_name(name) and _lineage_parts(name)[1] == 0
+
+
 def _lineage_parts(name: str) -> tuple[str, int, int]:
     """(base, step, branch) of a state file name: ``x.state-3~2`` → (``x.state``, 3, 2)."""
     match = _LINEAGE.fullmatch(name)

@@ -5,9 +5,9 @@ running handlers and the retry policy. A new store is one module implementing
 ``Store`` plus the conformance tests in ``tests/conformance``.
 
 What only some stores can do is a capability protocol of its own, checked with
-``isinstance``: ``AdminStore`` (reset, retry failed states), ``MigratableStore``
-(a schema to create or upgrade) and ``ExportableStore`` (write its states out as a
-folder of state files).
+``isinstance``: ``AdminStore`` (reset, retry failed states), ``LineageStore`` (name
+its machines, to read many lineages), ``MigratableStore`` (a schema to create or
+upgrade) and ``ExportableStore`` (write its states out as a folder of state files).
 """
 
 from __future__ import annotations
@@ -215,6 +215,21 @@ class AdminStore(Protocol):
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
         """Make failed states (all, or those named) pending again with fresh attempts."""
+        ...
+
+
+@runtime_checkable
+class LineageStore(Protocol):
+    """A store that can name its machines, so a reader can walk many lineages (``doves graph``)."""
+
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        """The names of the machines in the store (lineage roots, child machines too), newest first.
+
+        Each name given to ``history`` reads that machine's lineage.
+
+        Args:
+            limit: at most this many (the newest); None: all.
+        """
         ...
 
 

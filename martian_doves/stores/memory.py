@@ -436,6 +436,13 @@ class MemoryStore:
                     return entries
                 record = child
 
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        """Lineage roots (submitted states and child machines), newest first."""
+        with self._lock:
+            roots = sorted(((r.submitted_at, r.state.name) for r in self._records.values() if r.state.parent is None),
+                           reverse=True)
+        return [name for _, name in roots[:limit]]
+
     def is_finished(self, states: Collection[str] | None = None) -> bool:
         wanted = None if states is None else frozenset(states) | INTERNAL_STATES
         with self._lock:

@@ -348,6 +348,9 @@ class LeaseEngine:
     def history(self, name: str) -> list[HistoryEntry]:
         return views.history(self.files, name)
 
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        return views.machine_names(self.files, limit)
+
     def is_finished(self, states: Collection[str] | None = None) -> bool:
         """Nothing pending, due later, claimed or waiting for admission (files copied in count)."""
         admission = self.admission

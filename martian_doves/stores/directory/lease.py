@@ -156,6 +156,9 @@ class LeaseStore(WithoutMachineModel):
     def history(self, name: str) -> list[HistoryEntry]:
         return self.leases.history(name)
 
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        return self.leases.machine_names(limit)
+
     def is_finished(self, states: Collection[str] | None = None) -> bool:
         return self.leases.is_finished(states)
 

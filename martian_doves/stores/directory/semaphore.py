@@ -321,6 +321,9 @@ class SemaphoreStore(WithoutMachineModel):
     def history(self, name: str) -> list[HistoryEntry]:
         return self.leases.history(name)
 
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        return self.leases.machine_names(limit)
+
     def reset(self, *, successors: bool) -> int:
         return self.leases.reset(successors=successors)
 

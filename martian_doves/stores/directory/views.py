@@ -67,6 +67,14 @@ def status(files: Layout, now: float, mode: str, liveness_seconds: float) -> Sta
     )
 
 
+def machine_names(files: Layout, limit: int | None) -> list[str]:
+    """Lineage roots by their names (``x.state``, children's ``x.state-1+0.state``), in the root or
+    failed, newest file first."""
+    stamped = {name: mtime for folder in (files.failed, files.root) for name, mtime in fsops.stamped_entries(folder)
+               if codec.is_root_name(name)}
+    return [name for _, name in sorted(((m, n) for n, m in stamped.items()), reverse=True)[:limit]]
+
+
 def _entry(files: Layout, name: str, claimed: dict[str, str]) -> HistoryEntry | None:
     try:
         state = files.read_state(name, failed=not files.has_state(name))

@@ -400,6 +400,12 @@ class PostgresStore(WithoutMachineModel):
 
         return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self.connector.run("history", read)]
 
+    def machine_names(self, limit: int | None = None) -> list[str]:
+        """Lineage roots (submitted states), newest first."""
+        rows = self.connector.run("machine_names", lambda conn, _: conn.execute(Q["machine_names"], {"limit": limit})
+                                  .fetchall())
+        return [row[0] for row in rows]
+
     def is_finished(self, states: Collection[str] | None = None) -> bool:
         """True when no state is pending (due now or later) and none is claimed."""
         params = {"states": _state_names(states)}

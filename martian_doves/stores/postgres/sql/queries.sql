@@ -252,6 +252,10 @@ FROM states
 WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
 ORDER BY step, name
 
+-- name: machine_names
+-- Lineage roots, newest first (LIMIT NULL: all).
+SELECT name FROM states WHERE step = 0 ORDER BY submitted_at DESC, name DESC LIMIT %(limit)s
+
 -- name: root_of
 SELECT root FROM states WHERE name = %(name)s
 
