@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contract_helpers import _claim_one, _submit
 
+from martian_doves.graph import observed_graph
 from martian_doves.model import JOIN_STATE, Child, Failure, State, Successor, WaitFor
 from martian_doves.stores.base import LineageStore, Store
 
@@ -34,3 +35,12 @@ def test_child_machines_are_machines(model_store: Store) -> None:
                                         children=(Child("part", {"i": 0}), Child("part", {"i": 1}))))
     assert sorted(model_store.machine_names()) == ["batch.state", "batch.state+0.state", "batch.state+1.state"]
 
+
+def test_the_graph_of_a_store_counts_its_lineages(any_store: Store) -> None:
+    _submit(any_store, State("a.state", "count", {"n": 2}), State("b.state", "count", {"n": 1}))
+    for claim in any_store.claim("w1", 10):
+        any_store.commit(claim, Successor("count", {"n": 1}) if claim.name == "a.state" else None)
+    graph = observed_graph(any_store)
+    counts = {(e.source, e.target): e.count for e in graph.edges.values()}
+    assert counts == {("doves.start", "count"): 2, ("count", "count"): 1, ("count", "doves.end"): 1}
+    assert graph.nodes["count"].counts == {"pending": 1}
