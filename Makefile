@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench graphs clean
 
 $(BIN)/doves: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint typecheck pytest
 
 bench: $(BIN)/doves
 	$(BIN)/python bench/bench_doves.py $(BENCH_ARGS)
+
+# The README's state graphs and their pictures in docs/graphs/, drawn again by doves graph.
+graphs: $(BIN)/doves
+	$(BIN)/python tests/unit/readme_graphs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

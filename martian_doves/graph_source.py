@@ -110,14 +110,17 @@ def _reachable(graph: Graph, sources: Sequence[str]) -> set[str]:
     return seen
 
 
-def declared_graph(registry: Registry, states: Sequence[str] | None = None, *, title: str | None = None) -> Graph:
+def declared_graph(registry: Registry, states: Sequence[str] | None = None, *, entries: bool = True,
+                   title: str | None = None) -> Graph:
     """The state graph the handlers of ``registry`` declare in their source code.
 
     Args:
         registry: the machines.
-        states: draw these states and every state they can lead to (each gets a start
-            edge); None: every state of ``registry`` (start edges go to the states
-            nothing leads to, and one to each cycle nothing enters).
+        states: draw these states and every state they can lead to; None: every state
+            of ``registry``.
+        entries: ``states`` are where machines start: each gets a start edge. False (and
+            always when ``states`` is None): start edges go to the states nothing else
+            leads to, and to the first state (in source order) of each cycle nothing enters.
         title: the graph's title.
 
     Returns:
@@ -127,9 +130,10 @@ def declared_graph(registry: Registry, states: Sequence[str] | None = None, *, t
     """
     chosen = list(dict.fromkeys(states)) if states is not None else sorted(
         registry.names(), key=lambda s: _source_order(registry, s))
-    graph = Graph(title or _title(registry, chosen, states is not None))
+    entries = entries and states is not None
+    graph = Graph(title or _title(registry, chosen, entries))
     graph.start()  # first, so renderers meet it first
-    modules = SourceReader()
+    reader = SourceReader()
     pending = list(chosen)
     done: set[str] = set()
     while pending:
@@ -142,9 +146,9 @@ def declared_graph(registry: Registry, states: Sequence[str] | None = None, *, t
             node.note = "no machine loaded for this state"
             graph.note(f"no machine is loaded for state {state!r}")
             continue
-        for outcome in dict.fromkeys(handler_outcomes(modules, registry.spec(state).handler, state)):
+        for outcome in dict.fromkeys(handler_outcomes(reader, registry.spec(state).handler, state)):
             pending += _add(graph, state, outcome)
-    _add_starts(graph, chosen, states is not None)
+    _add_starts(graph, chosen, entries)
     return graph
 
 

@@ -8,8 +8,8 @@ a compose file needs no command line. Errors a user can fix print one line,
 wrong shows a traceback.
 
 Commands live by what they touch: ``running`` (run), ``files`` (submit, validate),
-``inspecting`` (status, history, dashboard), ``sending`` (send), ``admin`` (reset,
-retry, migrate, export) and ``demo``.
+``inspecting`` (status, history, dashboard), ``graph``, ``sending`` (send), ``admin``
+(reset, retry, migrate, export) and ``demo``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import click
 from martian_doves.cli.admin import export, migrate, reset, retry
 from martian_doves.cli.demo import demo
 from martian_doves.cli.files import submit, validate
+from martian_doves.cli.graph import graph
 from martian_doves.cli.inspecting import dashboard, history, status
 from martian_doves.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, error
 from martian_doves.cli.running import run
@@ -51,7 +52,8 @@ def cli() -> None:
     """
 
 
-for _command in (run, submit, send, status, dashboard, history, reset, retry, validate, migrate, export, demo):
+for _command in (run, submit, send, status, dashboard, history, graph, reset, retry, validate, migrate, export,
+                 demo):
     cli.add_command(_command)
 
 
