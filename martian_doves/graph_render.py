@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-from martian_doves.graph import Edge, EdgeKind, Graph, Node, NodeKind
+from martian_doves.graph import FAILED_ID, Edge, EdgeKind, Graph, Node, NodeKind
 from martian_doves.graph_layout import Box, Link, Point, Route, layout
 from martian_doves.text import one_line
 
@@ -22,6 +22,11 @@ FORMATS = ("mermaid", "svg", "json")
 
 #: Edges drawn dashed: what happens later or elsewhere (a timer, a timeout, a child machine).
 _DASHED = frozenset({EdgeKind.TIMER, EdgeKind.TIMEOUT, EdgeKind.SPAWN})
+
+
+def _is_failure(edge: Edge) -> bool:
+    """Drawn in red: what leads to the failed node."""
+    return edge.target == FAILED_ID
 
 
 def edge_text(edge: Edge) -> str | None:
@@ -44,23 +49,33 @@ def node_lines(node: Node) -> list[str]:
 
 # -- Mermaid --------------------------------------------------------------------------------------
 
+_RED = "#b42318"
+#: Fill, stroke and text colour of each kind of node, in Mermaid and SVG alike.
+_COLOURS = {
+    NodeKind.STATE: ("#f5f7fb", "#51607a", "#111827"),
+    NodeKind.START: ("#1f2937", "#1f2937", "#ffffff"),
+    NodeKind.END: ("#1f2937", "#1f2937", "#ffffff"),
+    NodeKind.FAILED: ("#fde2e1", _RED, "#7a271a"),
+    NodeKind.WAIT: ("#eef4ff", "#3b5bdb", "#1e3a8a"),
+    NodeKind.JOIN: ("#eef4ff", "#3b5bdb", "#1e3a8a"),
+    NodeKind.UNKNOWN: ("#fafafa", "#888888", "#444444"),
+}
+#: Each kind's Mermaid shape (its opening and closing brackets) and class; states keep the theme's colours.
 _MERMAID_SHAPES = {
-    NodeKind.STATE: ("(", ")"),
-    NodeKind.START: ("((", "))"),
-    NodeKind.END: ("(((", ")))"),
-    NodeKind.FAILED: ("([", "])"),
-    NodeKind.WAIT: ("{{", "}}"),
-    NodeKind.JOIN: ("{{", "}}"),
-    NodeKind.UNKNOWN: ("[/", "/]"),
+    NodeKind.STATE: ("(", ")", None),
+    NodeKind.START: ("((", "))", "dovesStart"),
+    NodeKind.END: ("(((", ")))", "dovesEnd"),
+    NodeKind.FAILED: ("([", "])", "dovesFailed"),
+    NodeKind.WAIT: ("{{", "}}", "dovesWait"),
+    NodeKind.JOIN: ("{{", "}}", "dovesWait"),
+    NodeKind.UNKNOWN: ("[/", "/]", "dovesUnknown"),
 }
-_MERMAID_CLASSES = {
-    NodeKind.START: ("dovesStart", "fill:#1f2937,stroke:#1f2937,color:#ffffff"),
-    NodeKind.END: ("dovesEnd", "fill:#1f2937,stroke:#1f2937,color:#ffffff"),
-    NodeKind.FAILED: ("dovesFailed", "fill:#fde2e1,stroke:#b42318,color:#7a271a"),
-    NodeKind.WAIT: ("dovesWait", "fill:#eef4ff,stroke:#3b5bdb,color:#1e3a8a"),
-    NodeKind.JOIN: ("dovesWait", "fill:#eef4ff,stroke:#3b5bdb,color:#1e3a8a"),
-    NodeKind.UNKNOWN: ("dovesUnknown", "fill:#fafafa,stroke:#888888,color:#444444,stroke-dasharray:4 3"),
-}
+
+
+def _mermaid_style(kind: NodeKind) -> str:
+    fill, stroke, colour = _COLOURS[kind]
+    dashed = ",stroke-dasharray:4 3" if kind is NodeKind.UNKNOWN else ""
+    return f"fill:{fill},stroke:{stroke},color:{colour}{dashed}"
 
 
 def _mermaid_text(text: str) -> str:
@@ -80,7 +95,7 @@ def to_mermaid(graph: Graph) -> str:
     lines = ["flowchart TD", f"    %% {one_line(graph.title)}"]
     lines += [f"    %% note: {one_line(note)}" for note in graph.notes]
     for node in graph.nodes.values():
-        opening, closing = _MERMAID_SHAPES[node.kind]
+        opening, closing, _ = _MERMAID_SHAPES[node.kind]
         label = "<br/>".join(_mermaid_text(line) for line in node_lines(node))
         lines.append(f'    {ids[node.id]}{opening}"{label}"{closing}')
     failures = []
@@ -89,18 +104,18 @@ def to_mermaid(graph: Graph) -> str:
         text = edge_text(edge)
         label = "" if text is None else f'|"{_mermaid_text(text)}"|'
         lines.append(f"    {ids[edge.source]} {arrow}{label} {ids[edge.target]}")
-        if edge.kind is EdgeKind.FAIL or edge.target == "doves.failed":
+        if _is_failure(edge):
             failures.append(str(index))
     classes: dict[str, tuple[str, list[str]]] = {}
     for node in graph.nodes.values():
-        if node.kind in _MERMAID_CLASSES:
-            name, style = _MERMAID_CLASSES[node.kind]
-            classes.setdefault(name, (style, []))[1].append(ids[node.id])
+        name = _MERMAID_SHAPES[node.kind][2]
+        if name is not None:
+            classes.setdefault(name, (_mermaid_style(node.kind), []))[1].append(ids[node.id])
     for name, (style, members) in classes.items():
         lines.append(f"    classDef {name} {style}")
         lines.append(f"    class {','.join(members)} {name}")
     if failures:
-        lines.append(f"    linkStyle {','.join(failures)} stroke:#b42318,color:#b42318")
+        lines.append(f"    linkStyle {','.join(failures)} stroke:{_RED},color:{_RED}")
     return "\n".join(lines) + "\n"
 
 
@@ -113,17 +128,6 @@ _TITLE_PX = 14.0
 _FONT = "Helvetica, Arial, sans-serif"
 _LINE_PX = 15.0
 _STROKE = "#5b6473"
-_RED = "#b42318"
-#: Fill, stroke and text colour of each kind of node.
-_COLOURS = {
-    NodeKind.STATE: ("#f5f7fb", "#51607a", "#111827"),
-    NodeKind.START: ("#1f2937", "#1f2937", "#ffffff"),
-    NodeKind.END: ("#1f2937", "#1f2937", "#ffffff"),
-    NodeKind.FAILED: ("#fde2e1", _RED, "#7a271a"),
-    NodeKind.WAIT: ("#eef4ff", "#3b5bdb", "#1e3a8a"),
-    NodeKind.JOIN: ("#eef4ff", "#3b5bdb", "#1e3a8a"),
-    NodeKind.UNKNOWN: ("#fafafa", "#888888", "#444444"),
-}
 #: Room a loop from a node back to itself takes on the node's right.
 _LOOP_PX = 34.0
 
@@ -225,7 +229,7 @@ def _label(at: Point, text: str, colour: str) -> list[str]:
 
 
 def _edge(edge: Edge, route: Route, box: Box) -> list[str]:
-    red = edge.kind is EdgeKind.FAIL or edge.target == "doves.failed"
+    red = _is_failure(edge)
     colour = _RED if red else _STROKE
     dash = ' stroke-dasharray="6 4"' if edge.kind in _DASHED else ""
     marker = "doves-arrow-red" if red else "doves-arrow"
