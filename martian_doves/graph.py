@@ -218,11 +218,11 @@ class _Lineages:
         #: Spawning states whose lineage was read for their children's spawn edges.
         self._spawners_read: set[str] = set()
 
-    def walk(self, names: Iterable[str], limit: int) -> int:
+    def walk(self, names: Iterable[str], limit: int) -> tuple[int, bool]:
         """Walk the machines of ``names`` (and their children) until ``limit`` machines were read.
 
         Returns:
-            How many machines were read.
+            How many machines were read, and whether some were left unread.
         """
         queue = deque(names)
         read = 0
@@ -238,7 +238,7 @@ class _Lineages:
             for entry in entries:
                 self.wanted_children.update(entry.children)
                 queue.extend(entry.children)
-        return read
+        return read, any(name not in self.walked for name in queue)
 
     def _spawner_state(self, spawner: str) -> str | None:
         """The state of the state file that spawned a child machine (read once per lineage)."""
@@ -338,15 +338,15 @@ def observed_graph(store: Store, names: Iterable[str] | None = None, *, limit: i
     if names is None:
         if not isinstance(store, LineageStore):
             raise ConfigError(f"{store.description} cannot list its machines, so no graph can be read from it")
-        names = store.machine_names(limit)
+        names = store.machine_names(limit + 1)  # one more than read: whether the store holds more
     graph = Graph(title or f"machines observed in {store.description}", observed=True)
     graph.start()  # first, so renderers meet it first
     lineages = _Lineages(store, graph, states)
-    read = lineages.walk(names, limit)
+    read, more = lineages.walk(names, limit)
     _merge_timers(graph)
     if lineages.orphans:
         graph.note(f"{lineages.orphans} child machines whose spawning state is gone are drawn from the start")
-    if read >= limit:
+    if more:
         graph.note(f"read the newest {read} machines (the limit, --limit): a sample of the store")
     if len(graph.nodes) == 1:
         graph.note("no machine found")

@@ -137,6 +137,7 @@ def test_a_large_store_is_sampled_and_says_so(clock: FakeClock) -> None:
     graph = observed_graph(store, limit=2)
     assert _count(graph, START_ID, "countdown") == 2
     assert graph.notes == ["read the newest 2 machines (the limit, --limit): a sample of the store"]
+    assert observed_graph(store, limit=5).notes == []  # the whole store: no sample
     assert _count(observed_graph(store, ["c0.state-1"]), START_ID, "countdown") == 1  # any state names its machine
 
 
