@@ -34,6 +34,13 @@ DUMMY_GAP = 14.0
 SWEEPS = 8
 #: Positioning sweeps.
 POSITION_SWEEPS = 12
+#: Vertex visits the sweeps may make in all: a graph with many long edges (many dummy
+#: vertices) gets fewer sweeps, so drawing it stays a matter of seconds.
+SWEEP_BUDGET = 200_000
+
+
+def _sweeps(wanted: int, vertices: int) -> int:
+    return max(1, min(wanted, SWEEP_BUDGET // max(1, 2 * vertices)))
 
 Point = tuple[float, float]
 
@@ -142,13 +149,22 @@ def _ranks(boxes: Sequence[Box], edges: Sequence[tuple[str, str]]) -> dict[str, 
 
 
 def _crossings(upper: Sequence[str], lower: Sequence[str], vertices: dict[str, _Vertex]) -> int:
+    """Crossings between two neighbouring ranks: inversions among the edges' lower ends, counted
+    with a Fenwick tree (n log n: an observed graph may have many edges between two ranks)."""
     position = {v: i for i, v in enumerate(lower)}
-    pairs = sorted((i, position[t]) for i, v in enumerate(upper) for t in vertices[v].down)
+    ends = [end for _, end in sorted((i, position[t]) for i, v in enumerate(upper) for t in vertices[v].down)]
+    tree = [0] * (len(lower) + 1)
     count = 0
-    for a in range(len(pairs)):
-        for b in range(a + 1, len(pairs)):
-            if pairs[a][0] < pairs[b][0] and pairs[a][1] > pairs[b][1]:
-                count += 1
+    for seen, end in enumerate(ends):
+        at, not_above = end + 1, 0
+        while at > 0:  # how many ends seen so far are at or left of this one
+            not_above += tree[at]
+            at -= at & -at
+        count += seen - not_above
+        at = end + 1
+        while at <= len(lower):
+            tree[at] += 1
+            at += at & -at
     return count
 
 
@@ -159,7 +175,7 @@ def _total_crossings(ranks: list[list[str]], vertices: dict[str, _Vertex]) -> in
 def _order(ranks: list[list[str]], vertices: dict[str, _Vertex]) -> list[list[str]]:
     """Barycenter sweeps; the order with the fewest crossings met."""
     best, best_count = [list(r) for r in ranks], _total_crossings(ranks, vertices)
-    for sweep in range(SWEEPS * 2):
+    for sweep in range(_sweeps(SWEEPS, len(vertices)) * 2):
         downward = sweep % 2 == 0
         indexes = range(1, len(ranks)) if downward else range(len(ranks) - 2, -1, -1)
         for r in indexes:
@@ -212,7 +228,7 @@ def _positions(ranks: list[list[str]], vertices: dict[str, _Vertex]) -> dict[str
     x: dict[str, float] = {}
     for rank in ranks:
         x.update(zip(rank, _spacing(rank, vertices), strict=True))
-    for sweep in range(POSITION_SWEEPS * 2):
+    for sweep in range(_sweeps(POSITION_SWEEPS, len(vertices)) * 2):
         for rank in ranks if sweep % 2 == 0 else reversed(ranks):
             desired = []
             for vertex in rank:

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from martian_doves.graph import EdgeKind, Graph, NodeKind
-from martian_doves.graph_layout import Box, Layout, Link, layout
+from martian_doves.graph_layout import Box, Layout, Link, _crossings, _Vertex, layout
 from martian_doves.graph_render import edge_text, node_lines, text_width, to_mermaid, to_svg
 from martian_doves.graph_source import declared_graph
 from martian_doves.loader import default_registry
@@ -229,3 +229,17 @@ def test_kinds_of_nodes_have_their_shapes() -> None:
     assert svg.count("<polygon") == 1  # the join
     assert svg.count("<circle") == 3  # start, and end's two rings
     assert graph.nodes["doves.join:thumbnails"].kind is NodeKind.JOIN
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_crossings_are_counted_as_pairs_of_edges_that_cross(seed: int) -> None:
+    rng = random.Random(seed)
+    upper = [f"u{i}" for i in range(rng.randint(1, 6))]
+    lower = [f"l{i}" for i in range(rng.randint(1, 6))]
+    vertices = {v: _Vertex(v, 1, 1, 1) for v in upper + lower}
+    for _ in range(rng.randint(0, 14)):
+        vertices[rng.choice(upper)].down.append(rng.choice(lower))
+    position = {v: i for i, v in enumerate(lower)}
+    edges = [(i, position[t]) for i, v in enumerate(upper) for t in vertices[v].down]
+    crossing = sum(1 for a, b in itertools.combinations(edges, 2) if (a[0] - b[0]) * (a[1] - b[1]) < 0)
+    assert _crossings(upper, lower, vertices) == crossing
