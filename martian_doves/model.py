@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -140,6 +141,9 @@ class Claim:
     errors: tuple[str, ...] = ()
     #: Retries the handler asked for (``raise Retry(...)``); they are not failed attempts.
     retries: int = 0
+    #: When the state became runnable (submitted, written, or due after a timer or a retry's
+    #: backoff), epoch seconds; None where the store cannot tell (its queue wait is not measured).
+    due_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -229,14 +233,60 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class WorkerClaim:
+    """A state a worker holds now (its claim), as ``doves status`` shows it."""
+
+    #: The state file's name.
+    name: str
+    #: Its state name (the machine that runs it); ``?`` when the state file cannot be read.
+    state: str
+    #: When the worker claimed it, epoch seconds; None if the store does not know.
+    since: float | None = None
+
+    def as_dict(self) -> JSONDict:
+        return {"name": self.name, "state": self.state, "since": self.since}
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
-    """A registered worker as a store sees it."""
+    """A registered worker as a store sees it: liveness, what it runs, what it holds now."""
 
     name: str
     host: str
     pid: int
+    #: Its last heartbeat (or registration), epoch seconds.
     last_seen: float
+    #: Heartbeats arrive within its lease and nobody has said it died.
     alive: bool
+    #: When it registered (its uptime counts from here), epoch seconds; None if the store does not know.
+    started_at: float | None = None
+    #: The state names it registered with (``register_worker(worker, states)``); None: every state.
+    machines: tuple[str, ...] | None = None
+    #: The states it holds now, oldest claim first.
+    claims: tuple[WorkerClaim, ...] = ()
+    #: States it brought to an outcome (done or failed) that the store still records as its own;
+    #: None when the store cannot count them cheaply.
+    processed: int | None = None
+    #: Of ``processed``, how many failed.
+    failed: int | None = None
+    #: Why it is known dead before its lease ran out (its supervisor saw its process end:
+    #: ``killed by signal 9``); None otherwise. Such a worker is not ``alive``.
+    ended: str | None = None
+
+    def uptime_seconds(self, now: float) -> float | None:
+        """Seconds since it started (to its last heartbeat once it is dead); None if unknown."""
+        if self.started_at is None:
+            return None
+        return max(0.0, (now if self.alive else self.last_seen) - self.started_at)
+
+    def as_dict(self) -> JSONDict:
+        """The worker in ``status --json``: the five fields of old, then the rest."""
+        return {
+            "name": self.name, "host": self.host, "pid": self.pid, "last_seen": self.last_seen, "alive": self.alive,
+            "started_at": self.started_at, "machines": None if self.machines is None else list(self.machines),
+            "claims": [claim.as_dict() for claim in self.claims], "processed": self.processed,
+            "failed": self.failed, "ended": self.ended,
+        }
 
 
 @dataclass(frozen=True)
@@ -272,7 +322,7 @@ class StatusReport:
             "in_progress": self.in_progress,
             "done": self.done,
             "failed": self.failed,
-            "workers": [w.__dict__ for w in self.workers],
+            "workers": [w.as_dict() for w in self.workers],
             "oldest_pending_at": self.oldest_pending_at,
             "recent_failures": [
                 {"name": n, "code": c, "message": m} for n, c, m in self.recent_failures
@@ -282,18 +332,26 @@ class StatusReport:
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    """One state of a machine's lineage, for ``doves history``."""
+class StateRecord:
+    """Everything a store knows of one state: ``doves show``, a row of ``list``, a step of ``history``.
+
+    The first fields are those of ``HistoryEntry`` (its old name, kept as an alias), in
+    the same order; the rest default, so a store fills what it can.
+    """
 
     name: str
+    #: The state name (the machine that runs it); ``?`` when the state file cannot be read.
     state: str
     status: Status
+    #: None when the state file cannot be read (it failed with a reason saying why).
     payload: JSONDict | None = None
+    #: The worker that holds it now, or that last held it (committed or failed it).
     worker: str | None = None
-    #: When the tick was committed (or failed), epoch seconds.
+    #: When the tick was committed (or the state failed), epoch seconds.
     finished_at: float | None = None
     #: Attempts that failed (a worker lost counts): 0 for a state done at its first try.
     attempts: int = 0
+    #: Why it failed, one line (``code: message``); None unless failed.
     reason: str | None = None
     #: When a scheduled state may run (a timer or a retry's backoff), epoch seconds.
     not_before: float | None = None
@@ -305,3 +363,103 @@ class HistoryEntry:
     origin: Origin | None = None
     #: The child machines this state's tick started (``Spawn``), by name.
     children: tuple[str, ...] = ()
+    #: The state whose tick wrote this one; None for a submitted root.
+    parent: str | None = None
+    #: The machine (lineage root) it belongs to; None for a root (its own name, see ``machine_name``).
+    machine: str | None = None
+    #: When it was submitted or written by its parent's tick, epoch seconds.
+    submitted_at: float | None = None
+    #: When its last claim was taken, epoch seconds.
+    claimed_at: float | None = None
+    #: Retries the handler asked for (``raise Retry``), apart from failed attempts.
+    retries: int = 0
+    #: Each failed attempt's error, oldest first (the newest ``MAX_KEPT_ERRORS``).
+    errors: tuple[str, ...] = ()
+    #: The failure (code, message, traceback) of a failed state.
+    failure: Failure | None = None
+
+    @property
+    def machine_name(self) -> str:
+        """The machine's name: the root of its lineage."""
+        return self.machine or self.name
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Its last claim to its outcome (the tick, commit included), seconds; None until it has one."""
+        if self.claimed_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.claimed_at)
+
+    @property
+    def updated_at(self) -> float | None:
+        """Its latest known change (written, claimed, finished), epoch seconds: what ``list`` sorts by."""
+        return max((t for t in (self.submitted_at, self.claimed_at, self.finished_at) if t is not None),
+                   default=None)
+
+    def as_dict(self) -> JSONDict:
+        """The record as JSON (``show --json``, ``list --json``, ``history --json``)."""
+        return {
+            "name": self.name, "state": self.state, "status": self.status.value, "payload": self.payload,
+            "worker": self.worker, "parent": self.parent, "machine": self.machine_name,
+            "submitted_at": self.submitted_at, "claimed_at": self.claimed_at, "finished_at": self.finished_at,
+            "duration_seconds": self.duration_seconds, "not_before": self.not_before, "attempts": self.attempts,
+            "retries": self.retries, "errors": list(self.errors), "reason": self.reason,
+            "failure": None if self.failure is None else {
+                "code": self.failure.code, "message": self.failure.message, "traceback": self.failure.traceback},
+            "wait": None if self.wait is None else self.wait.as_dict(),
+            "event": None if self.event is None else {**self.event.as_payload(), "sent_at": self.event.sent_at},
+            "origin": None if self.origin is None else self.origin.as_dict(),
+            "children": list(self.children),
+        }
+
+
+#: The name ``history`` has always used for its records.
+HistoryEntry = StateRecord
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """Which states ``find`` returns: every filter given must match; newest first (``updated_at``).
+
+    Statuses are as ``status`` reports them: a timer not yet due is ``SCHEDULED``, not ``PENDING``.
+    """
+
+    status: Status | None = None
+    #: The state name (the machine), exactly.
+    state: str | None = None
+    #: The failure code (``tick_failed``, ``invalid_json`` ...): failed states only.
+    code: str | None = None
+    #: Changed at or after this time (``updated_at``), epoch seconds.
+    since: float | None = None
+    #: Found, ignoring case, in the name, the state name, the failure's code or message, or the payload's JSON.
+    text: str | None = None
+    #: At most this many records; None: all (only for commands that act on every match).
+    limit: int | None = 100
+    #: Skip this many matches first (paging).
+    offset: int = 0
+
+    def matches(self, record: StateRecord) -> bool:
+        """Whether ``record`` passes every filter (``limit`` and ``offset`` aside)."""
+        if self.status is not None and record.status is not self.status:
+            return False
+        if self.state is not None and record.state != self.state:
+            return False
+        if self.code is not None and (record.failure is None or record.failure.code != self.code):
+            return False
+        if self.since is not None and (record.updated_at is None or record.updated_at < self.since):
+            return False
+        return self.text is None or self.text.casefold() in searchable_text(record)
+
+    def page(self, records: Iterable[StateRecord]) -> list[StateRecord]:
+        """The records that match, newest first, from ``offset`` on, at most ``limit``."""
+        found = sorted((r for r in records if self.matches(r)), key=lambda r: (r.updated_at or 0.0, r.name),
+                       reverse=True)
+        return found[self.offset:] if self.limit is None else found[self.offset:self.offset + self.limit]
+
+
+def searchable_text(record: StateRecord) -> str:
+    """What ``StateQuery.text`` is looked for in, casefolded: names, failure and payload."""
+    failure = record.failure
+    parts = [record.name, record.state, record.reason or "", failure.code if failure else "",
+             failure.message if failure else "", json.dumps(record.payload, ensure_ascii=False, default=str)]
+    return "\n".join(parts).casefold()

@@ -6,8 +6,10 @@ running handlers and the retry policy. A new store is one module implementing
 
 What only some stores can do is a capability protocol of its own, checked with
 ``isinstance``: ``AdminStore`` (reset, retry failed states), ``LineageStore`` (name
-its machines, to read many lineages), ``MigratableStore`` (a schema to create or
-upgrade) and ``ExportableStore`` (write its states out as a folder of state files).
+its machines, to read many lineages), ``InspectableStore`` (find, open and forget
+states; counts by state name), ``SupervisedStore`` (told when a worker process died),
+``MigratableStore`` (a schema to create or upgrade) and ``ExportableStore`` (write its
+states out as a folder of state files).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from martian_doves.model import (
     HistoryEntry,
     MachineEvent,
     State,
+    StateQuery,
+    StateRecord,
+    Status,
     StatusReport,
     Successor,
 )
 
-__all__ = ["Store", "SubmitResult", "Successor"]
+__all__ = ["AdminStore", "InspectableStore", "Store", "SubmitResult", "Successor", "SupervisedStore"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,13 @@ class Store(Protocol):
         ...
 
     def status(self) -> StatusReport:
-        """Counts, workers, oldest pending, recent failures."""
+        """Counts, workers, oldest pending, recent failures.
+
+        Each ``WorkerInfo`` says what the store knows of that worker: liveness (a worker
+        its supervisor saw die is dead at once, see ``SupervisedStore``), when it started,
+        the states it registered with, its claims now, and what it brought to an outcome
+        where that can be counted cheaply.
+        """
         ...
 
     def history(self, name: str) -> list[HistoryEntry]:
@@ -229,6 +240,61 @@ class LineageStore(Protocol):
 
         Args:
             limit: at most this many (the newest); None: all.
+        """
+        ...
+
+
+@runtime_checkable
+class InspectableStore(Protocol):
+    """A store whose states an operator can find, open one by one and forget.
+
+    ``doves list``, ``show``, ``status --by-state``, ``forget`` and the dashboard's pages.
+    Reading never changes anything; ``forget`` removes only machines that have ended.
+    """
+
+    def find(self, query: StateQuery) -> list[StateRecord]:
+        """The states that pass every filter of ``query``, newest first (``StateRecord.updated_at``),
+        from ``query.offset`` on, at most ``query.limit``."""
+        ...
+
+    def show(self, name: str) -> StateRecord | None:
+        """Everything known of the state ``name`` (failed, or unreadable and quarantined, too); None if none."""
+        ...
+
+    def counts_by_state(self) -> dict[str, dict[Status, int]]:
+        """For each state name, how many states of it are in each status (statuses with none left out).
+
+        Statuses as ``status`` counts them: ``SCHEDULED`` apart from ``PENDING``, and so on.
+        """
+        ...
+
+    def forget(self, names: Sequence[str]) -> int:
+        """Remove the machines these states belong to, every state of each, once the machine has ended.
+
+        Only settled states are ever removed: a machine with a state pending, scheduled,
+        waiting or claimed is left whole, and so is a child machine whose parent has not
+        ended (its join still needs the outcome). A name that is not there is skipped.
+
+        Returns:
+            How many states were removed.
+        """
+        ...
+
+
+@runtime_checkable
+class SupervisedStore(Protocol):
+    """A store told when a worker process died, so its work is taken over at once, not after its lease."""
+
+    def worker_exited(self, worker: str, reason: str) -> int:
+        """``worker``'s process ended without unregistering (its supervisor saw it die).
+
+        The worker is shown dead at once (``WorkerInfo.ended`` = ``reason``, not alive) and
+        every state it held is given back, one failed attempt each with ``reason`` as its
+        error (as a takeover after its lease would), so another worker runs it now. Safe to
+        call for a worker that did unregister: there is then nothing to give back.
+
+        Returns:
+            How many states were given back.
         """
         ...
 

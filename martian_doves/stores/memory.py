@@ -7,11 +7,10 @@ the executable specification the conformance suite checks the real stores agains
 from __future__ import annotations
 
 import heapq
-import math
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from martian_doves import codec
@@ -28,45 +27,18 @@ from martian_doves.model import (
     MachineEvent,
     Origin,
     State,
+    StateQuery,
+    StateRecord,
     Status,
     StatusReport,
     Successor,
-    WorkerInfo,
     with_error,
 )
 from martian_doves.stores.base import SubmitResult
-
-#: ``not_before`` of a waiting entry that nothing but an event or its children can wake.
-NEVER = math.inf
-
-
-@dataclass
-class _Record:
-    state: State
-    #: PENDING, WAITING, IN_PROGRESS, DONE or FAILED (SCHEDULED is PENDING not yet due).
-    status: Status
-    submitted_at: float
-    #: Not claimable before this (retry backoff, timer, a wait's deadline; NEVER: not by time).
-    not_before: float = 0.0
-    attempts: int = 0
-    errors: list[str] = field(default_factory=list)
-    retries: int = 0
-    token: str | None = None
-    worker: str | None = None
-    lease_expires: float = 0.0
-    finished_at: float | None = None
-    failure: Failure | None = None
-    #: Committed with no successor: its machine ended here.
-    ended: bool = False
-    #: Child machines its tick started (``Spawn``), in order.
-    children: tuple[str, ...] = ()
-
-
-@dataclass
-class _Mail:
-    event: MachineEvent
-    #: The waiting entry that took it, once one has.
-    taken_by: str | None = None
+from martian_doves.stores.memory_records import NEVER, reported, state_record, worker_infos
+from martian_doves.stores.memory_records import Mail as _Mail
+from martian_doves.stores.memory_records import Record as _Record
+from martian_doves.stores.memory_records import WorkerEntry as _Worker
 
 
 class MemoryStore:
@@ -81,8 +53,7 @@ class MemoryStore:
         self._records: dict[str, _Record] = {}
         self._ready: list[tuple[float, int, str]] = []  # heap of (not_before, seq, name)
         self._seq = 0
-        #: Each registered worker: when it was last seen, and the states it can run (None: all).
-        self._workers: dict[str, tuple[float, frozenset[str] | None]] = {}
+        self._workers: dict[str, _Worker] = {}
         self._mail: dict[str, list[_Mail]] = {}
         self._lock = threading.Condition()
 
@@ -100,14 +71,17 @@ class MemoryStore:
         return record
 
     def _new_claim(self, record: _Record, worker: str) -> Claim:
+        now = self.clock.time()
+        due_at = max(record.submitted_at, record.not_before)
         record.status = Status.IN_PROGRESS
         record.token = uuid.uuid4().hex
         record.worker = worker
-        record.lease_expires = self.clock.time() + self.lease_seconds
+        record.claimed_at = now
+        record.lease_expires = now + self.lease_seconds
         # The handler gets its own copy: a tick that changes its payload in place and then
         # raises must be retried with the stored payload, as it would be from a file.
         return Claim(_detached(record.state), record.token, worker, record.attempts, tuple(record.errors),
-                     record.retries)
+                     record.retries, due_at=min(due_at, now))
 
     def _machine(self, root: str) -> Iterator[_Record]:
         return (r for r in self._records.values() if r.state.machine_name == root)
@@ -178,7 +152,8 @@ class MemoryStore:
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         with self._lock:
-            self._workers[worker] = (self.clock.time(), None if states is None else frozenset(states))
+            now = self.clock.time()
+            self._workers[worker] = _Worker(now, None if states is None else frozenset(states), now)
 
     def unregister_worker(self, worker: str) -> None:
         with self._lock:
@@ -187,13 +162,17 @@ class MemoryStore:
     def _recover_expired(self, now: float) -> None:
         for record in self._records.values():
             if record.status is Status.IN_PROGRESS and record.lease_expires < now:
-                record.attempts += 1
-                record.errors = list(with_error(record.errors, f"worker {record.worker} lost its lease"))
-                if record.state.wait is not None:
-                    self._settle_wait(record, now)
-                    continue
-                record.status, record.token, record.not_before = Status.PENDING, None, now
-                self._push(record)
+                self._take_back(record, now, f"worker {record.worker} lost its lease")
+
+    def _take_back(self, record: _Record, now: float, error: str) -> None:
+        """Give a claimed state back from a worker that is gone: one failed attempt, ``error`` recorded."""
+        record.attempts += 1
+        record.errors = list(with_error(record.errors, error))
+        if record.state.wait is not None:
+            self._settle_wait(record, now)
+            return
+        record.status, record.token, record.not_before = Status.PENDING, None, now
+        self._push(record)
 
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         claims: list[Claim] = []
@@ -226,7 +205,7 @@ class MemoryStore:
         lost = []
         with self._lock:
             if worker in self._workers:
-                self._workers[worker] = (self.clock.time(), self._workers[worker][1])
+                self._workers[worker].seen = self.clock.time()
             for claim in claims:
                 try:
                     self._owned(claim).lease_expires = self.clock.time() + self.lease_seconds
@@ -382,12 +361,7 @@ class MemoryStore:
     def _counts(self, now: float) -> dict[Status, int]:
         counts = {status: 0 for status in Status}
         for record in self._records.values():
-            status = record.status
-            if status is Status.PENDING and record.not_before > now:
-                status = Status.SCHEDULED
-            elif status is Status.WAITING and record.not_before <= now:
-                status = Status.PENDING  # woken: runnable now
-            counts[status] += 1
+            counts[reported(record, now)] += 1
         return counts
 
     def status(self) -> StatusReport:
@@ -398,27 +372,12 @@ class MemoryStore:
                           if r.status is Status.PENDING and r.not_before <= now), default=None)
             failures = [(r.state.name, r.failure.code, r.failure.message) for r in self._records.values()
                         if r.failure is not None and r.status is Status.FAILED]
-            workers = [WorkerInfo(name, "localhost", 0, seen, now - seen < self.lease_seconds)
-                       for name, (seen, _) in sorted(self._workers.items())]
             return StatusReport(
                 counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE],
-                counts[Status.FAILED], workers, oldest, failures[-10:], {"store": "memory"},
+                counts[Status.FAILED], worker_infos(self._records.values(), self._workers, now, self.lease_seconds),
+                oldest, failures[-10:], {"store": "memory"},
                 scheduled=counts[Status.SCHEDULED], waiting=counts[Status.WAITING],
             )
-
-    def _history_entry(self, record: _Record, now: float) -> HistoryEntry:
-        failure = record.failure if record.status is Status.FAILED else None
-        status = record.status
-        if status is Status.PENDING and record.not_before > now:
-            status = Status.SCHEDULED
-        root = record.state.machine_name
-        event = next((m.event for m in self._mail.get(root, ()) if m.taken_by == record.state.name), None)
-        return HistoryEntry(
-            record.state.name, record.state.state, status, record.state.payload, record.worker,
-            record.finished_at, failure.attempts if failure else record.attempts,
-            failure.message if failure else None,
-            not_before=record.not_before if status is Status.SCHEDULED else None, wait=record.state.wait,
-            event=event, origin=record.state.origin, children=record.children)
 
     def history(self, name: str) -> list[HistoryEntry]:
         with self._lock:
@@ -430,7 +389,7 @@ class MemoryStore:
             entries = []
             now = self.clock.time()
             while True:
-                entries.append(self._history_entry(record, now))
+                entries.append(state_record(record, self._mail, now))
                 child = next((r for r in self._records.values() if r.state.parent == record.state.name), None)
                 if child is None:
                     return entries
@@ -479,6 +438,61 @@ class MemoryStore:
                 self._reset_record(record)
             self._lock.notify_all()
             return len(chosen)
+
+    # -- inspection (InspectableStore, SupervisedStore) -------------------------------
+
+    def find(self, query: StateQuery) -> list[StateRecord]:
+        with self._lock:
+            now = self.clock.time()
+            return query.page(state_record(record, self._mail, now) for record in self._records.values())
+
+    def show(self, name: str) -> StateRecord | None:
+        with self._lock:
+            record = self._records.get(name)
+            return None if record is None else state_record(record, self._mail, self.clock.time())
+
+    def counts_by_state(self) -> dict[str, dict[Status, int]]:
+        counts: dict[str, Counter[Status]] = {}
+        with self._lock:
+            now = self.clock.time()
+            for record in self._records.values():
+                counts.setdefault(record.state.state, Counter())[reported(record, now)] += 1
+        return {state: dict(found) for state, found in sorted(counts.items())}
+
+    def forget(self, names: Sequence[str]) -> int:
+        removed = 0
+        with self._lock:
+            roots = dict.fromkeys(self._records[n].state.machine_name for n in names if n in self._records)
+            for root in roots:
+                members = [r for r in self._records.values() if r.state.machine_name == root]
+                if not self._may_forget(members):
+                    continue
+                for record in members:
+                    del self._records[record.state.name]
+                removed += len(members)
+                self._mail.pop(root, None)
+        return removed
+
+    def _may_forget(self, members: Sequence[_Record]) -> bool:
+        """Whether a machine (all its records) has ended, and no running parent's join waits for it."""
+        if not all(r.status in (Status.DONE, Status.FAILED) for r in members):
+            return False
+        origin = members[0].state.origin if members else None
+        spawner = None if origin is None else self._records.get(origin.parent)
+        return spawner is None or self._has_ended(spawner.state.machine_name)
+
+    def worker_exited(self, worker: str, reason: str) -> int:
+        given = 0
+        with self._lock:
+            now = self.clock.time()
+            if worker in self._workers:
+                self._workers[worker].ended = reason
+            for record in self._records.values():
+                if record.status is Status.IN_PROGRESS and record.worker == worker:
+                    self._take_back(record, now, f"worker {worker} {reason}")
+                    given += 1
+            self._lock.notify_all()
+        return given
 
     def close(self) -> None:
         pass
