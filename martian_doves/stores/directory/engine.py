@@ -84,6 +84,8 @@ class LeaseEngine:
         self.liveness_seconds = liveness_seconds
         self._stamp_every_hint = stamp_every_hint
         self.admission = Admission(files, options, clock, filesystem_time, watcher, self.create_hint)
+        #: Reads the folder for people (status, history, find ...), keeping what never changes.
+        self.reader = views.Reader(files)
         self._next_takeover = 0.0
         self.remove_stale_tmp()
 
@@ -138,15 +140,23 @@ class LeaseEngine:
         token = self.take_hint(name)
         return None if token is None else self.open_claim(name, token, worker)
 
-    def open_claim(self, name: str, token: str, worker: str, *, taken_over: bool = False) -> Claim | None:
-        """Load the claimed state; settle stale claims and quarantine unreadable files."""
+    def open_claim(self, name: str, token: str, worker: str, *, taken_over: bool = False,
+                   lost_because: str = "stopped renewing its lease") -> Claim | None:
+        """Load the claimed state; settle stale claims and quarantine unreadable files.
+
+        Args:
+            taken_over: the claim was taken from another worker: one failed attempt is
+                counted, and its error says the worker ``lost_because``.
+        """
         files = self.files
         if files.is_settled(name):
             files.remove_claim(name, token)  # a stale hint: the state is already settled
             return None
         found = files.read_claim(name, token)
+        # The claim keeps its hint's mtime until it is rewritten below: when the state was due.
+        due_at = None if taken_over else files.claim_stamp(name, token)
         attempts = found.attempts + (1 if taken_over else 0)
-        errors = with_error(found.errors, f"worker {found.worker} stopped renewing its lease") if taken_over \
+        errors = with_error(found.errors, f"worker {found.worker} {lost_because}") if taken_over \
             else found.errors
         try:
             state = files.read_state(name)
@@ -160,7 +170,7 @@ class LeaseEngine:
             return None
         files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time(),
                                                      found.retries))
-        return Claim(state, token, worker, attempts, errors, found.retries)
+        return Claim(state, token, worker, attempts, errors, found.retries, due_at)
 
     def takeovers(self, worker: str, limit: int) -> list[Claim]:
         """Take over the claims whose lease expired (at most every quarter lease); ``limit`` of them for ``worker``.
@@ -216,6 +226,29 @@ class LeaseEngine:
 
     def unregister(self, worker: str) -> None:
         self.files.remove_registration(worker)
+
+    def worker_exited(self, worker: str, reason: str) -> int:
+        """``worker`` is dead (its supervisor saw it exit): say so, and give back every claim it holds.
+
+        Each claim is taken over as after an expired lease (renamed to a new token, so the
+        dead worker's token is fenced out), then given back as a hint, one failed attempt
+        counted; see ``SupervisedStore.worker_exited``.
+        """
+        self.files.mark_registration_ended(worker, reason)
+        given = 0
+        for name, (entry, _) in views.Markers.read(self.files).claims.items():
+            if self.files.read_claim_entry(entry).worker != worker:
+                continue
+            token = new_token()
+            try:
+                os.rename(self.files.claim_entry_path(entry), self.files.claim_path(name, token))
+            except FileNotFoundError:
+                continue  # committed, given back or taken over meanwhile
+            claim = self.open_claim(name, token, worker, taken_over=True, lost_because=reason)
+            if claim is not None:
+                self.release(claim)
+                given += 1
+        return given
 
     def touch(self, worker: str) -> None:
         """Stamp ``worker``'s registration (its heartbeat); register it again if it was removed."""
@@ -329,7 +362,8 @@ class LeaseEngine:
         files = self.files
         if not files.has_claim(claim.name, claim.token):
             raise ClaimLost(f"claim on {claim.name} was taken over")
-        files.write_reason(claim.name, {"name": claim.name, "worker": claim.worker,
+        claimed_at = files.read_claim(claim.name, claim.token).claimed_at  # for the tick's duration
+        files.write_reason(claim.name, {"name": claim.name, "worker": claim.worker, "claimed_at": claimed_at,
                                         "failed_at": self.clock.time(), **failure.as_dict()})
         try:
             os.rename(files.state_path(claim.name), files.failed_state_path(claim.name))
@@ -343,10 +377,10 @@ class LeaseEngine:
         return views.workers(self.files, self.clock.time(), self.liveness_seconds)
 
     def status(self) -> StatusReport:
-        return views.status(self.files, self.clock.time(), self.mode, self.liveness_seconds)
+        return self.reader.status(self.clock.time(), self.mode, self.liveness_seconds)
 
     def history(self, name: str) -> list[HistoryEntry]:
-        return views.history(self.files, name)
+        return self.reader.history(name, self.clock.time())
 
     def machine_names(self, limit: int | None = None) -> list[str]:
         return views.machine_names(self.files, limit)

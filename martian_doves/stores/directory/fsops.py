@@ -223,6 +223,20 @@ def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str
         return
 
 
+def numbered_entries(folder: str) -> Iterator[tuple[str, int]]:
+    """(name, inode number) of each entry of ``folder``, from the listing alone (no ``stat``).
+
+    A file replaced under the same name gets another inode, so the pair names one
+    file's content for as long as it exists: a reader may keep what it read of it.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                yield entry.name, entry.inode()
+    except FileNotFoundError:
+        return
+
+
 def remove_older_than(folder: str, cutoff: float) -> None:
     """Delete the entries of ``folder`` last modified before ``cutoff`` (epoch seconds)."""
     for name, mtime in list(stamped_entries(folder)):

@@ -94,6 +94,17 @@ class ClaimRecord:
                            "retries": self.retries}).encode()
 
 
+def claim_record(info: JSONDict) -> ClaimRecord:
+    """A claim file's, hint's or done marker's contents as a ``ClaimRecord``; defaults for what is
+    missing or not of its kind (worker ``?``, no attempts, no errors)."""
+    errors = info.get("errors", [])
+    token = info.get("token")
+    return ClaimRecord(str(info.get("worker", "?")), as_count(info.get("attempts", 0)),
+                       tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+                       token if isinstance(token, str) else None, as_time(info.get("claimed_at")),
+                       as_count(info.get("retries", 0)))
+
+
 @dataclass(frozen=True)
 class Registration:
     """A worker's registration in ``workers/``, as far as it is readable."""
@@ -108,6 +119,10 @@ class Registration:
     mode: str | None
     #: How long after ``seen_at`` the worker counts as alive; None if the file does not say.
     liveness_seconds: float | None
+    #: When the worker registered, epoch seconds; None if the file does not say.
+    started_at: float | None = None
+    #: Why it is known dead (its supervisor said so); None while nobody has.
+    ended: str | None = None
 
 
 class Layout:
@@ -323,11 +338,7 @@ class Layout:
 
         What is unreadable gets defaults: worker ``?``, no attempts, no errors.
         """
-        info = fsops.read_json_object(self.claim_path(name, token), _CLAIM_MAX_BYTES) or {}
-        errors = info.get("errors", [])
-        return ClaimRecord(str(info.get("worker", "?")), as_count(info.get("attempts", 0)),
-                           tuple(str(e) for e in errors) if isinstance(errors, list) else (),
-                           retries=as_count(info.get("retries", 0)))
+        return claim_record(fsops.read_json_object(self.claim_path(name, token), _CLAIM_MAX_BYTES) or {})
 
     def create_claim(self, name: str, token: str, record: ClaimRecord) -> str:
         """Create the claim file ``NAME@TOKEN`` holding ``record`` (exclusively); return its path."""
@@ -415,6 +426,23 @@ class Layout:
     def remove_registration(self, worker: str) -> None:
         fsops.unlink_quiet(self.worker_path(worker))
 
+    def mark_registration_ended(self, worker: str, why: str) -> bool:
+        """Say in ``worker``'s registration that it is dead and why, keeping its last stamp.
+
+        Returns:
+            False if it has no registration (it unregistered).
+        """
+        path = self.worker_path(worker)
+        try:
+            seen_at = os.lstat(path).st_mtime
+        except FileNotFoundError:
+            return False
+        info = fsops.read_json_object(path, _REPORT_MAX_BYTES) or {}
+        fsops.unlink_quiet(path)
+        data = json.dumps({**info, "ended": why}).encode()
+        fsops.write_new(self.new_tmp_path(), path, data, durable=False, mtime=seen_at)
+        return True
+
     def registrations(self) -> list[Registration]:
         """Every registration in ``workers/``, sorted by name; unreadable fields get defaults."""
         found = []
@@ -427,9 +455,41 @@ class Layout:
             info = fsops.read_json_object(path, _REPORT_MAX_BYTES)
             mode = None if info is None or "mode" not in info else str(info["mode"])
             info = info or {}
+            ended = info.get("ended")
             found.append(Registration(entry, seen_at, str(info.get("host", "?")), as_count(info.get("pid")), mode,
-                                      as_time(info.get("liveness_seconds"))))
+                                      as_time(info.get("liveness_seconds")), as_time(info.get("started_at")),
+                                      None if ended is None else str(ended)))
         return found
+
+    # -- single files for people (status, list, show) ------------------------------------------
+
+    def state_stat(self, name: str, *, failed: bool = False) -> os.stat_result | None:
+        """The state file ``name``'s own status (root or ``failed/``; mtime: when it was written)."""
+        try:
+            return os.lstat(self.failed_state_path(name) if failed else self.state_path(name))
+        except FileNotFoundError:
+            return None
+
+    def read_claim_entry(self, entry: str) -> ClaimRecord:
+        """What the claim ``entry`` of ``in_progress/`` says (defaults for what it does not)."""
+        return claim_record(fsops.read_json_object(self.claim_entry_path(entry), _REPORT_MAX_BYTES) or {})
+
+    def read_hint(self, name: str) -> ClaimRecord:
+        """The attempts, errors and retries a hint carries (none for an empty one)."""
+        return claim_record(fsops.read_json_object(self.hint_path(name), _CLAIM_MAX_BYTES) or {})
+
+    def claim_stamp(self, name: str, token: str) -> float | None:
+        """The mtime of the claim ``NAME@TOKEN`` (before it is rewritten: when its hint was due)."""
+        try:
+            return os.lstat(self.claim_path(name, token)).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def remove_settled(self, name: str) -> None:
+        """Delete a settled state: its file (root or ``failed/``), its done marker or reason, its ticket."""
+        for path in (self.state_path(name), self.failed_state_path(name), self.done_path(name),
+                     self.reason_path(name), self.ticket_path(name)):
+            fsops.unlink_quiet(path)
 
     # -- upkeep ----------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusRepor
 from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import LeaseEngine, open_folder
+from martian_doves.stores.directory.inspection import FolderInspection
 from martian_doves.stores.directory.watch import Watcher
 
 
-class LeaseStore(WithoutMachineModel):
+class LeaseStore(WithoutMachineModel, FolderInspection):
     """Directory store with lease-based claims. See the module docstring for the protocol.
 
     Args:

@@ -48,6 +48,7 @@ from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusRepor
 from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import LeaseEngine, open_folder
+from martian_doves.stores.directory.inspection import FolderInspection
 from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
-class SemaphoreStore(WithoutMachineModel):
+class SemaphoreStore(WithoutMachineModel, FolderInspection):
     """The temporal semaphore over the lease protocol's files. See the module docstring.
 
     Args:

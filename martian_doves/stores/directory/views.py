@@ -1,18 +1,124 @@
-"""Reading a directory store for people: ``status`` and ``history``. No coordination here.
+"""Reading a directory store for people: ``status``, ``history``, ``find``, ``show``, counts by state.
+No coordination here, and nothing is written.
 
-Both directory modes share it; it only reads what ``layout.Layout`` reads and writes.
+Both directory modes share it; it only reads what ``layout.Layout`` reads and writes. A
+state's status comes from its markers (done marker, failure reason, claim, hint), listed
+folder by folder in the direction states move (pending → in_progress → done, failed),
+so a state that moves while they are listed is still seen once.
+
+State files never change once written, nor do done markers and reasons: a ``Reader``
+keeps what it read of them (a file's state name, an outcome's worker) by name and inode,
+so a view refreshed every few seconds (``status --watch``, the dashboard) reads each
+file once, not at every refresh.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 from martian_doves import codec
 from martian_doves.errors import CodecError, UnsafeName
-from martian_doves.model import HistoryEntry, Status, StatusReport, WorkerInfo
+from martian_doves.model import (
+    Failure,
+    JSONDict,
+    State,
+    StateQuery,
+    StateRecord,
+    Status,
+    StatusReport,
+    WorkerClaim,
+    WorkerInfo,
+)
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import Layout, Registration, as_count, as_time
+from martian_doves.stores.directory.layout import (
+    REASON_SUFFIX,
+    Layout,
+    Registration,
+    as_count,
+    as_time,
+    claim_record,
+    split_claim,
+)
 
 #: How many of the latest failures ``status`` lists.
 RECENT_FAILURES = 5
+#: Most files whose contents a ``Reader`` keeps (about 100 bytes each); beyond, they are read again.
+MEMO_ENTRIES = 200_000
+#: Most done markers and reasons one ``status`` reads to count each worker's outcomes; until all
+#: are read (over a few refreshes of a large store), the counts are not given.
+OUTCOMES_PER_STATUS = 5000
+#: How much older than ``StateQuery.since`` a marker may look and still be read (hosts' clocks differ).
+SINCE_SLACK_SECONDS = 60.0
+#: Longest lineage walked up to find a state's machine.
+MAX_LINEAGE_STEPS = 100_000
+#: The state name shown for a state file that cannot be read.
+UNREADABLE = "?"
+
+
+class _Memo:
+    """What was read of files that never change, keyed by (name, inode); bounded."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int], str | None] = {}
+
+    def get(self, key: tuple[str, int], read: Callable[[], str | None]) -> str | None:
+        if key in self._known:
+            return self._known[key]
+        value = read()
+        if len(self._known) < MEMO_ENTRIES:
+            self._known[key] = value
+        return value
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._known
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Every marker of the store, one listing per folder: what status each state is in."""
+
+    #: Hints: name → mtime (when it may run).
+    hints: dict[str, float]
+    #: Claims: name → (entry in ``in_progress/``, mtime).
+    claims: dict[str, tuple[str, float]]
+    #: Done markers: name → ctime (when it was committed).
+    done: dict[str, float]
+    #: Failure reasons: name → mtime (when it failed).
+    failed: dict[str, float]
+
+    @classmethod
+    def read(cls, files: Layout) -> Markers:
+        hints = dict(fsops.stamped_entries(files.pending))
+        claims = {split_claim(entry)[0]: (entry, mtime) for entry, mtime in fsops.stamped_entries(files.in_progress)}
+        done = dict(fsops.stamped_entries(files.done, changed=True))
+        failed = {entry[: -len(REASON_SUFFIX)]: mtime for entry, mtime in fsops.stamped_entries(files.failed)
+                  if entry.endswith(REASON_SUFFIX)}
+        return cls(hints, claims, done, failed)
+
+    def status_of(self, name: str, now: float) -> Status:
+        """Where ``name`` stands (a state file with no marker yet waits for admission: pending)."""
+        if name in self.done:
+            return Status.DONE
+        if name in self.failed:
+            return Status.FAILED
+        if name in self.claims:
+            return Status.IN_PROGRESS
+        if self.hints.get(name, 0.0) > now:
+            return Status.SCHEDULED
+        return Status.PENDING
+
+    def time_of(self, name: str, default: float = 0.0) -> float:
+        """When ``name`` last moved, as its markers tell (``default`` for a state file with none)."""
+        for found in (self.done, self.failed):
+            if name in found:
+                return found[name]
+        if name in self.claims:
+            return self.claims[name][1]
+        return self.hints.get(name, default)
 
 
 def _registered(files: Layout, now: float, liveness_seconds: float) -> list[tuple[WorkerInfo, Registration]]:
@@ -21,14 +127,14 @@ def _registered(files: Layout, now: float, liveness_seconds: float) -> list[tupl
         # A registration carries its worker's own liveness window: the reader may have
         # opened the store with other options than that worker.
         liveness = registration.liveness_seconds or liveness_seconds
-        alive = now - registration.seen_at < liveness
-        found.append((WorkerInfo(registration.name, registration.host, registration.pid, registration.seen_at, alive),
-                      registration))
+        alive = registration.ended is None and now - registration.seen_at < liveness
+        found.append((WorkerInfo(registration.name, registration.host, registration.pid, registration.seen_at, alive,
+                                 registration.started_at, ended=registration.ended), registration))
     return found
 
 
 def workers(files: Layout, now: float, liveness_seconds: float) -> list[WorkerInfo]:
-    """The registrations in ``workers/``.
+    """The registrations in ``workers/`` (without their claims and outcomes).
 
     Args:
         now: this host's time, epoch seconds.
@@ -36,35 +142,6 @@ def workers(files: Layout, now: float, liveness_seconds: float) -> list[WorkerIn
             for registrations that do not say.
     """
     return [worker for worker, _ in _registered(files, now, liveness_seconds)]
-
-
-def status(files: Layout, now: float, mode: str, liveness_seconds: float) -> StatusReport:
-    """Counts from the folders, the oldest pending hint, the last few failures.
-
-    Args:
-        mode: the mode to report when no live worker says which it runs in.
-        now, liveness_seconds: as for ``workers``.
-    """
-    stamps = [mtime for _, mtime in fsops.stamped_entries(files.pending)]
-    failed = files.failed_names()
-    recent = []
-    for failed_name in failed[-RECENT_FAILURES:]:
-        reason = files.read_reason(failed_name) or {}
-        recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
-    registered = _registered(files, now, liveness_seconds)
-    # Both modes share these folders: report the mode the live workers run in.
-    modes = sorted({mode if registration.mode is None else registration.mode
-                    for worker, registration in registered if worker.alive}) or [mode]
-    return StatusReport(
-        pending=len(stamps),
-        in_progress=len(fsops.listdir_quiet(files.in_progress)),
-        done=len(fsops.listdir_quiet(files.done)),
-        failed=len(failed),
-        workers=[worker for worker, _ in registered],
-        oldest_pending_at=min(stamps, default=None),
-        recent_failures=recent,
-        details={"store": files.root, "mode": ", ".join(modes)},
-    )
 
 
 def machine_names(files: Layout, limit: int | None) -> list[str]:
@@ -75,62 +152,296 @@ def machine_names(files: Layout, limit: int | None) -> list[str]:
     return [name for _, name in sorted(((m, n) for n, m in stamped.items()), reverse=True)[:limit]]
 
 
-def _entry(files: Layout, name: str, claimed: dict[str, str]) -> HistoryEntry | None:
+def _is_safe_name(name: str) -> bool:
     try:
-        state = files.read_state(name, failed=not files.has_state(name))
-    except (FileNotFoundError, CodecError):
-        return None
-    done = files.read_done(name)
-    if done is not None:
-        info, committed_at = done
-        return HistoryEntry(name, state.state, Status.DONE, state.payload, info.get("worker"), committed_at,
-                            as_count(info.get("attempts")))
-    if files.has_reason(name):
-        reason = files.read_reason(name) or {"code": "?", "message": "its reason file is unreadable"}
-        return HistoryEntry(name, state.state, Status.FAILED, state.payload, reason.get("worker"),
-                            as_time(reason.get("failed_at")), as_count(reason.get("attempts")),
-                            f"{reason.get('code')}: {reason.get('message')}")
-    if name in claimed:
-        return HistoryEntry(name, state.state, Status.IN_PROGRESS, state.payload, claimed[name])
-    return HistoryEntry(name, state.state, Status.PENDING, state.payload)
-
-
-def _is_safe_state_name(name: str) -> bool:
-    try:
-        codec.check_state_file_name(name)
+        codec.check_name(name)
     except UnsafeName:
         return False
     return True
 
 
-def history(files: Layout, name: str) -> list[HistoryEntry]:
-    """The lineage containing ``name``: up through recorded parents, then down by successor names."""
-    claimed = files.claimed_workers()
-    if not _is_safe_state_name(name) or _entry(files, name, claimed) is None:
-        return []
-    seen = {name}
-    root = name
-    while True:  # walk up to the root through recorded parents (names, never paths: see codec)
-        parent = files.parent_of(root)
-        if (_entry(files, root, claimed) is None or not parent or parent in seen
-                or not codec.is_successor_name(root, parent)):
-            break
-        seen.add(parent)
-        root = parent
-    entries = []
-    current: str | None = root
-    while current is not None:
-        found = _entry(files, current, claimed)
-        if found is None:
-            break
-        entries.append(found)
-        following = None
-        for candidate in codec.successor_names(current):
-            owner = files.parent_of(candidate)
-            if owner is None:
+class Reader:
+    """Reads one folder store for people, keeping what it read of files that never change.
+
+    Args:
+        files: the store's layout.
+    """
+
+    def __init__(self, files: Layout) -> None:
+        self.files = files
+        #: State names of state files, by (name, inode); failed/ files under ``failed/NAME``.
+        self._state_names = _Memo()
+        #: The worker of each outcome (done marker, or reason under ``failed/NAME``), by (name, inode).
+        self._outcomes = _Memo()
+
+    # -- single states -----------------------------------------------------------------------
+
+    def state_name(self, name: str, inode: int, *, failed: bool = False) -> str:
+        """The state name in the state file ``name`` (``UNREADABLE`` if it cannot be read)."""
+        def read() -> str:
+            try:
+                return self.files.read_state(name, failed=failed).state
+            except (OSError, CodecError):
+                return UNREADABLE
+
+        key = (f"failed/{name}" if failed else name, inode)
+        return self._state_names.get(key, read) or UNREADABLE
+
+    def record(self, name: str, now: float, markers: Markers | None = None,
+               roots: dict[str, str] | None = None) -> StateRecord | None:
+        """Everything the folder says of the state ``name``; None if it has neither file nor reason.
+
+        Args:
+            markers: a listing of the markers to judge its status by (read now if None).
+            roots: a memo of machines found for other states (``find`` shares one).
+        """
+        files = self.files
+        if not _is_safe_name(name):
+            return None
+        markers = markers or Markers.read(files)
+        in_failed = not files.has_state(name)
+        state: State | None
+        try:
+            state = files.read_state(name, failed=in_failed)
+        except FileNotFoundError:
+            if name not in markers.failed and not files.has_reason(name):
+                return None
+            state = None
+        except (OSError, CodecError):
+            state = None  # quarantined, or about to be: its reason says why
+        written = files.state_stat(name, failed=in_failed)
+        record = StateRecord(
+            name, state.state if state else UNREADABLE, Status.PENDING, state.payload if state else None,
+            parent=state.parent if state else None, machine=self._machine(state, roots) if state else None,
+            wait=state.wait if state else None, origin=state.origin if state else None,
+            submitted_at=written.st_mtime if written else None)
+        return self._with_markers(record, markers, now)
+
+    def _with_markers(self, record: StateRecord, markers: Markers, now: float) -> StateRecord:
+        files, name = self.files, record.name
+        status = markers.status_of(name, now)
+        if status is Status.DONE:
+            done = files.read_done(name)
+            info, committed_at = done if done is not None else ({}, markers.done[name])
+            claim = claim_record(info)
+            return dataclasses.replace(record, status=status, worker=claim.worker, finished_at=committed_at,
+                                       attempts=claim.attempts, errors=claim.errors, claimed_at=claim.claimed_at,
+                                       retries=claim.retries)
+        if status is Status.FAILED:
+            return dataclasses.replace(record, status=status, **_failure_fields(files.read_reason(name)))
+        if status is Status.IN_PROGRESS:
+            claim = files.read_claim_entry(markers.claims[name][0])
+            return dataclasses.replace(record, status=status, worker=claim.worker, attempts=claim.attempts,
+                                       errors=claim.errors, claimed_at=claim.claimed_at, retries=claim.retries)
+        if name in markers.hints:
+            hint = files.read_hint(name)
+            record = dataclasses.replace(record, status=status, attempts=hint.attempts, errors=hint.errors,
+                                         retries=hint.retries)
+            if status is Status.SCHEDULED:
+                record = dataclasses.replace(record, not_before=markers.hints[name])
+        return record
+
+    def _machine(self, state: State, roots: dict[str, str] | None) -> str | None:
+        """The machine (lineage root) of ``state``: as its file says, or found up its recorded parents."""
+        if state.machine is not None or state.parent is None:
+            return state.machine
+        roots = {} if roots is None else roots
+        walked: list[str] = []
+        current, parent = state.name, state.parent
+        while parent and len(walked) < MAX_LINEAGE_STEPS and codec.is_successor_name(current, parent):
+            if parent in roots:
+                current = roots[parent]
                 break
-            if owner == current:
-                following = candidate
+            walked.append(current)
+            found = self.files.parent_of(parent)
+            if found is None:  # the parent is gone (forgotten): the lineage starts after it
                 break
-        current = following
-    return entries
+            current, parent = parent, found
+        for name in walked:
+            roots[name] = current
+        return None if current == state.name else current
+
+    # -- many states ---------------------------------------------------------------------------
+
+    def find(self, query: StateQuery, now: float) -> list[StateRecord]:
+        """``InspectableStore.find``: candidates from the listings, newest first, then read one by one."""
+        markers = Markers.read(self.files)
+        times: dict[str, float] = {}
+        wanted = query.status
+        if wanted in (None, Status.PENDING):
+            # State files no marker knows yet (copied in, waiting for admission) are pending too.
+            for name, mtime in fsops.stamped_entries(self.files.root):
+                if codec.is_state_file_name(name):
+                    times[name] = mtime
+        for name in (*markers.hints, *markers.claims, *markers.done, *markers.failed):
+            times[name] = 0.0
+        candidates = sorted(((markers.time_of(name, default), name) for name, default in times.items()
+                             if wanted is None or markers.status_of(name, now) is wanted), reverse=True)
+        found: list[StateRecord] = []
+        skip = query.offset
+        roots: dict[str, str] = {}
+        for moved_at, name in candidates:
+            if query.since is not None and moved_at < query.since - SINCE_SLACK_SECONDS:
+                break
+            record = self.record(name, now, markers, roots)
+            if record is None or not query.matches(record):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            found.append(record)
+            if query.limit is not None and len(found) >= query.limit:
+                break
+        return found
+
+    def counts_by_state(self, now: float) -> dict[str, dict[Status, int]]:
+        """``InspectableStore.counts_by_state``: each state file counted once, by its markers."""
+        markers = Markers.read(self.files)
+        counts: dict[str, Counter[Status]] = {}
+        seen: set[str] = set()
+        for failed in (False, True):
+            for name, inode in self._state_files(failed=failed):
+                status = markers.status_of(name, now)
+                if name in seen or (failed and status is not Status.FAILED):
+                    continue
+                seen.add(name)
+                counts.setdefault(self.state_name(name, inode, failed=failed), Counter())[status] += 1
+        gone = len(markers.failed.keys() - seen)  # reasons whose file is gone: quarantined, unreadable
+        if gone:
+            counts.setdefault(UNREADABLE, Counter())[Status.FAILED] += gone
+        return {state: dict(found) for state, found in sorted(counts.items())}
+
+    def _state_files(self, *, failed: bool) -> Iterator[tuple[str, int]]:
+        for name, inode in fsops.numbered_entries(self.files.failed if failed else self.files.root):
+            if codec.is_state_file_name(name) and not name.endswith(REASON_SUFFIX):
+                yield name, inode
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self, now: float, mode: str, liveness_seconds: float) -> StatusReport:
+        """Counts from the folders, the oldest pending hint, the last few failures, the workers.
+
+        Args:
+            mode: the mode to report when no live worker says which it runs in.
+            now, liveness_seconds: as for ``workers``.
+        """
+        files = self.files
+        stamps = [mtime for _, mtime in fsops.stamped_entries(files.pending)]
+        failed = files.failed_names()
+        recent = []
+        for failed_name in failed[-RECENT_FAILURES:]:
+            reason = files.read_reason(failed_name) or {}
+            recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
+        registered = _registered(files, now, liveness_seconds)
+        # Both modes share these folders: report the mode the live workers run in.
+        modes = sorted({mode if registration.mode is None else registration.mode
+                        for worker, registration in registered if worker.alive}) or [mode]
+        claimed = list(fsops.stamped_entries(files.in_progress))
+        return StatusReport(
+            pending=len(stamps),
+            in_progress=len(claimed),
+            done=len(fsops.listdir_quiet(files.done)),
+            failed=len(failed),
+            workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed]),
+            oldest_pending_at=min(stamps, default=None),
+            recent_failures=recent,
+            details={"store": files.root, "mode": ", ".join(modes)},
+        )
+
+    def _worker_details(self, found: list[WorkerInfo], claimed: list[str]) -> list[WorkerInfo]:
+        """``found`` with each worker's claims and outcomes."""
+        if not found:
+            return found
+        claims: dict[str, list[WorkerClaim]] = {}
+        for entry in claimed:
+            name = split_claim(entry)[0]
+            claim = self.files.read_claim_entry(entry)
+            written = self.files.state_stat(name)
+            state = self.state_name(name, written.st_ino) if written else UNREADABLE
+            claims.setdefault(claim.worker or "?", []).append(WorkerClaim(name, state, claim.claimed_at))
+        outcomes = self._outcome_counts()
+        details = []
+        for worker in found:
+            mine = tuple(sorted(claims.get(worker.name, ()), key=lambda c: (c.since or 0.0, c.name)))
+            processed, failed = (None, None) if outcomes is None else (
+                outcomes[(worker.name, False)] + outcomes[(worker.name, True)], outcomes[(worker.name, True)])
+            details.append(dataclasses.replace(worker, claims=mine, processed=processed, failed=failed))
+        return details
+
+    def _outcome_counts(self) -> Counter[tuple[str, bool]] | None:
+        """(worker, failed?) → how many outcomes its done markers and reasons record; None until every
+        marker was read (``OUTCOMES_PER_STATUS`` new ones per call)."""
+        files = self.files
+        budget = OUTCOMES_PER_STATUS
+        counts: Counter[tuple[str, bool]] = Counter()
+        listings = ((False, fsops.numbered_entries(files.done)),
+                    (True, ((entry[: -len(REASON_SUFFIX)], inode)
+                            for entry, inode in fsops.numbered_entries(files.failed)
+                            if entry.endswith(REASON_SUFFIX))))
+        for failed, listing in listings:
+            for name, inode in listing:
+                key = (f"failed/{name}" if failed else name, inode)
+                if key not in self._outcomes:
+                    if budget <= 0:
+                        return None
+                    budget -= 1
+                worker = self._outcomes.get(key, functools.partial(self._outcome_worker, name, failed))
+                counts[(worker or "?", failed)] += 1
+        return counts
+
+    def _outcome_worker(self, name: str, failed: bool) -> str | None:
+        if failed:
+            worker = (self.files.read_reason(name) or {}).get("worker")
+            return None if worker is None else str(worker)
+        done = self.files.read_done(name)
+        return None if done is None else claim_record(done[0]).worker
+
+    # -- lineages ------------------------------------------------------------------------------
+
+    def history(self, name: str, now: float) -> list[StateRecord]:
+        """The lineage containing ``name``: up through recorded parents, then down by successor names."""
+        files = self.files
+        markers = Markers.read(files)
+        first = self.record(name, now, markers)
+        if first is None or not codec.is_state_file_name(name):
+            return [] if first is None else [first]  # a quarantined entry is a lineage of its own
+        seen = {name}
+        root = name
+        while True:  # walk up to the root through recorded parents (names, never paths: see codec)
+            parent = files.parent_of(root)
+            if not parent or parent in seen or not codec.is_successor_name(root, parent) \
+                    or self.record(parent, now, markers) is None:
+                break
+            seen.add(parent)
+            root = parent
+        entries: list[StateRecord] = []
+        current: str | None = root
+        while current is not None:
+            found = self.record(current, now, markers)
+            if found is None:
+                break
+            entries.append(found)
+            following = None
+            for candidate in codec.successor_names(current):
+                owner = files.parent_of(candidate)
+                if owner is None:
+                    break
+                if owner == current:
+                    following = candidate
+                    break
+            current = following
+        return entries
+
+
+def _failure_fields(reason: JSONDict | None) -> JSONDict:
+    """The ``StateRecord`` fields a failure reason fills (an unreadable one still says it failed)."""
+    reason = reason or {"code": "?", "message": "its reason file is unreadable"}
+    errors = reason.get("errors")
+    errors = tuple(str(e) for e in errors) if isinstance(errors, list) else ()
+    traceback = reason.get("traceback")
+    failure = Failure(str(reason.get("code")), str(reason.get("message")),
+                      None if traceback is None else str(traceback), as_count(reason.get("attempts")), errors)
+    worker = reason.get("worker")
+    return {"worker": None if worker is None else str(worker), "finished_at": as_time(reason.get("failed_at")),
+            "claimed_at": as_time(reason.get("claimed_at")), "attempts": failure.attempts, "errors": errors,
+            "reason": f"{failure.code}: {failure.message}", "failure": failure}
