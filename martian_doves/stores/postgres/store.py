@@ -53,11 +53,11 @@ from martian_doves.model import (
     State,
     Status,
     StatusReport,
-    WorkerInfo,
 )
 from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel, require_plain
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector
 from martian_doves.stores.postgres.export import export as export_to_folder
+from martian_doves.stores.postgres.inspection import PostgresInspection, record_of, worker_infos
 from martian_doves.stores.postgres.sql import Q, migrations
 from martian_doves.stores.postgres.url import parse_url
 from martian_doves.text import first_line
@@ -70,7 +70,7 @@ _CANDIDATES = 100
 _SUBMIT_CHUNK = 1000
 
 
-class PostgresStore(WithoutMachineModel):
+class PostgresStore(WithoutMachineModel, PostgresInspection):
     """Store on a PostgreSQL schema. See the module docstring for the protocol."""
 
     mode = "postgres"
@@ -232,9 +232,10 @@ class PostgresStore(WithoutMachineModel):
             return conn.execute(Q["claim"], params).fetchall()
 
         claims = []
-        for name, state, payload, parent, token, attempts, errors, retries, taken_over in self.connector.run(
+        for name, state, payload, parent, token, attempts, errors, retries, taken_over, due_at in self.connector.run(
                 "claim", take):
-            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors), retries))
+            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors), retries,
+                                None if taken_over else due_at))
             if taken_over:
                 log.warning("took over %s from a worker that stopped renewing its lease", name,
                             extra={"action": "takeover", "state_name": name})
@@ -378,7 +379,7 @@ class PostgresStore(WithoutMachineModel):
             counts = {status: 0 for status in Status}
             counts.update({Status(status): int(count) for status, count in conn.execute(Q["counts"])})
             oldest = conn.execute(Q["oldest_pending"]).fetchone()
-            workers = [WorkerInfo(*row) for row in conn.execute(Q["workers"], {"lease": self.options.lease_seconds})]
+            workers = worker_infos(conn, self.options.lease_seconds)
             failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
             return StatusReport(
                 counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE], counts[Status.FAILED],
@@ -398,7 +399,7 @@ class PostgresStore(WithoutMachineModel):
             low = first[: first.rindex("-") + 1]
             return conn.execute(Q["history"], {"root": root[0], "low": low, "high": low[:-1] + "."}).fetchall()
 
-        return [HistoryEntry(r[0], r[1], Status(r[2]), *r[3:]) for r in self.connector.run("history", read)]
+        return [record_of(row) for row in self.connector.run("history", read)]
 
     def machine_names(self, limit: int | None = None) -> list[str]:
         """Lineage roots (submitted states), newest first."""

@@ -52,11 +52,13 @@ UPDATE states AS s SET
     lease_expires = now() + %(lease)s * interval '1 second'
 FROM picked
 WHERE s.name = picked.name
-RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s.retries, picked.taken_over
+RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s.retries, picked.taken_over,
+    extract(epoch FROM s.not_before)::float8
 
 -- name: adopt
 -- After a claim whose reply was lost with the connection: the rows it did claim.
-SELECT name, state, payload, parent, token, attempts, errors, retries, false AS taken_over
+SELECT name, state, payload, parent, token, attempts, errors, retries, false AS taken_over,
+    extract(epoch FROM not_before)::float8
 FROM states
 WHERE status = 'in_progress' AND token LIKE %(pattern)s
 
@@ -237,17 +239,51 @@ SELECT status, count(*) FROM states GROUP BY status
 SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 'pending'
 
 -- name: workers
+-- Alive: stamped within its own lease, and no supervisor said it died.
 SELECT name, host, pid, extract(epoch FROM last_seen)::float8,
-       last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second'
+       ended IS NULL AND last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second',
+       extract(epoch FROM started_at)::float8, ended
 FROM workers ORDER BY name
+
+-- name: worker_claims
+-- What every worker holds now (few rows: only claimed ones), oldest claim first.
+SELECT worker, name, state, extract(epoch FROM claimed_at)::float8
+FROM states WHERE status = 'in_progress' ORDER BY claimed_at, name
+
+-- name: worker_outcomes
+-- The outcomes the registered workers committed or failed that the table still holds.
+SELECT worker, count(*), count(*) FILTER (WHERE status = 'failed')
+FROM states WHERE status IN ('done', 'failed') AND worker = ANY(%(workers)s::text[])
+GROUP BY worker
+
+-- name: worker_exited
+-- The supervisor saw the worker's process die: show it dead at once, and give back what it
+-- held as a takeover would (one failed attempt, the newest %(kept)s errors kept).
+WITH marked AS (
+    UPDATE workers SET ended = %(reason)s WHERE name = %(worker)s
+), given AS (
+    UPDATE states SET status = 'pending', not_before = now(), lease_expires = NULL, attempts = attempts + 1,
+        errors = (SELECT coalesce(jsonb_agg(e ORDER BY i), '[]'::jsonb) FROM (
+            SELECT e, i FROM jsonb_array_elements(errors || jsonb_build_array(%(error)s::text))
+                WITH ORDINALITY AS kept(e, i)
+            ORDER BY i DESC LIMIT %(kept)s) AS newest)
+    WHERE status = 'in_progress' AND worker = %(worker)s
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM given LIMIT 1) AS g
+)
+SELECT (SELECT count(*) FROM given), (SELECT count(*) FROM wake)
 
 -- name: recent_failures
 SELECT name, coalesce(reason ->> 'code', 'error'), coalesce(reason ->> 'message', '')
 FROM states WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
 
 -- name: history
-SELECT name, state, status, payload, worker, extract(epoch FROM finished_at)::float8, attempts,
-       CASE WHEN reason IS NOT NULL THEN (reason ->> 'code') || ': ' || (reason ->> 'message') END
+-- Each state of the lineage as a record (the columns of inspection.py's record_of).
+SELECT name, state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END,
+       payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors, parent, root,
+       extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
+       extract(epoch FROM not_before)::float8
 FROM states
 WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
 ORDER BY step, name
@@ -255,6 +291,48 @@ ORDER BY step, name
 -- name: machine_names
 -- Lineage roots, newest first (LIMIT NULL: all).
 SELECT name FROM states WHERE step = 0 ORDER BY submitted_at DESC, name DESC LIMIT %(limit)s
+
+-- name: show
+SELECT name, state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END,
+       payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors, parent, root,
+       extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
+       extract(epoch FROM not_before)::float8
+FROM states WHERE name = %(name)s
+
+-- name: find
+-- Every filter given must match (NULL: no filter); newest change first, one page. Statuses as
+-- `status` reports them (a pending state not yet due is scheduled).
+SELECT name, state, reported, payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors,
+       parent, root, extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
+       extract(epoch FROM not_before)::float8
+FROM (SELECT *, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END AS reported,
+             greatest(submitted_at, claimed_at, finished_at) AS updated_at
+      FROM states) AS s
+WHERE (%(status)s::text IS NULL OR reported = %(status)s::text)
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(code)s::text IS NULL OR (status = 'failed' AND reason ->> 'code' = %(code)s::text))
+  AND (%(since)s::float8 IS NULL OR updated_at >= to_timestamp(%(since)s::float8))
+  AND (%(text)s::text IS NULL OR strpos(lower(concat_ws(E'\n', name, state, reason ->> 'code', reason ->> 'message',
+                                                         payload::text)), lower(%(text)s::text)) > 0)
+ORDER BY updated_at DESC, name DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: counts_by_state
+SELECT state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END, count(*)
+FROM states GROUP BY 1, 2 ORDER BY 1, 2
+
+-- name: forget
+-- Whole machines whose every state is settled: their rows are locked first, so a retry or
+-- reset running meanwhile either comes before (and the machine is kept) or waits.
+WITH machines AS (
+    SELECT DISTINCT root FROM states WHERE name = ANY(%(names)s::text[])
+), locked AS (
+    SELECT s.root, s.status FROM states AS s JOIN machines AS m ON s.root = m.root FOR UPDATE OF s
+), ended AS (
+    SELECT root FROM locked GROUP BY root HAVING bool_and(status IN ('done', 'failed'))
+)
+DELETE FROM states AS s USING ended WHERE s.root = ended.root
+RETURNING s.name
 
 -- name: root_of
 SELECT root FROM states WHERE name = %(name)s
