@@ -2,7 +2,9 @@
 
 Every record carries a ``worker`` field: the worker loop passes it with a
 ``LoggerAdapter``, and ``setup_logging(worker=...)`` sets the default for whatever
-else the process logs (user machines, stores, the supervisor). Records go through
+else the process logs (user machines, stores, the supervisor). Every record a tick
+emits (a machine's log lines and prints, the worker's own) also carries the state
+file's name, ``state_name``: the worker marks its thread while it ticks (``ticking``). Records go through
 one ``LineHandler`` whose output function can be swapped while the process runs,
 so the live progress display can take over the terminal without torn lines.
 
@@ -18,6 +20,7 @@ Nothing here prints on its own: the handler writes where the CLI tells it to.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import io
 import json
@@ -25,7 +28,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from martian_doves.text import one_line
@@ -77,8 +80,28 @@ class StderrWriter:
                 pass
 
 
+#: The state file each thread is ticking now (``ticking``).
+_TICKING = threading.local()
+
+
+@contextlib.contextmanager
+def ticking(state_name: str) -> Iterator[None]:
+    """Within the block, every record this thread emits names the state file ``state_name``.
+
+    The worker wraps each tick (and its commit) in it, so what a machine logs or prints
+    says which state it came from, as the worker's own records do.
+    """
+    previous = getattr(_TICKING, "state_name", None)
+    _TICKING.state_name = state_name
+    try:
+        yield
+    finally:
+        _TICKING.state_name = previous
+
+
 class ContextFilter(logging.Filter):
-    """Gives every record a ``worker`` (the process default unless set) and an ``action``."""
+    """Gives every record a ``worker`` (the process default unless set) and an ``action``, and
+    a ``state_name`` when its thread is ticking a state (``ticking``) and it has none of its own."""
 
     def __init__(self, worker: str | None) -> None:
         super().__init__()
@@ -89,13 +112,19 @@ class ContextFilter(logging.Filter):
             record.worker = self.worker
         if not hasattr(record, "action"):
             record.action = None
+        if getattr(record, "state_name", None) is None:
+            current = getattr(_TICKING, "state_name", None)
+            if current is not None:
+                record.state_name = current
         return True
 
 
 class TextFormatter(logging.Formatter):
-    """``2024-05-19 10:15:02 INFO    host-123: message`` (logger name shown below INFO only).
+    """``2024-05-19 10:15:02 INFO    host-123 countdown.state-2: message`` (logger name shown
+    below INFO only; the state file only on records emitted while it ticks).
 
-    Machine output reads as the seed printed it; the worker name says where it ran.
+    Machine output reads as the seed printed it; the worker and state file names say where
+    it ran.
     Control characters in the message are escaped (``\\n``, ``\\x1b``), so a record is
     one line; a traceback keeps its lines, each indented by ``CONTINUATION_INDENT``, so
     none of them can pass for a record.
@@ -107,6 +136,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = one_line(record.getMessage())
         where = one_line(getattr(record, "worker", None) or "-")
+        state_name = getattr(record, "state_name", None)
+        if state_name is not None:
+            where = f"{where} {one_line(str(state_name))}"
         origin = f" [{one_line(record.name)}]" if record.levelno < logging.INFO else ""
         line = f"{self.formatTime(record, self.datefmt)} {record.levelname:<7} {where}{origin}: {message}"
         if record.exc_info:

@@ -3,8 +3,9 @@
 Two sources, served on one endpoint by ``doves run --metrics-port`` (and the store's
 part by ``doves dashboard`` at ``/metrics``):
 
-- **Worker events** (``doves_transitions_total``, ``doves_tick_seconds``) are counted
-  in the worker processes by ``WorkerMetrics``, an event hook. Each process writes its
+- **Worker events** (``doves_transitions_total``, ``doves_tick_seconds``,
+  ``doves_queue_wait_seconds``, each by ``state`` name) are counted in the worker
+  processes by ``WorkerMetrics``, an event hook. Each process writes its
   counts to its own files in a folder the supervisor makes (prometheus-client's
   multiprocess mode, chosen by ``PROMETHEUS_MULTIPROC_DIR``); the supervisor sums them
   when scraped, so a worker that is killed and replaced keeps its counts in the totals.
@@ -27,10 +28,10 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
-from martian_doves.model import Claim, StatusReport
+from martian_doves.model import INTERNAL_STATES, Claim, StatusReport
 from martian_doves.worker import Event
 
 if TYPE_CHECKING:
@@ -45,48 +46,76 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Tick durations, from 1 ms (a tick that does nothing) to the seed's 10 s slow ticks and beyond.
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
+#: Queue waits, from a state due at once to one that waited hours for a worker with its machine.
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+#: The ``state`` label of a state name the worker has no machine for (bad input must not add series).
+OTHER_STATE = "other"
+
 #: Events that end a claim, and the outcome label each is counted under.
 _OUTCOMES = {Event.COMMITTED: "committed", Event.RETRIED: "retried", Event.FAILED: "failed",
              Event.LOST: "lost", Event.RELEASED: "released"}
 
 
 class WorkerMetrics:
-    """A ``Worker`` event hook counting transitions by outcome and timing each claim.
+    """A ``Worker`` event hook counting transitions by state name and outcome, timing each claim,
+    and measuring how long each state waited for a worker.
 
     The time of a claim runs from the moment its tick starts to its outcome (commit
-    included): what a transition costs the worker.
+    included): what a transition costs the worker. The queue wait runs from when the
+    state became runnable (submitted, written by its parent, or due after a timer or a
+    retry's backoff: ``Claim.due_at``) to its claim; chained successors wait nothing, and
+    claims taken over from a dead worker are not counted.
+
+    Args:
+        registry: where the metrics are registered (the process's default one if None).
+        states: the state names the worker has machines for: the only values of the
+            ``state`` label besides the worker's own steps (anything else counts as
+            ``other``), so bad input cannot add series. None: every name is its own.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, states: Collection[str] | None = None) -> None:
         from prometheus_client import REGISTRY, Counter, Histogram
 
         registry = REGISTRY if registry is None else registry
+        self._states = None if states is None else frozenset(states) | INTERNAL_STATES
         self.transitions = Counter(
-            "doves_transitions", "Claims ended by this host's workers, by outcome: committed (a successor "
-            "written or the machine ended), retried, failed, lost (taken over), released (at a stop).",
-            ["outcome"], registry=registry)
-        for outcome in _OUTCOMES.values():
-            self.transitions.labels(outcome)  # every series exists from the start, at 0
+            "doves_transitions", "Claims ended by this host's workers, by state name and outcome: committed (a "
+            "successor written or the machine ended), retried, failed, lost (taken over), released (at a stop).",
+            ["state", "outcome"], registry=registry)
         self.tick_seconds = Histogram(
-            "doves_tick_seconds", "Seconds from the start of a tick to its outcome, commit included.",
-            buckets=TICK_BUCKETS, registry=registry)
+            "doves_tick_seconds", "Seconds from the start of a tick to its outcome, commit included, by state name.",
+            ["state"], buckets=TICK_BUCKETS, registry=registry)
+        self.queue_wait_seconds = Histogram(
+            "doves_queue_wait_seconds", "Seconds from when a state became runnable (submitted, written, or due) "
+            "to its claim, by state name.", ["state"], buckets=QUEUE_WAIT_BUCKETS, registry=registry)
+        for state in sorted(self._states or ()):
+            for outcome in _OUTCOMES.values():
+                self.transitions.labels(state, outcome)  # every series exists from the start, at 0
         self._started: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
+    def state_label(self, state: str) -> str:
+        """The ``state`` label of a state name: itself if the worker has its machine, else ``other``."""
+        return state if self._states is None or state in self._states else OTHER_STATE
+
     def __call__(self, event: Event, claim: Claim) -> None:
         key = (claim.name, claim.token)
+        state = self.state_label(claim.state.state)
         if event is Event.CLAIMED:
             with self._lock:
+                first = key not in self._started
                 self._started[key] = time.monotonic()
+            if first and claim.due_at is not None:
+                self.queue_wait_seconds.labels(state).observe(max(0.0, time.time() - claim.due_at))
             return
         outcome = _OUTCOMES.get(event)
         if outcome is None:
             return
         with self._lock:
             started = self._started.pop(key, None)
-        self.transitions.labels(outcome).inc()
+        self.transitions.labels(state, outcome).inc()
         if started is not None and event is not Event.RELEASED:
-            self.tick_seconds.observe(time.monotonic() - started)
+            self.tick_seconds.labels(state).observe(time.monotonic() - started)
 
 
 class StoreCollector:

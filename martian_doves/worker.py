@@ -31,7 +31,7 @@ from martian_doves.errors import (
     UnknownState,
     WaitTimedOut,
 )
-from martian_doves.logs import ContextAdapter
+from martian_doves.logs import ContextAdapter, ticking
 from martian_doves.model import JOIN_STATE, WAIT_STATE, Claim, Failure, Successor, WaitFor, with_error
 from martian_doves.registry import Registry
 from martian_doves.stores.base import Store
@@ -161,7 +161,8 @@ class Worker:
             result.claimed += 1
             self._emit(Event.CLAIMED, claim)
             self._hold(claim)
-            claim = self._run_one(claim, result)
+            with ticking(claim.name):
+                claim = self._run_one(claim, result)
             if claim is not None and self._stopping.is_set():
                 self._release(claim)
                 claim = None

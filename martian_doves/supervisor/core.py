@@ -35,6 +35,7 @@ from martian_doves.logs import StderrWriter, Writer
 from martian_doves.metrics import MetricsFolder, RunMetrics
 from martian_doves.model import StatusReport
 from martian_doves.sampler import Sampler
+from martian_doves.stores.base import SupervisedStore
 from martian_doves.supervisor.exits import EXIT_WORKER_CONFIG, describe_exit
 from martian_doves.supervisor.output import OutputPump
 from martian_doves.supervisor.process import worker_process_main
@@ -196,16 +197,34 @@ class Supervisor:
             MetricsFolder.process_exited(pid)
         return code, pid, reason
 
+    def _bury(self, store: Store, name: str, how: str) -> None:
+        """Tell the store that worker ``name`` is dead (``how`` it ended), so others take its work now."""
+        if not isinstance(store, SupervisedStore):
+            return
+        try:
+            given = store.worker_exited(name, how)
+        except Exception as e:  # its lease still runs out: nothing is lost, only time
+            log.warning("cannot tell the store that worker %s is gone: %s", name, e, extra={"action": "bury"})
+            return
+        if given:
+            log.info("gave back %d state(s) worker %s held", given, name,
+                     extra={"action": "bury", "given_back": given})
+
     def _on_exit(self, slot: _Slot, store: Store) -> None:
         code, pid, reason = self._reap(slot)
         name = self.spec.worker_name(pid or 0)
         extra = {"action": "exit", "pid": pid, "exit_code": code, "slot": slot.index}
+        if code != 0:
+            # It did not stop on its own: whatever it held is given back now, not when its lease runs out.
+            self._bury(store, name, describe_exit(code))
         if self._stopping:
             log.info("worker %s stopped", name, extra=extra)
             return
         if code == 0 and not self.watch and self._store_finished(store):
             log.info("worker %s finished", name, extra=extra)
             return
+        if code == 0:
+            self._bury(store, name, "exited while its work was not finished")
         # Exit 0 with work left: stopped by someone else's signal, or a handler that
         # called os._exit(0). Replaced like any other death.
         what = describe_exit(code) if code != 0 else (

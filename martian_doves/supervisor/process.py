@@ -87,7 +87,8 @@ def _build_worker(spec: WorkerSpec, name: str, store: Store) -> Worker:
         raise CannotStart(f"cannot load its machines: {e.message}") from e
     except ConfigError as e:
         raise CannotStart(e.message) from e
-    hooks: list[EventHook] = [WorkerMetrics()] if spec.metrics else []
+    # The state label takes only the names of the worker's machines: bad input adds no series.
+    hooks: list[EventHook] = [WorkerMetrics(states=registry.names())] if spec.metrics else []
     try:
         return Worker(store, registry, dataclasses.replace(spec.worker, name=name), hooks=hooks)
     except ConfigError as e:

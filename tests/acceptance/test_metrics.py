@@ -32,6 +32,17 @@ def scrape(url: str) -> dict[str, float]:
     return samples
 
 
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (over every other label)."""
+    found = 0.0
+    for key, value in samples.items():
+        metric, _, rest = key.partition("{")
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if metric == name and all(pairs.get(k) == v for k, v in labels.items()):
+            found += value
+    return found
+
+
 def test_metrics_count_every_transition_across_workers_and_restarts(
         start_doves: Callable[..., Running], doves: Doves, store_dir: Path, machines_py: Path,
         tick_log: Path) -> None:
@@ -50,11 +61,16 @@ def test_metrics_count_every_transition_across_workers_and_restarts(
     running.wait_for(lambda: scrape(url)['doves_states{status="done"}'] == 100, "the store's gauges")
 
     samples = scrape(url)
-    committed = samples['doves_transitions_total{outcome="committed"}']
     # Each transition committed once; the one cut off by the kill committed by the other worker.
-    assert committed == 100
-    assert samples['doves_transitions_total{outcome="failed"}'] == 0
-    assert samples["doves_tick_seconds_count"] >= 100
+    assert total(samples, "doves_transitions_total", outcome="committed") == 100
+    assert total(samples, "doves_transitions_total", state="counted", outcome="committed") == 100
+    assert total(samples, "doves_transitions_total", outcome="failed") == 0
+    # Per machine: every series is labelled with its state name, and only the machines' names.
+    assert total(samples, "doves_tick_seconds_count", state="counted") >= 100
+    assert {re.findall(r'state="([^"]*)"', key)[0] for key in samples if key.startswith("doves_tick_seconds_count")} \
+        == {"counted"}
+    # Every root waited in the queue for a claim (chained successors wait nothing and are not counted).
+    assert 4 <= total(samples, "doves_queue_wait_seconds_count", state="counted") <= 100
     assert samples["doves_worker_restarts_total"] == 1
     assert samples["doves_worker_processes"] == 2
     assert samples['doves_states{status="pending"}'] == 0

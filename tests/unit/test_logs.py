@@ -154,3 +154,37 @@ def test_printed_lines_use_the_output_logger(captured_lines: list[str]) -> None:
     finally:
         logging.getLogger(OUTPUT_LOGGER).removeHandler(keep)
     assert [(r.name, r.getMessage(), getattr(r, "action", None)) for r in seen] == [(OUTPUT_LOGGER, "hello", "output")]
+
+
+def test_records_a_tick_emits_name_its_state_file_in_text_and_json(captured_lines: list[str]) -> None:
+    """What a machine logs and prints while it ticks names the state file (issue 10, item 4)."""
+    from martian_doves.config import WorkerOptions
+    from martian_doves.model import State
+    from martian_doves.registry import Registry
+    from martian_doves.stores.memory import MemoryStore
+    from martian_doves.worker import Worker
+
+    def noisy(payload: dict[str, int]) -> None:
+        print("printed by the machine", file=stream)
+        logging.getLogger("user.machine").warning("logged by the machine")
+
+    stream = PrintedLines(sys.__stderr__ or sys.stderr)
+    registry = Registry()
+    registry.register("noisy", noisy)
+    store = MemoryStore()
+    store.submit([State("loud.state", "noisy", {})])
+    Worker(store, registry, WorkerOptions(name="w-1")).step()
+    logging.getLogger("after").warning("not in a tick")
+    machine = [line for line in captured_lines if "by the machine" in line]
+    assert len(machine) == 2
+    assert all(" w-1 loud.state: " in line for line in machine), machine
+    assert captured_lines[-1].endswith(" w-1: not in a tick")
+
+    json_lines: list[str] = []
+    setup_logging("info", "json", worker="w-1", writer=json_lines.append)
+    store.submit([State("quiet.state", "noisy", {})])
+    Worker(store, registry, WorkerOptions(name="w-1")).step()
+    logging.getLogger("after").warning("not in a tick")
+    documents = [json.loads(line) for line in json_lines]
+    assert [d["state_name"] for d in documents if "by the machine" in d["message"]] == ["quiet.state"] * 2
+    assert "state_name" not in documents[-1]
