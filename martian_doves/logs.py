@@ -23,15 +23,13 @@ import atexit
 import contextlib
 import datetime
 import io
-import json
 import logging
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from martian_doves.text import one_line
+from martian_doves.text import CONTROL, json_text, one_line
 
 #: Accepted ``--log-level`` values, quietest last.
 LEVELS = ("debug", "info", "warning", "error")
@@ -45,8 +43,6 @@ OUTPUT_LOGGER = "martian_doves.output"
 CONTINUATION_INDENT = "    "
 #: A printed line longer than this (no line break in sight) is logged in pieces of this size.
 MAX_PRINTED_LINE_CHARS = 65536
-#: C0 and C1 control characters and DEL: terminal escape codes and line breaks are among them.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 #: Attributes every ``LogRecord`` has; anything else on a record came from ``extra``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
@@ -184,9 +180,7 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        # json escapes C0 controls but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
-        return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}",
-                            json.dumps(document, ensure_ascii=False, default=str))
+        return json_text(document)
 
 
 #: Formats the lines workers print for ``output_record`` (one instance serves every line).
@@ -201,7 +195,7 @@ def relayed_line(line: str, worker: str, json_lines: bool) -> str:
     here: wrapped as a JSON record of its own, or its control characters escaped.
     """
     if json_lines:
-        return line if line.startswith("{") and not _CONTROL.search(line) else output_record(line, worker)
+        return line if line.startswith("{") and not CONTROL.search(line) else output_record(line, worker)
     return one_line(line)
 
 

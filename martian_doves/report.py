@@ -9,10 +9,11 @@ and nothing here prints: the CLI decides where the output goes.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -21,14 +22,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport
+from martian_doves.model import HistoryEntry, JSONDict, Status, StatusReport, WorkerInfo
 from martian_doves.text import one_line
 
 log = logging.getLogger("martian_doves.progress")
 
 #: Colours of the status words on a terminal.
-_STATUS_STYLES = {
+STATUS_STYLES = {
     Status.PENDING: "yellow",
+    Status.SCHEDULED: "blue",
+    Status.WAITING: "magenta",
     Status.IN_PROGRESS: "cyan",
     Status.DONE: "green",
     Status.FAILED: "bold red",
@@ -36,7 +39,18 @@ _STATUS_STYLES = {
 #: Columns of ``doves history``.
 #: "failed attempts": a state done at its first try shows 0, one that failed shows all its tries.
 #: "note": why it failed, or what it waits for, received, was scheduled for or spawned.
-HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "failed attempts", "note")
+HISTORY_COLUMNS = ("state file", "state", "status", "worker", "when", "took", "failed attempts", "payload", "note")
+#: Columns of the workers' table of ``doves status``.
+WORKER_COLUMNS = ("worker", "host", "pid", "up", "last seen", "done", "holds", "state")
+#: Columns of the in-progress table of ``doves status``: who holds what, since when.
+CLAIM_COLUMNS = ("state file", "state", "worker", "since")
+#: Most claims ``doves status`` lists (a fleet may hold thousands).
+MAX_CLAIMS_SHOWN = 20
+#: Columns of ``status --by-state``, after the state name: the statuses, in the order states move.
+BY_STATE_STATUSES = (Status.PENDING, Status.SCHEDULED, Status.WAITING, Status.IN_PROGRESS, Status.DONE,
+                     Status.FAILED)
+#: Longest payload ``history`` shows in a table (``--json`` and ``show`` give it whole).
+PAYLOAD_CHARS = 60
 
 
 def format_time(epoch_seconds: float | None) -> str:
@@ -67,8 +81,24 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _cell(text: str | None) -> str:
+def format_duration(seconds: float | None) -> str:
+    """``0.25 s``, ``12 s``, ``3 min``: how long something took, or ``-``."""
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f} s" if seconds < 10 else format_age(seconds)
+
+
+def cell(text: str | None) -> str:
+    """``text`` as one table cell: one line, runs of blanks as one space, ``-`` if empty."""
     return one_line(" ".join((text or "").split())) or "-"
+
+
+def compact_json(value: Any, limit: int = PAYLOAD_CHARS) -> str:
+    """``value`` as one line of JSON, cut to about ``limit`` characters (``-`` for None)."""
+    if value is None:
+        return "-"
+    text = cell(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -90,11 +120,31 @@ def status_dict(report: StatusReport) -> JSONDict:
     return report.as_dict()
 
 
+def worker_state(worker: WorkerInfo, now: float) -> str:
+    """``alive``, or ``dead`` and how the fleet knows: its supervisor's word, or its lease ran out."""
+    if worker.alive:
+        return "alive"
+    if worker.ended is not None:
+        return f"dead: {cell(worker.ended)}"
+    return f"dead: no heartbeat for {format_age(now - worker.last_seen)}"
+
+
 def _worker_rows(report: StatusReport, now: float) -> list[list[str]]:
-    return [
-        [w.name, w.host, str(w.pid), f"{format_age(now - w.last_seen)} ago", "alive" if w.alive else "silent"]
-        for w in report.workers
-    ]
+    rows = []
+    for w in report.workers:
+        uptime = w.uptime_seconds(now)
+        rows.append([w.name, w.host, str(w.pid), "-" if uptime is None else format_age(uptime),
+                     f"{format_age(now - w.last_seen)} ago", "-" if w.processed is None else str(w.processed),
+                     str(len(w.claims)), worker_state(w, now)])
+    return rows
+
+
+def claim_rows(report: StatusReport, now: float, limit: int = MAX_CLAIMS_SHOWN) -> tuple[list[list[str]], int]:
+    """The claims the workers hold, oldest first: rows of ``CLAIM_COLUMNS`` and how many more there are."""
+    claims = sorted(((c, w.name) for w in report.workers for c in w.claims), key=lambda cw: cw[0].since or 0.0)
+    rows = [[c.name, c.state, worker, "-" if c.since is None else f"{format_age(now - c.since)} ago"]
+            for c, worker in claims[:limit]]
+    return rows, max(0, len(claims) - limit)
 
 
 def _count_lines(report: StatusReport, now: float) -> list[tuple[str, str]]:
@@ -140,9 +190,12 @@ def status_text(report: StatusReport, now: float | None = None) -> str:
     width = max(len(key) for key, _ in counts) + 1
     parts = ["\n".join(f"{key + ':':<{width}} {value}" for key, value in counts)]
     if report.workers:
-        parts.append(plain_table(("worker", "host", "pid", "last seen", "state"), _worker_rows(report, now)))
+        parts.append(plain_table(WORKER_COLUMNS, _worker_rows(report, now)))
+    claims, more = claim_rows(report, now)
+    if claims:
+        parts.append("in progress:\n" + plain_table(CLAIM_COLUMNS, claims) + (f"\n... and {more} more" if more else ""))
     if report.recent_failures:
-        rows = [[name, code, _cell(message)] for name, code, message in report.recent_failures]
+        rows = [[name, code, cell(message)] for name, code, message in report.recent_failures]
         parts.append("recent failures:\n" + plain_table(("state file", "code", "message"), rows))
     return "\n\n".join(parts)
 
@@ -161,16 +214,68 @@ def status_renderable(report: StatusReport, now: float | None = None) -> Rendera
         counts.add_row(key, Text(value, style=style))
     parts: list[RenderableType] = [counts]
     if report.workers:
-        workers = Table("worker", "host", "pid", "last seen", "state", title="workers", title_justify="left")
-        for row in _worker_rows(report, now):
-            workers.add_row(*row[:-1], Text(row[-1], style="green" if row[-1] == "alive" else "dim"))
-        parts.append(workers)
+        parts.append(workers_table(report, now))
+    claims, more = claim_rows(report, now)
+    if claims:
+        held = Table(*CLAIM_COLUMNS, title="in progress", title_justify="left",
+                     caption=f"... and {more} more" if more else None)
+        for row in claims:
+            held.add_row(*row)
+        parts.append(held)
     if report.recent_failures:
         failures = Table("state file", "code", "message", title="recent failures", title_justify="left")
         for name, code, message in report.recent_failures:
-            failures.add_row(name, Text(code, style="red"), _cell(message))
+            failures.add_row(name, Text(code, style="red"), cell(message))
         parts.append(failures)
     return Group(*parts)
+
+
+def workers_table(report: StatusReport, now: float) -> Table:
+    """The workers as a rich table: a dead one in red, with how the fleet knows."""
+    table = Table(*WORKER_COLUMNS[:-1], title="workers", title_justify="left")
+    table.add_column(WORKER_COLUMNS[-1], overflow="fold")
+    for row in _worker_rows(report, now):
+        table.add_row(*row[:-1], Text(row[-1], style="green" if row[-1] == "alive" else "red"))
+    return table
+
+
+# -- per state name -------------------------------------------------------------------------
+
+
+def by_state_rows(counts: Mapping[str, Mapping[Status, int]]) -> tuple[list[str], list[list[str]]]:
+    """``status --by-state``: the headers (statuses none of which is held left out) and one row per state."""
+    shown = [s for s in BY_STATE_STATUSES if s in (Status.PENDING, Status.IN_PROGRESS, Status.DONE, Status.FAILED)
+             or any(found.get(s) for found in counts.values())]
+    headers = ["state", *(s.value.replace("_", " ") for s in shown)]
+    return headers, [[state, *(str(found.get(s, 0)) for s in shown)] for state, found in sorted(counts.items())]
+
+
+def by_state_dict(counts: Mapping[str, Mapping[Status, int]]) -> JSONDict:
+    """``status --by-state --json``'s ``by_state``: each state name, every status counted (0 included)."""
+    return {state: {s.value: found.get(s, 0) for s in BY_STATE_STATUSES} for state, found in sorted(counts.items())}
+
+
+def by_state_text(counts: Mapping[str, Mapping[Status, int]]) -> str:
+    headers, rows = by_state_rows(counts)
+    return "by state:\n" + plain_table(headers, rows) if rows else "by state: no states"
+
+
+def by_state_table(counts: Mapping[str, Mapping[Status, int]]) -> Table:
+    headers, rows = by_state_rows(counts)
+    table = Table(title="by state", title_justify="left")
+    table.add_column(headers[0], overflow="fold", ratio=1)
+    for header in headers[1:]:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row[0], *(Text(value, style=_count_style(header, value))
+                                for header, value in zip(headers[1:], row[1:], strict=True)))
+    return table
+
+
+def _count_style(header: str, value: str) -> str:
+    if value == "0":
+        return "dim"
+    return STATUS_STYLES.get(Status(header.replace(" ", "_")), "")
 
 
 # -- history ------------------------------------------------------------------------------
@@ -185,8 +290,10 @@ def history_rows(entries: Sequence[HistoryEntry]) -> list[list[str]]:
             entry.status.value,
             entry.worker or "-",
             format_time(entry.finished_at),
+            format_duration(entry.duration_seconds),
             str(entry.attempts),
-            _cell(history_note(entry)),
+            compact_json(entry.payload),
+            cell(history_note(entry)),
         ]
         for entry in entries
     ]
@@ -216,25 +323,9 @@ def history_note(entry: HistoryEntry) -> str | None:
 
 
 def history_dicts(entries: Sequence[HistoryEntry]) -> list[JSONDict]:
-    """``history --json``: one object per state of the lineage, oldest first."""
-    return [
-        {
-            "name": entry.name,
-            "state": entry.state,
-            "status": entry.status.value,
-            "worker": entry.worker,
-            "finished_at": entry.finished_at,
-            "attempts": entry.attempts,
-            "reason": entry.reason,
-            "payload": entry.payload,
-            "not_before": entry.not_before,
-            "wait": None if entry.wait is None else entry.wait.as_dict(),
-            "event": None if entry.event is None else {**entry.event.as_payload(), "sent_at": entry.event.sent_at},
-            "origin": None if entry.origin is None else entry.origin.as_dict(),
-            "children": list(entry.children),
-        }
-        for entry in entries
-    ]
+    """``history --json``: one object per state of the lineage, oldest first (``StateRecord.as_dict``:
+    payload, times, duration, every attempt's error, the failure with its traceback)."""
+    return [entry.as_dict() for entry in entries]
 
 
 def history_text(entries: Sequence[HistoryEntry]) -> str:
@@ -249,12 +340,12 @@ def history_renderable(entries: Sequence[HistoryEntry]) -> RenderableType:
         row[4] = format_short_time(entry.finished_at)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for index, column in enumerate(HISTORY_COLUMNS):
-        if column == "note":  # the one column that wraps: names and times stay whole
+        if column in ("payload", "note"):  # the columns that wrap: names and times stay whole
             table.add_column(column, overflow="fold", ratio=1)
         else:
             table.add_column(column, no_wrap=True, min_width=max([len(column), *(len(r[index]) for r in rows)]))
     for entry, row in zip(entries, rows, strict=True):
-        table.add_row(*row[:2], Text(row[2], style=_STATUS_STYLES.get(entry.status, "")), *row[3:])
+        table.add_row(*row[:2], Text(row[2], style=STATUS_STYLES.get(entry.status, "")), *row[3:])
     return table
 
 

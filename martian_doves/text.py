@@ -8,10 +8,19 @@ keep the text.
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 #: Longest error summary kept for one failed attempt (a handler's message may quote a whole payload).
 MAX_ERROR_CHARS = 2000
 #: Longest traceback kept with a failed state (its end, where the error is, is what is kept).
 MAX_TRACEBACK_CHARS = 65536
+#: C0 and C1 control characters and DEL: terminal escape codes and line breaks are among them.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The control characters ``json.dumps`` leaves raw in strings (it escapes C0 itself; any C0 left
+#: in its output is the line breaks of an indented document).
+_NOT_ESCAPED_BY_JSON = re.compile("[\x7f-\x9f]")
 
 
 def clip(text: str, limit: int, *, keep_end: bool = False) -> str:
@@ -46,3 +55,13 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message (database errors add DETAIL and HINT lines), or its type."""
     text = str(error).strip()
     return one_line(text.splitlines()[0]) if text else type(error).__name__
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``json.dumps(value, **options)`` with no control character left raw, whatever ``value`` holds.
+
+    JSON escapes C0 controls in strings but leaves DEL and C1 (0x9b is a terminal's CSI) as
+    they are; they are escaped here too, so the text is safe to print or log as one record.
+    """
+    text = json.dumps(value, ensure_ascii=False, default=str, **options)
+    return _NOT_ESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -8,8 +8,8 @@ a compose file needs no command line. Errors a user can fix print one line,
 wrong shows a traceback.
 
 Commands live by what they touch: ``running`` (run), ``files`` (submit, validate),
-``inspecting`` (status, history, dashboard), ``graph``, ``sending`` (send), ``admin``
-(reset, retry, migrate, export) and ``demo``.
+``inspecting`` (status, list, show, history, dashboard), ``graph``, ``sending`` (send),
+``admin`` (reset, retry, forget, migrate, export) and ``demo``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 import click
 
-from martian_doves.cli.admin import export, migrate, reset, retry
+from martian_doves.cli.admin import export, forget, migrate, reset, retry
 from martian_doves.cli.demo import demo
 from martian_doves.cli.files import submit, validate
 from martian_doves.cli.graph import graph
-from martian_doves.cli.inspecting import dashboard, history, status
+from martian_doves.cli.inspecting import dashboard, history, list_states, show_state, status
 from martian_doves.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, error
 from martian_doves.cli.running import run
 from martian_doves.cli.sending import send
@@ -48,12 +48,13 @@ def cli() -> None:
       doves validate my-states/         check state files without a store
       doves submit ./store my-states/   add them to a store
       doves run ./store --workers 4     process everything, then exit
-      doves status ./store              counts, workers, failures
+      doves status ./store              counts, workers, failures (--watch: live)
+      doves list ./store --status failed   find states; doves show ./store NAME opens one
     """
 
 
-for _command in (run, submit, send, status, dashboard, history, graph, reset, retry, validate, migrate, export,
-                 demo):
+for _command in (run, submit, send, status, list_states, show_state, history, graph, dashboard, reset, retry, forget,
+                 validate, migrate, export, demo):
     cli.add_command(_command)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 from rich.console import Console, RenderableType
+
+from martian_doves.text import json_text
 
 #: ``doves`` exit status: everything finished and no state failed during the run.
 EXIT_OK = 0
@@ -32,7 +33,7 @@ def error(message: str) -> None:
 def show(as_json: bool, data: Any, table: RenderableType, text: str) -> None:
     """Print a report: ``data`` as JSON with ``--json``, ``table`` on a terminal, else ``text``."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json_text(data, indent=2))
     elif stdout_is_terminal():
         Console().print(table)
     else:
