@@ -38,11 +38,11 @@ from martian_doves.stores.base import Store
 @option("--watch", is_flag=True, default=False, env="DOVES_STATUS_WATCH",
         help="Keep showing the status, live, until Ctrl-C: counts, rate, states, workers and what they hold, "
              "recent failures, and whether the store can be read.")
-@option("--refresh-seconds", type=click.FloatRange(min=0.1), default=2.0, metavar="SECONDS",
+@option("--refresh-seconds", "watch_seconds", type=click.FloatRange(min=0.1), default=2.0, metavar="SECONDS",
         env="DOVES_STATUS_REFRESH_SECONDS",
         help="With --watch: how often the store is read (a slow count waits nine times its duration).")
 @store_options(visible=False)
-def status(store: str | None, as_json: bool, by_state: bool, watch: bool, refresh_seconds: float,
+def status(store: str | None, as_json: bool, by_state: bool, watch: bool, watch_seconds: float,
            **params: Any) -> int:
     """Show how far STORE is: pending, in progress, done, failed, workers (what each holds, since when),
     recent failures; --by-state per state name, --watch live."""
@@ -50,7 +50,7 @@ def status(store: str | None, as_json: bool, by_state: bool, watch: bool, refres
         raise click.UsageError("--watch shows a live view; use --json without it")
     with api.opened(store_config(store, params)) as opened:
         if watch:
-            return _watch(opened, refresh_seconds)
+            return _watch(opened, watch_seconds)
         result = opened.status()
         counts = inspectable(opened).counts_by_state() if by_state else None
     data = report.status_dict(result)
