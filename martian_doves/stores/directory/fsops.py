@@ -223,16 +223,21 @@ def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str
         return
 
 
-def numbered_entries(folder: str) -> Iterator[tuple[str, int]]:
-    """(name, inode number) of each entry of ``folder``, from the listing alone (no ``stat``).
+def identified_entries(folder: str) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(name, (inode number, ctime in ns)) of each entry of ``folder``; entries that vanish are skipped.
 
-    A file replaced under the same name gets another inode, so the pair names one
-    file's content for as long as it exists: a reader may keep what it read of it.
+    A file replaced under the same name differs in one of the two (an inode number freed
+    by a removal may be reused at once, its ctime not), so the pair names one file's
+    content for as long as it exists: a reader may keep what it read of it.
     """
     try:
         with os.scandir(folder) as listing:
             for entry in listing:
-                yield entry.name, entry.inode()
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield entry.name, (info.st_ino, info.st_ctime_ns)
     except FileNotFoundError:
         return
 

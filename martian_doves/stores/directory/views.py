@@ -7,7 +7,7 @@ folder by folder in the direction states move (pending → in_progress → done,
 so a state that moves while they are listed is still seen once.
 
 State files never change once written, nor do done markers and reasons: a ``Reader``
-keeps what it read of them (a file's state name, an outcome's worker) by name and inode,
+keeps what it read of them (a file's state name, an outcome's worker) by name and identity,
 so a view refreshed every few seconds (``status --watch``, the dashboard) reads each
 file once, not at every refresh.
 """
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, UnsafeName
+from martian_doves.errors import CodecError, StoreUnavailable, UnsafeName
 from martian_doves.model import (
     Failure,
     JSONDict,
@@ -57,15 +58,18 @@ SINCE_SLACK_SECONDS = 60.0
 MAX_LINEAGE_STEPS = 100_000
 #: The state name shown for a state file that cannot be read.
 UNREADABLE = "?"
+#: A file's identity while it exists: (inode number, ctime in ns).
+Identity = tuple[int, int]
 
 
 class _Memo:
-    """What was read of files that never change, keyed by (name, inode); bounded."""
+    """What was read of files that never change, keyed by name and identity (``fsops.identified_entries``);
+    bounded."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, int], str | None] = {}
+        self._known: dict[tuple[str, Identity], str | None] = {}
 
-    def get(self, key: tuple[str, int], read: Callable[[], str | None]) -> str | None:
+    def get(self, key: tuple[str, Identity], read: Callable[[], str | None]) -> str | None:
         if key in self._known:
             return self._known[key]
         value = read()
@@ -73,7 +77,7 @@ class _Memo:
             self._known[key] = value
         return value
 
-    def __contains__(self, key: tuple[str, int]) -> bool:
+    def __contains__(self, key: tuple[str, Identity]) -> bool:
         return key in self._known
 
 
@@ -169,14 +173,14 @@ class Reader:
 
     def __init__(self, files: Layout) -> None:
         self.files = files
-        #: State names of state files, by (name, inode); failed/ files under ``failed/NAME``.
+        #: State names of state files, by (name, identity); failed/ files under ``failed/NAME``.
         self._state_names = _Memo()
-        #: The worker of each outcome (done marker, or reason under ``failed/NAME``), by (name, inode).
+        #: The worker of each outcome (done marker, or reason under ``failed/NAME``), by (name, identity).
         self._outcomes = _Memo()
 
     # -- single states -----------------------------------------------------------------------
 
-    def state_name(self, name: str, inode: int, *, failed: bool = False) -> str:
+    def state_name(self, name: str, identity: Identity, *, failed: bool = False) -> str:
         """The state name in the state file ``name`` (``UNREADABLE`` if it cannot be read)."""
         def read() -> str:
             try:
@@ -184,7 +188,7 @@ class Reader:
             except (OSError, CodecError):
                 return UNREADABLE
 
-        key = (f"failed/{name}" if failed else name, inode)
+        key = (f"failed/{name}" if failed else name, identity)
         return self._state_names.get(key, read) or UNREADABLE
 
     def record(self, name: str, now: float, markers: Markers | None = None,
@@ -300,32 +304,41 @@ class Reader:
         counts: dict[str, Counter[Status]] = {}
         seen: set[str] = set()
         for failed in (False, True):
-            for name, inode in self._state_files(failed=failed):
+            for name, identity in self._state_files(failed=failed):
                 status = markers.status_of(name, now)
                 if name in seen or (failed and status is not Status.FAILED):
                     continue
                 seen.add(name)
-                counts.setdefault(self.state_name(name, inode, failed=failed), Counter())[status] += 1
+                counts.setdefault(self.state_name(name, identity, failed=failed), Counter())[status] += 1
         gone = len(markers.failed.keys() - seen)  # reasons whose file is gone: quarantined, unreadable
         if gone:
             counts.setdefault(UNREADABLE, Counter())[Status.FAILED] += gone
         return {state: dict(found) for state, found in sorted(counts.items())}
 
-    def _state_files(self, *, failed: bool) -> Iterator[tuple[str, int]]:
-        for name, inode in fsops.numbered_entries(self.files.failed if failed else self.files.root):
+    def _state_files(self, *, failed: bool) -> Iterator[tuple[str, Identity]]:
+        for name, identity in fsops.identified_entries(self.files.failed if failed else self.files.root):
             if codec.is_state_file_name(name) and not name.endswith(REASON_SUFFIX):
-                yield name, inode
+                yield name, identity
 
     # -- status --------------------------------------------------------------------------------
 
     def status(self, now: float, mode: str, liveness_seconds: float) -> StatusReport:
         """Counts from the folders, the oldest pending hint, the last few failures, the workers.
 
+        Raises:
+            StoreUnavailable: the store's folders are gone (unmounted, removed).
+
         Args:
             mode: the mode to report when no live worker says which it runs in.
             now, liveness_seconds: as for ``workers``.
         """
         files = self.files
+        missing = [os.path.basename(folder) + "/" for folder in (files.pending, files.in_progress, files.done)
+                   if not os.path.isdir(folder)]
+        if missing:
+            # Gone (a volume unmounted, the folder removed): an outage to report, not an empty store.
+            raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "
+                                   "(the store was removed or its volume unmounted?)")
         stamps = [mtime for _, mtime in fsops.stamped_entries(files.pending)]
         failed = files.failed_names()
         recent = []
@@ -357,7 +370,7 @@ class Reader:
             name = split_claim(entry)[0]
             claim = self.files.read_claim_entry(entry)
             written = self.files.state_stat(name)
-            state = self.state_name(name, written.st_ino) if written else UNREADABLE
+            state = self.state_name(name, (written.st_ino, written.st_ctime_ns)) if written else UNREADABLE
             claims.setdefault(claim.worker or "?", []).append(WorkerClaim(name, state, claim.claimed_at))
         outcomes = self._outcome_counts()
         details = []
@@ -374,13 +387,13 @@ class Reader:
         files = self.files
         budget = OUTCOMES_PER_STATUS
         counts: Counter[tuple[str, bool]] = Counter()
-        listings = ((False, fsops.numbered_entries(files.done)),
-                    (True, ((entry[: -len(REASON_SUFFIX)], inode)
-                            for entry, inode in fsops.numbered_entries(files.failed)
+        listings = ((False, fsops.identified_entries(files.done)),
+                    (True, ((entry[: -len(REASON_SUFFIX)], identity)
+                            for entry, identity in fsops.identified_entries(files.failed)
                             if entry.endswith(REASON_SUFFIX))))
         for failed, listing in listings:
-            for name, inode in listing:
-                key = (f"failed/{name}" if failed else name, inode)
+            for name, identity in listing:
+                key = (f"failed/{name}" if failed else name, identity)
                 if key not in self._outcomes:
                     if budget <= 0:
                         return None
