@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from procs import HANG_GUARD_SECONDS, wait_until
 
 #: Longer than any wait of this test: the claim must not come back by its lease.
@@ -55,15 +54,6 @@ def _holder(target: str, name: str) -> dict[str, Any] | None:
         if worker["alive"] and any(claim["name"] == name for claim in worker["claims"]):
             return dict(worker)
     return None
-
-
-@pytest.fixture(params=["folder", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    store = tmp_path / "store"
-    store.mkdir()
-    return str(store)
 
 
 def test_a_killed_worker_is_dead_at_once_and_its_claim_taken_over(target: str, tmp_path: Path) -> None:

@@ -129,15 +129,6 @@ def kill_workers_at_random(run: DovesRun, seconds: float, every_seconds: float, 
     return kills
 
 
-@pytest.fixture(params=["folder", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    store = tmp_path / "store"
-    store.mkdir()
-    return str(store)
-
-
 @pytest.mark.slow
 def test_random_kill_9_of_workers_never_stops_the_run(tmp_path: Path, target: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:

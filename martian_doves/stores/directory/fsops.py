@@ -205,12 +205,9 @@ def unlink_quiet(path: str) -> bool:
         return False
 
 
-def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str, float]]:
-    """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped.
-
-    Args:
-        changed: give the ctime (last change of the entry itself: rename, utime) instead.
-    """
+def stat_entries(folder: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(name, status without following links) of each entry of ``folder``; entries that vanish
+    meanwhile are skipped, and a missing folder has none."""
     try:
         with os.scandir(folder) as listing:
             for entry in listing:
@@ -218,9 +215,19 @@ def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                yield entry.name, info.st_ctime if changed else info.st_mtime
+                yield entry.name, info
     except FileNotFoundError:
         return
+
+
+def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str, float]]:
+    """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped.
+
+    Args:
+        changed: give the ctime (last change of the entry itself: rename, utime) instead.
+    """
+    for name, info in stat_entries(folder):
+        yield name, info.st_ctime if changed else info.st_mtime
 
 
 def identified_entries(folder: str) -> Iterator[tuple[str, tuple[int, int]]]:
@@ -230,16 +237,8 @@ def identified_entries(folder: str) -> Iterator[tuple[str, tuple[int, int]]]:
     by a removal may be reused at once, its ctime not), so the pair names one file's
     content for as long as it exists: a reader may keep what it read of it.
     """
-    try:
-        with os.scandir(folder) as listing:
-            for entry in listing:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                yield entry.name, (info.st_ino, info.st_ctime_ns)
-    except FileNotFoundError:
-        return
+    for name, info in stat_entries(folder):
+        yield name, (info.st_ino, info.st_ctime_ns)
 
 
 def remove_older_than(folder: str, cutoff: float) -> None:
