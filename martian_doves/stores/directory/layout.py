@@ -438,9 +438,12 @@ class Layout:
         except FileNotFoundError:
             return False
         info = fsops.read_json_object(path, _REPORT_MAX_BYTES) or {}
-        fsops.unlink_quiet(path)
-        data = json.dumps({**info, "ended": why}).encode()
-        fsops.write_new(self.new_tmp_path(), path, data, durable=False, mtime=seen_at)
+        tmp = self.new_tmp_path()
+        fsops.write_tmp(tmp, json.dumps({**info, "ended": why}).encode(), durable=False, mtime=seen_at)
+        # Replaced in one step, never absent: the semaphore's workers list registrations at
+        # any moment of a cycle and must all see the same set (its stamp is kept, so the
+        # dead worker still drops out of assignments a cycle later, as every silent one does).
+        os.replace(tmp, path)
         return True
 
     def registrations(self) -> list[Registration]:
