@@ -74,7 +74,9 @@ class PostgresInspection:
         params = {"status": None if query.status is None else query.status.value, "state": query.state,
                   "code": query.code, "since": query.since, "text": query.text, "limit": query.limit,
                   "offset": query.offset}
-        rows = self.connector.run("find", lambda conn, _: conn.execute(Q["find"], params).fetchall())
+        # The failures list has a query of its own that walks the failed states' index.
+        named = Q["find_failed"] if query.status is Status.FAILED else Q["find"]
+        rows = self.connector.run("find", lambda conn, _: conn.execute(named, params).fetchall())
         return [record_of(row) for row in rows]
 
     def show(self, name: str) -> StateRecord | None:

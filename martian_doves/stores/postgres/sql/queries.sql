@@ -317,6 +317,22 @@ WHERE (%(status)s::text IS NULL OR reported = %(status)s::text)
 ORDER BY updated_at DESC, name DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
+-- name: find_failed
+-- `find` of failed states (the failures list): read newest first along states_failed, so a
+-- page costs the rows it looks at, not the table. A failed state's latest change is its failure.
+SELECT name, state, status, payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors,
+       parent, root, extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
+       extract(epoch FROM not_before)::float8
+FROM states
+WHERE status = 'failed'
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(code)s::text IS NULL OR reason ->> 'code' = %(code)s::text)
+  AND (%(since)s::float8 IS NULL OR finished_at >= to_timestamp(%(since)s::float8))
+  AND (%(text)s::text IS NULL OR strpos(lower(concat_ws(E'\n', name, state, reason ->> 'code', reason ->> 'message',
+                                                         payload::text)), lower(%(text)s::text)) > 0)
+ORDER BY finished_at DESC, name DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
 -- name: counts_by_state
 SELECT state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END, count(*)
 FROM states GROUP BY 1, 2 ORDER BY 1, 2
