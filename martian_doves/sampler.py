@@ -1,9 +1,11 @@
 """One status sampler for every view of a store: ``doves run``'s progress and metrics, the dashboard.
 
 Counting a store can be slow (a million files in ``done/``, a big table), so one
-thread reads ``store.status()`` every ``every_seconds``, and never more than a tenth
-of the time (``next_status_after``); every reader (a progress line, a Prometheus
-scrape, a web page) takes the last ``Snapshot`` instead of asking the store.
+thread reads ``store.status()`` (and, for the dashboard, the counts by state name)
+every ``every_seconds``, and never more than a tenth of the time
+(``next_status_after``); every reader (a progress line, a Prometheus scrape, a web
+page) takes the last ``Snapshot`` instead of asking the store. ``Sampler.problem``
+says when the samples cannot be trusted: the last one failed, or one hangs.
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ from collections.abc import Callable
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.errors import check_seconds
-from martian_doves.model import JSONDict, StatusReport
+from martian_doves.model import JSONDict, Status, StatusReport
 from martian_doves.report import RateMeter, status_dict
-from martian_doves.stores.base import Store
+from martian_doves.stores.base import InspectableStore, Store
 
 log = logging.getLogger(__name__)
 
 #: How many (time, finished) samples a snapshot keeps: 10 minutes at the dashboard's default refresh.
 HISTORY_SAMPLES = 300
+#: A sample running longer than this (or ten refreshes, or three times the last one, if longer)
+#: means the store does not answer (a hung mount, a lost server): the samples are stale.
+HANG_SECONDS = 60.0
+
+#: Counts by state name: state name → status → how many.
+ByState = dict[str, dict[Status, int]]
 
 
 def next_status_after(every_seconds: float, took_seconds: float) -> float:
@@ -47,12 +55,18 @@ class Snapshot:
     series: tuple[tuple[float, int], ...] = ()
     #: Why the last sample failed, or None if it did not.
     error: str | None = None
+    #: Counts by state name, read with ``report`` (None unless the sampler reads them).
+    by_state: ByState | None = None
 
-    def as_dict(self, refresh_seconds: float) -> JSONDict:
-        """The dashboard's ``/api/status`` object (without status fields before the first sample)."""
+    def as_dict(self, refresh_seconds: float, problem: str | None = None) -> JSONDict:
+        """The dashboard's ``/api/status`` object (without status fields before the first sample).
+
+        Args:
+            problem: why the samples cannot be trusted (``Sampler.problem``); ``error`` otherwise.
+        """
         document = status_dict(self.report) if self.report is not None else {}
         return {**document, "sampled_at": self.sampled_at, "rate": round(self.rate, 3),
-                "series": [list(point) for point in self.series], "error": self.error,
+                "series": [list(point) for point in self.series], "error": problem or self.error,
                 "refresh_seconds": refresh_seconds}
 
 
@@ -66,6 +80,8 @@ class Sampler:
         history: how many (time, finished) points ``Snapshot.series`` keeps.
         on_sample: called with each report read successfully (in the sampling thread).
         clock: time source for the rate and the samples' times.
+        by_state: also read the counts by state name with each status, if the store can
+            (``InspectableStore``); the time it takes counts in the tenth.
 
     Raises:
         ConfigError: ``every_seconds`` is not a usable number of seconds.
@@ -73,7 +89,7 @@ class Sampler:
 
     def __init__(self, store: Store, every_seconds: float, *, option: str = "the status interval",
                  history: int = HISTORY_SAMPLES, on_sample: Callable[[StatusReport], None] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, by_state: bool = False) -> None:
         check_seconds({option: every_seconds})
         #: Time between two samples when counting is quick.
         self.every_seconds = every_seconds
@@ -86,6 +102,14 @@ class Sampler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Where the counts by state name come from, if they are read.
+        self._counter = store if by_state and isinstance(store, InspectableStore) else None
+        #: When the sample under way started (monotonic), None between samples.
+        self._sampling_since: float | None = None
+        #: How long the last sample took, seconds.
+        self._took_seconds = 0.0
+        #: Set once a sample was attempted (it succeeded or failed).
+        self._attempted = threading.Event()
 
     @property
     def snapshot(self) -> Snapshot:
@@ -98,6 +122,46 @@ class Sampler:
         snapshot = self.snapshot
         return snapshot.report, snapshot.sampled_at or 0.0
 
+    def problem(self) -> str | None:
+        """Why the last sample cannot be trusted, one line; None while samples arrive and succeed.
+
+        The last sample failed (the store cannot be read); none has succeeded yet; or the
+        sample under way has run longer than ``HANG_SECONDS`` (or ten refreshes, or three
+        times the last sample, whichever is longest): the store does not answer.
+        """
+        snapshot = self.snapshot
+        since = self._sampling_since
+        if since is not None:
+            running = self._clock.monotonic() - since
+            if running > max(HANG_SECONDS, 10 * self.every_seconds, 3 * self._took_seconds):
+                return f"the store has not answered for {running:.0f} s (status sample still running)"
+        if snapshot.error is not None:
+            return snapshot.error
+        if snapshot.report is None:
+            return "no status sample yet"
+        return None
+
+    def document(self) -> JSONDict:
+        """The last sample as ``/api/status`` serves it (``Snapshot.as_dict``, with ``problem``)."""
+        problem = self.problem()
+        return self.snapshot.as_dict(self.every_seconds, None if problem == "no status sample yet" else problem)
+
+    def wait_for_first(self, timeout_seconds: float) -> bool:
+        """Wait until a first sample was attempted (or ``timeout_seconds``); whether one was."""
+        return self._attempted.wait(timeout_seconds)
+
+    def _read(self) -> tuple[StatusReport, ByState | None]:
+        started = self._clock.monotonic()
+        self._sampling_since = started
+        try:
+            report = self._store.status()
+            by_state = self._counter.counts_by_state() if self._counter is not None else None
+            return report, by_state
+        finally:
+            self._sampling_since = None
+            self._took_seconds = self._clock.monotonic() - started
+            self._attempted.set()
+
     def sample(self) -> StatusReport | None:
         """Read the store's status once; the report, or None if reading failed (logged and kept).
 
@@ -105,7 +169,7 @@ class Sampler:
         more when it can be read again.
         """
         try:
-            report = self._store.status()
+            report, by_state = self._read()
         except Exception as e:
             error = " ".join((str(e) or type(e).__name__).split())
             if error != self.snapshot.error:
@@ -119,7 +183,7 @@ class Sampler:
         if self.snapshot.error is not None:
             log.info("the store's status can be read again", extra={"action": "status"})
         with self._lock:
-            self._snapshot = Snapshot(report, now, rate, tuple(self._series))
+            self._snapshot = Snapshot(report, now, rate, tuple(self._series), by_state=by_state)
         if self._on_sample is not None:
             try:
                 self._on_sample(report)
