@@ -159,17 +159,21 @@ def history(args: Sequence[str], as_json: bool, **params: Any) -> int:
 @fields_options(LogOptions)
 @store_options(visible=False)
 def dashboard(store: str | None, **params: Any) -> int:
-    """Serve a read-only web page of STORE for operators, until SIGTERM or Ctrl-C.
+    """Serve a web page of STORE for operators, until SIGTERM or Ctrl-C.
 
-    The page shows the counts, the transition rate, workers, the oldest pending state,
-    recent failures and the store's details, updated every --refresh-seconds. Also
-    serves /api/status (JSON), /metrics (Prometheus) and /healthz. Opening the page,
-    however often, adds no load: one status sample per refresh serves every request.
+    The page shows the counts and the transition rate, counts by state name, workers with
+    their claims, the failures (filter, search, pages), each state (payload, errors,
+    traceback) and each machine's lineage as a timeline, updated every --refresh-seconds.
+    Retry and delete need the token printed at start-up (or --token); without it the page
+    is read-only. Also serves JSON under /api/, /metrics (Prometheus) and /healthz (503
+    when the store cannot be read). The overview adds no load however often it is opened:
+    one status sample per refresh serves every request.
     """
     from martian_doves.dashboard import serve_dashboard
 
     logs, options = options_from(LogOptions, params), options_from(DashboardOptions, params)
     setup_logging(logs.log_level.lower(), logs.log_format, worker="dashboard")
     with api.opened(store_config(store, params)) as opened:
-        serve_dashboard(opened, options.host, options.port, options.refresh_seconds, options.allowed_hosts)
+        serve_dashboard(opened, options.host, options.port, options.refresh_seconds, options.allowed_hosts,
+                        token=options.token, read_only=options.read_only)
     return EXIT_OK

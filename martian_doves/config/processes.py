@@ -16,6 +16,8 @@ from martian_doves.settings import Checked, setting
 TICK_TIMEOUT_SECONDS = 600.0
 #: Longest heartbeat interval chosen when none is given (shorter for leases under 4 times it).
 HEARTBEAT_SECONDS = 2.0
+#: Shortest token the dashboard accepts (``--token``): guessing one must be hopeless.
+MIN_TOKEN_CHARS = 16
 
 
 def _default_worker_name() -> str:
@@ -161,3 +163,24 @@ class DashboardOptions(Checked):
             "spaces). Only the --host address, localhost, 127.0.0.1 and [::1] are answered otherwise (any "
             "address with --host 0.0.0.0), so no web page elsewhere can read this one by DNS rebinding.",
         flag="--allow-host", metavar="NAME", env="DOVES_DASHBOARD_ALLOW_HOST")
+    #: Retry and delete change the store: only whoever holds this token may ask for them.
+    token: str | None = setting(
+        None, "The token retry and delete need (at least 16 characters; prefer the variable to the flag, "
+              "which other users can see in the process list). Unset: a new one is made and printed at "
+              "start-up. Without it the page is read-only.", metavar="TOKEN", env="DOVES_DASHBOARD_TOKEN",
+        show_default="a new one, printed")
+    #: No actions at all, whatever the token.
+    read_only: bool = setting(False, "Refuse every action (retry, delete) and make no token.",
+                              env="DOVES_DASHBOARD_READ_ONLY")
+
+    def validate(self) -> Self:
+        """Also refuse a token short enough to guess.
+
+        Raises:
+            ConfigError: a value is out of range, or ``token`` is shorter than ``MIN_TOKEN_CHARS``.
+        """
+        super().validate()
+        if self.token is not None and len(self.token.strip()) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"--token must be at least {MIN_TOKEN_CHARS} characters (a new one is made when "
+                              "it is not given)")
+        return self

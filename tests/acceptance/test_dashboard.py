@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 #: Hang guard for a command expected to stop on its own (errors before serving).
 QUICK_TIMEOUT = 60.0
 #: Keys ``/api/status`` adds to ``status --json``.
-SAMPLE_KEYS = {"sampled_at", "rate", "series", "error", "refresh_seconds"}
+SAMPLE_KEYS = {"sampled_at", "rate", "series", "error", "refresh_seconds", "by_state", "actions"}
 
 #: No proxy from the environment between the test and 127.0.0.1.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -252,4 +252,4 @@ def test_the_page_is_package_data() -> None:
     import tomllib
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    assert "dashboard.html" in pyproject["tool"]["setuptools"]["package-data"]["martian_doves"]
+    assert "dashboard/page.*" in pyproject["tool"]["setuptools"]["package-data"]["martian_doves"]
