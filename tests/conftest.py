@@ -23,7 +23,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "martian_doves" / "examples"
 def _clean_doves_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DOVES_* variable from the caller's shell leaks into a test."""
     for key in list(os.environ):
-        if key.startswith("DOVES_") and key not in ("DOVES_TEST_POSTGRES_URL", "DOVES_REQUIRE_POSTGRES"):
+        if key.startswith("DOVES_") and key not in ("DOVES_TEST_POSTGRES_URL", "DOVES_REQUIRE_POSTGRES",
+                                                     "DOVES_REQUIRE_BROWSER"):
             monkeypatch.delenv(key)
 
 
