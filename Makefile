@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench graphs clean
+.PHONY: demo test lint typecheck pytest bench graphs screenshots clean
 
 $(BIN)/doves: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(BIN)/doves
 	$(BIN)/doves demo
 
 lint: $(BIN)/doves
-	$(BIN)/ruff check martian_doves tests bench
+	$(BIN)/ruff check martian_doves tests bench scripts
 
 typecheck: $(BIN)/doves
 	$(BIN)/mypy
@@ -33,6 +33,10 @@ bench: $(BIN)/doves
 # The README's state graphs and their pictures in docs/graphs/, drawn again by doves graph.
 graphs: $(BIN)/doves
 	$(BIN)/python tests/unit/readme_graphs.py
+
+# The README's pictures of the dashboard, in Debian's headless Chromium (apt-get install chromium chromium-driver).
+screenshots: $(BIN)/doves
+	$(BIN)/python scripts/dashboard_screenshots.py docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

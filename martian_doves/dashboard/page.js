@@ -64,7 +64,7 @@
   function ago(time) {
     if (!time) { return "-"; }
     var seconds = now() - time;
-    return seconds < 1 ? "just now" : duration(seconds < 60 ? Math.round(seconds) : seconds) + " ago";
+    return seconds < 1 ? "just now" : (seconds < 60 ? Math.round(seconds) + " s" : duration(seconds)) + " ago";
   }
 
   function pad(n) { return n < 10 ? "0" + n : String(n); }
@@ -76,7 +76,10 @@
            pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
 
-  function rateText(rate) { return rate >= 100 ? Math.round(rate) + "/s" : rate.toFixed(rate >= 10 ? 1 : 2) + "/s"; }
+  function rateText(rate) {
+    var text = rate >= 100 ? String(Math.round(rate)) : rate.toFixed(rate >= 10 ? 1 : 2);
+    return text.replace(/\.0+$/, "").replace(/(\.\d*?)0+$/, "$1") + "/s";
+  }
 
   function badge(status) { return el("span", status.replace("_", " "), "badge st-" + status); }
 
@@ -178,6 +181,15 @@
 
   // -- overview --------------------------------------------------------------------------------------
 
+  function niceCeiling(value) {
+    // The axis' top: 1, 2 or 5 times a power of ten, at least the highest rate.
+    if (!(value > 0)) { return 1; }
+    var power = Math.pow(10, Math.floor(Math.log10(value)));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) { if (value <= steps[i] * power) { return steps[i] * power; } }
+    return 10 * power;
+  }
+
   function sparkline(series) {
     // Rate between consecutive samples: (finished difference) / (time difference).
     var rates = [];
@@ -187,7 +199,7 @@
     }
     var top = 0;
     rates.forEach(function (point) { top = Math.max(top, point[1]); });
-    top = top > 0 ? top : 1;
+    top = niceCeiling(top);
     var start = series.length ? series[0][0] : now();
     var span = Math.max(1, now() - start);
     var points = rates.map(function (point) {
