@@ -154,8 +154,10 @@
 
   // -- header, banner ----------------------------------------------------------------------------
 
+  function isReadOnly() { return !!(lastStatus && lastStatus.actions === "read-only"); }
+
   function renderAccess() {
-    var readOnly = lastStatus && lastStatus.actions === "read-only";
+    var readOnly = isReadOnly();
     var unlocked = !readOnly && !!token();
     var access = byId("access");
     access.textContent = readOnly ? "read-only dashboard" : unlocked ? "actions unlocked" : "read-only: enter the token to act";
@@ -317,14 +319,16 @@
   function listRows(states) {
     return states.map(function (s) {
       var buttons = el("span");
-      if (s.status === "failed") {
+      if (isReadOnly()) {
+        buttons.textContent = "-";
+      } else if (s.status === "failed") {
         var retry = el("button", "Retry", "action");
         retry.type = "button";
         retry.addEventListener("click", function () { act("retry", [s.name]); });
         buttons.appendChild(retry);
         buttons.appendChild(document.createTextNode(" "));
       }
-      if (s.status === "failed" || s.status === "done") {
+      if (!isReadOnly() && (s.status === "failed" || s.status === "done")) {
         var forget = el("button", "Delete", "action danger");
         forget.type = "button";
         forget.addEventListener("click", function () {
@@ -405,9 +409,9 @@
       setText("state-name", s.name);
       byId("state-status").replaceWith(Object.assign(badge(s.status), { id: "state-status" }));
       byId("state-lineage").setAttribute("href", lineageHref(s.name));
-      byId("state-retry").hidden = s.status !== "failed" || (lastStatus && lastStatus.actions === "read-only");
+      byId("state-retry").hidden = s.status !== "failed" || isReadOnly();
       byId("state-retry").onclick = function () { act("retry", [s.name]); };
-      byId("state-forget").hidden = !s.settled || (lastStatus && lastStatus.actions === "read-only");
+      byId("state-forget").hidden = !s.settled || isReadOnly();
       byId("state-forget").onclick = function () {
         act("forget", [s.name], "Delete machine " + s.machine + ", every state of it? This cannot be undone.");
       };
