@@ -59,6 +59,9 @@ def test_metrics_count_every_transition_across_workers_and_restarts(
     os.kill(read_ticks(tick_log)[-1][2], signal.SIGKILL)  # its counts so far must survive it
     running.wait_for(lambda: doves.status(store_dir)["done"] == 100, "every transition")
     running.wait_for(lambda: scrape(url)['doves_states{status="done"}'] == 100, "the store's gauges")
+    # The killed worker is shown dead at once (its supervisor says so); its replacement counts
+    # once it has registered and a status sample has seen it.
+    running.wait_for(lambda: scrape(url)["doves_workers_alive"] >= 2, "the replacement worker alive")
 
     samples = scrape(url)
     # Each transition committed once; the one cut off by the kill committed by the other worker.
