@@ -159,7 +159,7 @@ BACKENDS: dict[str, Backend] = {
     "lease": Backend(_lease, write_successor_only=_lease_write_successor),
     "semaphore": Backend(_semaphore, lease_seconds=SEMAPHORE_LEASE_SECONDS, write_successor_only=_lease_write_successor,
                          claims_whole_share=True),
-    "postgres": Backend(_postgres, lease_seconds=1.0, follows_clock=False, delay_seconds=1.5),
+    "postgres": Backend(_postgres, lease_seconds=1.0, follows_clock=False, delay_seconds=1.5, machine_model=True),
 }
 
 

@@ -425,7 +425,8 @@ def test_retry_later_delays_the_state_and_uses_an_attempt(pg_url: str, store: Po
     store.retry_later(claim, 3600, "ValueError: boom")
     assert store.claim("w", 1) == []
     assert not store.is_finished()  # a delayed state is still to do
-    assert store.status().pending == 1
+    status = store.status()
+    assert (status.pending, status.scheduled) == (0, 1)  # its backoff is scheduled, not runnable
     db(pg_url, "UPDATE states SET not_before = now()")
     [again] = store.claim("w", 1)
     assert (again.attempts, again.errors) == (1, ("ValueError: boom",))

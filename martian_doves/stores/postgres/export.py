@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from martian_doves import codec
 from martian_doves.errors import CodecError, ConfigError
-from martian_doves.model import JSONDict, State, Status
+from martian_doves.model import JSONDict, Status
 from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.postgres.machines import state_of
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ def export(connector: PostgresConnector, directory: str) -> int:
 
 def _export_one(layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
                 parent: str | None, status: str, attempts: int, errors: list[str], not_before: float,
-                worker: str | None, token: str | None, claimed_at: float | None, reason: JSONDict | None) -> int:
+                worker: str | None, token: str | None, claimed_at: float | None, reason: JSONDict | None,
+                *model: Any) -> int:
     """Write one row (the columns of the ``export`` query) unless its state file clashes.
 
     Returns:
@@ -80,7 +82,8 @@ def _export_one(layout: Layout, clashes: list[str], name: str, state: str, paylo
     """
     try:
         codec.check_name(name)
-        data = codec.encode(State(name, state, payload, parent))
+        # Its machine, wait and origin go in the state file, as the folder store keeps them.
+        data = codec.encode(state_of(name, state, payload, parent, *model))
     except CodecError as e:
         log.warning("not exporting %r: %s", name, e.message, extra={"action": "export"})
         return 0

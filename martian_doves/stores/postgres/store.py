@@ -17,14 +17,15 @@ folder is ``export.py``'s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Collection, Sequence
-from itertools import islice
 from typing import Any
 
 import psycopg
@@ -37,40 +38,39 @@ from martian_doves.errors import (
     ClaimLost,
     CodecError,
     ConfigError,
-    InvalidDocument,
     NameTaken,
     StoreError,
     StoreUnavailable,
-    UnsafeName,
     workers_alive_error,
 )
 from martian_doves.model import (
     INTERNAL_STATES,
     MAX_KEPT_ERRORS,
+    ChildOutcome,
     Claim,
     Failure,
     HistoryEntry,
+    MachineEvent,
     State,
     Status,
     StatusReport,
 )
-from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel, require_plain
+from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.postgres import commits, machines, views
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector
 from martian_doves.stores.postgres.export import export as export_to_folder
-from martian_doves.stores.postgres.inspection import PostgresInspection, record_of, worker_infos
+from martian_doves.stores.postgres.inspection import PostgresInspection
 from martian_doves.stores.postgres.sql import Q, migrations
 from martian_doves.stores.postgres.url import parse_url
 from martian_doves.text import first_line
 
 log = logging.getLogger(__name__)
 
-#: Successor names the general commit considers (branches ~2, ~3 ... of the first).
-_CANDIDATES = 100
 #: Rows per statement when importing states.
 _SUBMIT_CHUNK = 1000
 
 
-class PostgresStore(WithoutMachineModel, PostgresInspection):
+class PostgresStore(PostgresInspection):
     """Store on a PostgreSQL schema. See the module docstring for the protocol."""
 
     mode = "postgres"
@@ -99,6 +99,8 @@ class PostgresStore(WithoutMachineModel, PostgresInspection):
         #: Claims locked by a batch claim but not handed out yet (see ``claim_batch``).
         self._spare: list[Claim] = []
         self._spare_lock = threading.Lock()
+        #: The state names each worker of this process registered with (None: all), for heartbeats.
+        self._worker_states: dict[str, list[str] | None] = {}
         if not self.options.create_schema:
             self._require_schema()
         self.migrate()
@@ -196,10 +198,11 @@ class PostgresStore(WithoutMachineModel, PostgresInspection):
 
     def _worker_params(self, worker: str) -> dict[str, Any]:
         return {"worker": worker, "host": self._host, "pid": os.getpid(), "lease": self.options.lease_seconds,
-                "channel": self.channel}
+                "channel": self.channel, "states": self._worker_states.get(worker)}
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
-        """Record ``worker`` as alive (and drop registrations dead for ten leases)."""
+        """Record ``worker`` as alive with the states it can run (and drop registrations dead for ten leases)."""
+        self._worker_states[worker] = None if states is None else sorted(states)
         self.connector.run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
 
     def unregister_worker(self, worker: str) -> None:
@@ -232,10 +235,10 @@ class PostgresStore(WithoutMachineModel, PostgresInspection):
             return conn.execute(Q["claim"], params).fetchall()
 
         claims = []
-        for name, state, payload, parent, token, attempts, errors, retries, taken_over, due_at in self.connector.run(
-                "claim", take):
-            claims.append(Claim(State(name, state, payload, parent), token, worker, attempts, tuple(errors), retries,
-                                None if taken_over else due_at))
+        for name, state, payload, parent, token, attempts, errors, retries, taken_over, due_at, *model in \
+                self.connector.run("claim", take):
+            claims.append(Claim(machines.state_of(name, state, payload, parent, *model), token, worker, attempts,
+                                tuple(errors), retries, None if taken_over else due_at))
             if taken_over:
                 log.warning("took over %s from a worker that stopped renewing its lease", name,
                             extra={"action": "takeover", "state_name": name})
@@ -272,79 +275,97 @@ class PostgresStore(WithoutMachineModel, PostgresInspection):
             self._spare = [c for c in self._spare if c not in spare or c.token in held]
         return [c for c in claims if c.token not in held]
 
-    def _fenced(self, what: str, query: str, claim: Claim, status: Status, params: dict[str, Any]) -> None:
-        """Run a claim-checked update; a no-op retry of our own earlier try counts as done."""
+    def _fenced(self, what: str, query: str, claim: Claim, status: Status, params: dict[str, Any],
+                key: str | None = None) -> None:
+        """Run a claim-checked update; a no-op retry of our own earlier try counts as done.
+
+        Args:
+            key: the lock to hold (in one transaction with the update) when the update
+                settles a waiting entry or ends a child machine; that wakes its join.
+        """
         full = {"name": claim.name, "token": claim.token, "channel": self.channel, **params}
 
         def apply(conn: Conn, _: int) -> bool:
-            if conn.execute(query, full).fetchall():
-                return True
-            owner = conn.execute(Q["owner"], full).fetchone()
-            return owner is not None and owner[1] == claim.token and owner[0] == status.value
+            with conn.transaction() if key else contextlib.nullcontext():
+                if key:
+                    machines.lock(conn, key)
+                if conn.execute(query, full).fetchall():
+                    done = True
+                else:
+                    owner = conn.execute(Q["owner"], full).fetchone()
+                    done = owner is not None and owner[1] == claim.token and owner[0] == status.value
+                if done and key and status is not Status.PENDING:
+                    machines.child_ended(conn, claim.state, self.channel)
+                return done
 
         if not self.connector.run(what, apply):
             raise ClaimLost(f"claim on {claim.name} was taken over")
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
-        require_plain(successor, "PostgreSQL")
         """Write ``successor`` exactly once and mark the claimed state done, atomically.
+
+        A timer is a successor due later; a waiting entry waits for its event or its
+        children, created in the same transaction (see ``Store.commit``).
 
         Args:
             claim: the claim being committed.
-            successor: ``(state name, payload)`` or None when the machine ends.
+            successor: what follows, or None when the machine ends.
             keep: insert the successor already claimed by the same worker and return
-                that claim (declined, None, when the successor existed already).
+                that claim (declined, None, when the successor existed already, or is
+                scheduled or waiting).
 
         Returns:
             The claim on the successor when ``keep`` was honoured, else None.
 
         Raises:
             ClaimLost: the claim was taken over; nothing was committed.
-            CodecError: the successor payload cannot be stored as JSON, or every
-                candidate name is taken by other machines' states.
+            CodecError: the successor (or a child) payload cannot be stored as JSON, or
+                every candidate name is taken by other machines' states.
         """
-        payload = None
+        successor = None if successor is None else Successor(*successor)  # a plain pair reads as one
+        payload = wait = None
+        limit = self.options.max_state_bytes
         if successor is not None:
-            # As in a folder: a successor over the size limit fails the tick that made it.
-            codec.encode(State(f"successor of {claim.name}", successor[0], successor[1]), self.options.max_state_bytes)
-            try:  # jsonb has no NaN or Infinity: refuse them here, as a bad return value
-                payload = json.dumps(successor[1], allow_nan=False)
-            except (TypeError, ValueError) as e:
-                raise InvalidDocument(f"{claim.name}: successor payload is not storable JSON: {e}") from e
+            payload = commits.storable(limit, f"successor of {claim.name}", successor.state, successor.payload)
+            for index, spawned in enumerate(successor.children):  # all storable before anything is written
+                codec.check_name(next(codec.child_names(claim.name, index)))
+                commits.storable(limit, f"child {index} of {claim.name}", spawned.state, spawned.payload)
+            wait = None if successor.wait is None else json.dumps(successor.wait.as_dict(), allow_nan=False)
+        later = successor is not None and (successor.wait is not None or
+                                           (successor.not_before or 0.0) > time.time())
+        key = commits.lock_for(self.schema, claim, successor)
         params: dict[str, Any] = {
-            "name": claim.name, "token": claim.token, "state": successor[0] if successor else None,
-            "payload": payload, "keep": keep and successor is not None, "worker": claim.worker,
+            "name": claim.name, "token": claim.token, "state": successor.state if successor else None,
+            "payload": payload, "keep": keep and successor is not None and not later, "worker": claim.worker,
             "child_token": secrets.token_hex(8), "lease": self.options.lease_seconds, "channel": self.channel,
-            "child": next(codec.successor_names(claim.name)),
+            "child": next(codec.successor_names(claim.name)), "wait": wait,
+            "not_before": successor.not_before if successor else None,
         }
         fast = Q["commit_end"] if successor is None else Q["commit_keep"] if params["keep"] else Q["commit_pass"]
 
         def write(conn: Conn, _: int) -> tuple[bool, str | None]:
-            # The fast statement first; the general one when the first successor name is
-            # taken (UniqueViolation), and again if another insert took its choice meanwhile.
-            for query in (fast, Q["commit"], Q["commit"], Q["commit"]):
-                try:
-                    row = conn.execute(query, params).fetchone()
-                except psycopg.errors.UniqueViolation:
-                    params["candidates"] = list(islice(codec.successor_names(claim.name), _CANDIDATES))
-                    continue
-                if row is not None:
-                    return True, row[0]
-                owner = conn.execute(Q["owner"], params).fetchone()
-                if owner is None or owner[1] != claim.token or owner[0] not in ("done", "in_progress"):
-                    return False, None
-                if owner[0] == "done":  # an earlier try committed, and its reply was lost
-                    child = conn.execute(Q["kept_child"], params).fetchone()
-                    return True, child[0] if child else None
-                params["candidates"] = list(islice(codec.successor_names(claim.name), _CANDIDATES))
-            raise UnsafeName(f"no free successor name for {claim.name} among the first {_CANDIDATES}")
+            if key is None:
+                return commits.write(conn, claim, params, fast)
+            with conn.transaction():
+                machines.lock(conn, key)
+                if successor is not None and successor.children:
+                    owner = conn.execute(Q["fence"], params).fetchone()
+                    if owner is None or owner[1] != claim.token or owner[0] != Status.IN_PROGRESS.value:
+                        return owner is not None and owner[1] == claim.token and owner[0] == "done", None
+                    machines.spawn(conn, claim.name, successor.children)
+                committed = commits.write(conn, claim, params, Q["commit_end"] if successor is None else Q["commit"],
+                                        savepoints=True)
+                if committed[0] and successor is None:
+                    machines.child_ended(conn, claim.state, self.channel)
+                return committed
 
         committed, child = self.connector.run("commit", write)
         if not committed:
             raise ClaimLost(f"claim on {claim.name} was taken over before commit")
         if not params["keep"] or child is None or successor is None:
             return None
-        return Claim(State(child, successor[0], successor[1], claim.name), params["child_token"], claim.worker)
+        return Claim(State(child, successor.state, successor.payload, claim.name, claim.state.machine_name,
+                           None, claim.state.origin), params["child_token"], claim.worker)
 
     def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
         """Give the state back, due after ``delay_seconds``: one attempt used, or (``requested``) one retry.
@@ -356,50 +377,51 @@ class PostgresStore(WithoutMachineModel, PostgresInspection):
                      {"delay": delay_seconds, "error": error, "requested": requested, "kept": MAX_KEPT_ERRORS})
 
     def release(self, claim: Claim) -> None:
-        """Give the state back at once without using an attempt.
+        """Give the state back at once without using an attempt; a waiting entry waits again.
 
         Raises:
             ClaimLost: the claim was taken over.
         """
-        self._fenced("release", Q["release"], claim, Status.PENDING, {})
+        key = machines.lock_key(self.schema, claim.state)
+        self._fenced("release", Q["release"] if key is None else Q["release_wait"], claim, Status.PENDING, {}, key)
 
     def fail(self, claim: Claim, failure: Failure) -> None:
-        """Mark the state failed with ``failure`` as its machine-readable reason.
+        """Mark the state failed with ``failure`` as its machine-readable reason (ending its machine).
 
         Raises:
             ClaimLost: the claim was taken over.
         """
         reason = {"name": claim.name, "worker": claim.worker, "failed_at": self.clock.time(), **failure.as_dict()}
+        origin = claim.state.origin
         self._fenced("fail", Q["fail"], claim, Status.FAILED, {
-            "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason)})
+            "attempts": failure.attempts, "errors": json.dumps(list(failure.errors)), "reason": json.dumps(reason)},
+            None if origin is None else machines.join_key(self.schema, origin.parent))
+
+    def send(self, machine: str, event: str, data: Any) -> None:
+        """Deliver an event to a machine's mailbox (see ``Store.send``).
+
+        Raises:
+            NoSuchMachine, MachineEnded: the machine is not in the store, or has ended.
+            InvalidDocument: ``data`` is not JSON a state could hold.
+        """
+        machines.send(self.connector, machine, event, data)
+
+    def take_event(self, claim: Claim) -> MachineEvent | None:
+        """The event a claimed event wait receives, bound to it for good (see ``Store.take_event``)."""
+        return machines.take_event(self.connector, claim)
+
+    def children(self, claim: Claim) -> list[ChildOutcome] | None:
+        """How each child of a claimed join ended, in order; None while one still runs."""
+        return machines.children(self.connector, claim)
 
     def status(self) -> StatusReport:
-        """Counts, workers, oldest pending state and recent failures."""
-        def read(conn: Conn, _: int) -> StatusReport:
-            counts = {status: 0 for status in Status}
-            counts.update({Status(status): int(count) for status, count in conn.execute(Q["counts"])})
-            oldest = conn.execute(Q["oldest_pending"]).fetchone()
-            workers = worker_infos(conn, self.options.lease_seconds)
-            failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
-            return StatusReport(
-                counts[Status.PENDING], counts[Status.IN_PROGRESS], counts[Status.DONE], counts[Status.FAILED],
-                workers, oldest[0] if oldest else None, failures,
-                {"store": self.description, "mode": self.mode, "schema": self.schema})
-
-        return self.connector.run("status", read)
+        """Counts, workers, oldest pending state, recent failures, states no live worker can run."""
+        return views.status(self.connector, self.options.lease_seconds,
+                            {"store": self.description, "mode": self.mode, "schema": self.schema})
 
     def history(self, name: str) -> list[HistoryEntry]:
-        """The lineage containing ``name`` (from its submitted root), oldest first."""
-        def read(conn: Conn, _: int) -> list[tuple[Any, ...]]:
-            root = conn.execute(Q["root_of"], {"name": name}).fetchone()
-            if root is None:
-                return []
-            # Every successor of a lineage is named base-N[~B]: one key range of the index.
-            first = next(codec.successor_names(root[0]))
-            low = first[: first.rindex("-") + 1]
-            return conn.execute(Q["history"], {"root": root[0], "low": low, "high": low[:-1] + "."}).fetchall()
-
-        return [record_of(row) for row in self.connector.run("history", read)]
+        """The lineage containing ``name`` (from its root), oldest first."""
+        return views.history(self.connector, name)
 
     def machine_names(self, limit: int | None = None) -> list[str]:
         """Lineage roots (submitted states), newest first."""

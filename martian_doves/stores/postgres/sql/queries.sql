@@ -1,6 +1,6 @@
 -- Named queries of the PostgreSQL store. Each starts at a "-- name: NAME" line.
--- Every one is a single statement run in autocommit: one round trip, one
--- transaction, atomic. Times come from the database clock (now()), so the clocks of
+-- Each is a single statement, atomic; most run in autocommit (one round trip, one
+-- transaction), those that wait, wake or spawn in a transaction with `lock` first. Times come from the database clock (now()), so the clocks of
 -- the worker hosts never matter for leases. %(channel)s is the store's NOTIFY channel.
 
 -- name: version_table
@@ -53,12 +53,12 @@ UPDATE states AS s SET
 FROM picked
 WHERE s.name = picked.name
 RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s.retries, picked.taken_over,
-    extract(epoch FROM s.not_before)::float8
+    extract(epoch FROM s.not_before)::float8, s.root, s.wait, s.origin_parent, s.origin_index
 
 -- name: adopt
 -- After a claim whose reply was lost with the connection: the rows it did claim.
 SELECT name, state, payload, parent, token, attempts, errors, retries, false AS taken_over,
-    extract(epoch FROM not_before)::float8
+    extract(epoch FROM not_before)::float8, root, wait, origin_parent, origin_index
 FROM states
 WHERE status = 'in_progress' AND token LIKE %(pattern)s
 
@@ -72,27 +72,32 @@ RETURNING NULL::text
 -- name: commit_keep
 -- Parent done and successor inserted, already claimed by the same worker (chaining),
 -- under the first successor name. If that name exists the insert fails, the whole
--- statement with it, and the general commit below picks the name.
+-- statement with it, and the general commit below picks the name. A successor belongs
+-- to its parent's machine (root) and, in a child machine, keeps its origin.
 WITH parent AS (
     UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
     WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
-    RETURNING root, step
+    RETURNING root, step, origin_parent, origin_index
 )
-INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires)
+INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires,
+                    origin_parent, origin_index)
 SELECT %(child)s::text, %(name)s::text, root, step + 1, %(state)s::text, %(payload)s::jsonb,
-       'in_progress', %(worker)s::text, %(child_token)s::text, now(), now() + %(lease)s * interval '1 second'
+       'in_progress', %(worker)s::text, %(child_token)s::text, now(), now() + %(lease)s * interval '1 second',
+       origin_parent, origin_index
 FROM parent
 RETURNING name
 
 -- name: commit_pass
--- As commit_keep, the successor left pending for any worker (and a wake-up sent).
+-- As commit_keep, the successor left pending for any worker (and a wake-up sent, which
+-- also makes idle workers look again at the next due time: a timer, %(not_before)s).
 WITH parent AS (
     UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
     WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
-    RETURNING root, step
+    RETURNING root, step, origin_parent, origin_index
 ), child AS (
-    INSERT INTO states (name, parent, root, step, state, payload)
-    SELECT %(child)s::text, %(name)s::text, root, step + 1, %(state)s::text, %(payload)s::jsonb
+    INSERT INTO states (name, parent, root, step, state, payload, not_before, origin_parent, origin_index)
+    SELECT %(child)s::text, %(name)s::text, root, step + 1, %(state)s::text, %(payload)s::jsonb,
+           coalesce(to_timestamp(%(not_before)s::float8), now()), origin_parent, origin_index
     FROM parent
     RETURNING name
 ), wake AS (
@@ -107,6 +112,8 @@ SELECT name FROM child WHERE (SELECT count(*) FROM wake) >= 0
 -- candidate that already holds this parent's successor (a lineage re-run after
 -- `reset`) is reused, one held by another machine's state is skipped. A concurrent
 -- insert of the chosen name aborts the whole statement (unique violation): retried.
+-- A waiting entry (%(wait)s) is due when what it waits for is there (wait_due); the
+-- caller holds the lock of what would wake it, so nothing sent meanwhile is missed.
 WITH target AS (
     SELECT c.candidate AS name, s.name IS NOT NULL AS existing
     FROM unnest(%(candidates)s::text[]) WITH ORDINALITY AS c(candidate, position)
@@ -118,15 +125,19 @@ WITH target AS (
     UPDATE states SET status = 'done', finished_at = now(), lease_expires = NULL
     WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
       AND (%(state)s::text IS NULL OR EXISTS (SELECT 1 FROM target))
-    RETURNING name, root, step
+    RETURNING name, root, step, origin_parent, origin_index
 ), child AS (
-    INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires)
+    INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires,
+                        not_before, wait, origin_parent, origin_index)
     SELECT target.name, parent.name, parent.root, parent.step + 1, %(state)s::text, %(payload)s::jsonb,
            CASE WHEN %(keep)s THEN 'in_progress' ELSE 'pending' END,
            CASE WHEN %(keep)s THEN %(worker)s::text END,
            CASE WHEN %(keep)s THEN %(child_token)s::text END,
            CASE WHEN %(keep)s THEN now() END,
-           CASE WHEN %(keep)s THEN now() + %(lease)s * interval '1 second' END
+           CASE WHEN %(keep)s THEN now() + %(lease)s * interval '1 second' END,
+           CASE WHEN %(wait)s::jsonb IS NULL THEN coalesce(to_timestamp(%(not_before)s::float8), now())
+                ELSE wait_due(target.name, parent.root, parent.name, %(wait)s::jsonb) END,
+           %(wait)s::jsonb, parent.origin_parent, parent.origin_index
     FROM parent, target
     WHERE %(state)s::text IS NOT NULL AND NOT target.existing
     RETURNING name, status
@@ -134,6 +145,109 @@ WITH target AS (
     SELECT pg_notify(%(channel)s, '') FROM child WHERE status = 'pending'
 )
 SELECT (SELECT name FROM child) FROM parent WHERE (SELECT count(*) FROM wake) >= 0
+
+-- name: lock
+-- Serialises, until the transaction ends, everything that could wake one waiting entry
+-- (%(key)s: a machine's mailbox, or a spawner's join) with what makes it wait, so a
+-- wake-up and a wait settled at the same moment never miss each other.
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))
+
+-- name: fence
+-- Locks a claimed row for the rest of the transaction (no takeover meanwhile) and says
+-- who holds it.
+SELECT status, token FROM states WHERE name = %(name)s FOR UPDATE
+
+-- name: spawn
+-- Children of %(spawner)s: roots of machines of their own, linked to it by origin. A
+-- name already taken is left alone (the caller reuses it if it is this very child).
+INSERT INTO states (name, root, state, payload, origin_parent, origin_index)
+SELECT n, n, s, p::jsonb, %(spawner)s::text, i
+FROM unnest(%(names)s::text[], %(states)s::text[], %(payloads)s::text[], %(indexes)s::int[]) AS u(n, s, p, i)
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- name: origins
+SELECT name, origin_parent, origin_index FROM states WHERE name = ANY(%(names)s::text[])
+
+-- name: wake_join
+-- A child machine of %(spawner)s ended: its join runs once no child of it runs any more.
+WITH woken AS (
+    UPDATE states SET not_before = now()
+    WHERE root = (SELECT root FROM states WHERE name = %(spawner)s) AND wait IS NOT NULL AND status = 'pending'
+      AND parent = %(spawner)s AND not_before > now()
+      AND NOT EXISTS (SELECT 1 FROM states WHERE origin_parent = %(spawner)s AND status IN ('pending', 'in_progress'))
+    RETURNING name
+)
+SELECT pg_notify(%(channel)s, '') FROM woken
+
+-- name: release_wait
+-- A waiting entry given back waits again (or is due at once if what it waits for is there).
+WITH given AS (
+    UPDATE states SET status = 'pending', not_before = wait_due(name, root, parent, wait), lease_expires = NULL
+    WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress'
+    RETURNING name, not_before
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM given WHERE not_before <= now()
+)
+SELECT name FROM given, (SELECT count(*) FROM wake) AS w
+
+-- name: machine_live
+-- Whether a machine still runs: a live state in its lineage (one key range of the primary
+-- key, as for `history`).
+SELECT EXISTS (
+    SELECT 1 FROM states
+    WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
+      AND status IN ('pending', 'in_progress'))
+
+-- name: sent
+-- After a send whose reply was lost with the connection: whether it was sent.
+SELECT 1 FROM events WHERE machine = %(machine)s AND sent_id = %(sent)s
+
+-- name: send
+WITH sent AS (
+    INSERT INTO events (machine, name, data, sent_id) VALUES (%(machine)s, %(event)s, %(data)s::jsonb, %(sent)s)
+    RETURNING seq
+), woken AS (
+    UPDATE states SET not_before = now()
+    WHERE root = %(machine)s AND wait IS NOT NULL AND status = 'pending' AND wait ->> 'event' = %(event)s
+      AND not_before > now()
+    RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM woken
+)
+SELECT (SELECT seq FROM sent), (SELECT count(*) FROM wake)
+
+-- name: take_event
+-- The event bound to this waiting entry, else the first untaken one of its name, bound to
+-- it now: only while it is claimed with this token (a late worker binds nothing).
+WITH bound AS (
+    SELECT seq, name, data, sent_at FROM events WHERE taken_by = %(name)s
+), next AS (
+    SELECT seq FROM events
+    WHERE machine = %(machine)s AND name = %(event)s AND taken_by IS NULL
+      AND NOT EXISTS (SELECT 1 FROM bound)
+      AND EXISTS (SELECT 1 FROM states WHERE name = %(name)s AND token = %(token)s AND status = 'in_progress')
+    ORDER BY seq LIMIT 1
+    FOR UPDATE
+), taken AS (
+    UPDATE events e SET taken_by = %(name)s FROM next WHERE e.seq = next.seq
+    RETURNING e.seq, e.name, e.data, e.sent_at
+)
+SELECT name, data, extract(epoch FROM sent_at)::float8 FROM bound
+UNION ALL
+SELECT name, data, extract(epoch FROM sent_at)::float8 FROM taken
+
+-- name: children
+-- How each child of %(spawner)s ended: its lineage's last state, or NULL while one runs.
+SELECT c.name, last.state, last.status, last.payload, last.reason
+FROM states c
+LEFT JOIN LATERAL (
+    SELECT s.state, s.status, s.payload, s.reason FROM states s
+    WHERE s.root = c.name AND (s.name = c.name OR (s.name >= c.name || '-' AND s.name < c.name || '.'))
+    ORDER BY s.step DESC, s.name DESC LIMIT 1
+) AS last ON true
+WHERE c.origin_parent = %(spawner)s AND c.name = c.root
+ORDER BY c.origin_index
 
 -- name: owner
 -- Who holds a state now: decides between "already done by me" and "taken over".
@@ -149,7 +263,8 @@ SELECT name FROM states WHERE status = 'in_progress' AND token = %(child_token)s
 -- its row (as of the statement's start): a claim committed or given back meanwhile
 -- is not "lost", only one whose row now carries another worker's token.
 WITH seen AS (
-    INSERT INTO workers (name, host, pid, lease_seconds) VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s)
+    INSERT INTO workers (name, host, pid, lease_seconds, states)
+    VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s, %(states)s::text[])
     ON CONFLICT (name) DO UPDATE SET last_seen = now()
 ), renewed AS (
     UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
@@ -200,14 +315,16 @@ WITH pruned AS (
     -- Registrations silent for ten leases belong to workers that died long ago.
     DELETE FROM workers WHERE last_seen < now() - 10 * %(lease)s * interval '1 second'
 )
-INSERT INTO workers (name, host, pid, lease_seconds) VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s)
+INSERT INTO workers (name, host, pid, lease_seconds, states)
+VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s, %(states)s::text[])
 ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = now(), last_seen = now(),
-    lease_seconds = excluded.lease_seconds
+    lease_seconds = excluded.lease_seconds, states = excluded.states
 
 -- name: unregister_worker
 WITH gone AS (
     DELETE FROM workers WHERE name = %(worker)s
 ), given AS (
+    -- A waiting entry too is due at once: whoever claims it next waits again if nothing came.
     UPDATE states SET status = 'pending', not_before = now(), lease_expires = NULL
     WHERE status = 'in_progress' AND worker = %(worker)s
     RETURNING name
@@ -233,10 +350,29 @@ SELECT name FROM added, (SELECT count(*) FROM wake) AS w
 SELECT name FROM states WHERE batch = %(batch)s AND name = ANY(%(names)s::text[])
 
 -- name: counts
-SELECT status, count(*) FROM states GROUP BY status
+-- Pending (due now), scheduled (a timer or a retry's backoff ahead), waiting (a waiting
+-- entry not woken yet), in progress, done, failed.
+SELECT count(*) FILTER (WHERE status = 'pending' AND not_before <= now()),
+       count(*) FILTER (WHERE status = 'pending' AND not_before > now() AND wait IS NULL),
+       count(*) FILTER (WHERE status = 'pending' AND not_before > now() AND wait IS NOT NULL),
+       count(*) FILTER (WHERE status = 'in_progress'),
+       count(*) FILTER (WHERE status = 'done'),
+       count(*) FILTER (WHERE status = 'failed')
+FROM states
 
 -- name: oldest_pending
-SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 'pending'
+SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 'pending' AND not_before <= now()
+
+-- name: no_worker_for
+-- Runnable states that no live worker has a machine for (a worker's `states` NULL: all);
+-- the worker's own steps (doves.*) run anywhere.
+SELECT s.state, count(*), extract(epoch FROM min(s.submitted_at))::float8
+FROM states s
+WHERE s.status = 'pending' AND s.not_before <= now() AND s.state NOT LIKE 'doves.%%'
+  AND NOT EXISTS (SELECT 1 FROM workers w
+                  WHERE w.last_seen > now() - coalesce(w.lease_seconds, %(lease)s) * interval '1 second'
+                    AND (w.states IS NULL OR s.state = ANY(w.states)))
+GROUP BY s.state ORDER BY s.state LIMIT 50
 
 -- name: workers
 -- Alive: stamped within its own lease, and no supervisor said it died.
@@ -279,14 +415,21 @@ SELECT name, coalesce(reason ->> 'code', 'error'), coalesce(reason ->> 'message'
 FROM states WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
 
 -- name: history
--- Each state of the lineage as a record (the columns of inspection.py's record_of).
-SELECT name, state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END,
-       payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors, parent, root,
-       extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
-       extract(epoch FROM not_before)::float8
-FROM states
-WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
-ORDER BY step, name
+-- Each state of the lineage as a record (the columns of inspection.py's record_of), then what
+-- the machine model adds: what it waits for (a waiting entry not woken yet shows as waiting),
+-- its machine's origin, the event it received and the children its tick spawned.
+SELECT s.name, s.state,
+       CASE WHEN s.status = 'pending' AND s.not_before > now()
+            THEN CASE WHEN s.wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE s.status END,
+       s.payload, s.worker, extract(epoch FROM s.finished_at)::float8, s.attempts, s.reason, s.errors, s.parent,
+       s.root, extract(epoch FROM s.submitted_at)::float8, extract(epoch FROM s.claimed_at)::float8, s.retries,
+       CASE WHEN s.not_before < 'infinity' THEN extract(epoch FROM s.not_before)::float8 END,
+       s.wait, s.origin_parent, s.origin_index, e.name, e.data, extract(epoch FROM e.sent_at)::float8,
+       ARRAY(SELECT c.name FROM states c WHERE c.origin_parent = s.name AND c.name = c.root
+             ORDER BY c.origin_index)
+FROM states s LEFT JOIN events e ON e.taken_by = s.name
+WHERE s.root = %(root)s AND (s.name = %(root)s OR (s.name >= %(low)s AND s.name < %(high)s))
+ORDER BY s.step, s.name
 
 -- name: machine_names
 -- Lineage roots, newest first (LIMIT NULL: all).
@@ -354,15 +497,17 @@ RETURNING s.name
 SELECT root FROM states WHERE name = %(name)s
 
 -- name: is_finished
--- Counting only states named in %(states)s (NULL: every state).
-SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending'
+-- Counting only states named in %(states)s (NULL: every state). A wait that only an event
+-- can end (no deadline: not_before is 'infinity') does not count.
+SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending' AND not_before < 'infinity'
                    AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
    AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress'
                    AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
 
 -- name: next_due
--- Seconds until something may become claimable without a NOTIFY: a delayed retry
--- falling due, or a lease expiring (its worker may be dead).
+-- Seconds until something may become claimable without a NOTIFY: a delayed retry or a
+-- timer falling due, a wait's deadline, or a lease expiring (its worker may be dead).
+-- Both are the first entry of a partial index: as cheap with a million timers as with none.
 SELECT extract(epoch FROM least(
     (SELECT min(not_before) FROM states WHERE status = 'pending'),
     (SELECT min(lease_expires) FROM states WHERE status = 'in_progress')
@@ -373,9 +518,14 @@ SELECT name FROM workers WHERE last_seen > now() - coalesce(lease_seconds, %(lea
 ORDER BY name
 
 -- name: delete_successors
-DELETE FROM states WHERE parent IS NOT NULL
+-- Successors, child machines and the mailboxes: only submitted roots are left.
+WITH mail AS (
+    DELETE FROM events
+)
+DELETE FROM states WHERE parent IS NOT NULL OR origin_parent IS NOT NULL
 
 -- name: reset
+-- Waiting entries too are due at once: whoever claims one waits again if nothing came.
 WITH fresh AS (
     UPDATE states SET status = 'pending', attempts = 0, retries = 0, errors = '[]'::jsonb, not_before = now(),
         claimed_at = NULL, finished_at = NULL, worker = NULL, lease_expires = NULL, token = NULL, reason = NULL
@@ -388,6 +538,7 @@ WITH fresh AS (
 SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM wake)
 
 -- name: export
-SELECT name, state, payload, parent, status, attempts, errors, extract(epoch FROM not_before)::float8,
-       worker, token, extract(epoch FROM claimed_at)::float8, reason
+SELECT name, state, payload, parent, status, attempts, errors,
+       CASE WHEN not_before < 'infinity' THEN extract(epoch FROM not_before)::float8 END,
+       worker, token, extract(epoch FROM claimed_at)::float8, reason, root, wait, origin_parent, origin_index
 FROM states ORDER BY name

@@ -1,0 +1,72 @@
+"""What ``doves status`` and ``doves history`` read from a PostgreSQL store (read-only).
+
+Counts split as the machine model says (pending now, scheduled, waiting), the runnable
+states no live worker can run, and each lineage with its timers, waits, events and children.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from martian_doves.model import JSONDict, MachineEvent, StateRecord, StatusReport
+from martian_doves.stores.postgres.inspection import record_of, worker_infos
+from martian_doves.stores.postgres.machines import lineage_range, origin_of, wait_of
+from martian_doves.stores.postgres.sql import Q
+
+if TYPE_CHECKING:
+    from martian_doves.stores.postgres.connector import Conn, PostgresConnector
+
+
+def status(connector: PostgresConnector, lease_seconds: float, details: JSONDict) -> StatusReport:
+    """Counts, workers, oldest pending state, recent failures, and what no live worker can run.
+
+    Args:
+        lease_seconds: liveness of workers that registered no lease of their own.
+        details: the store's own extras (location, mode ...); ``no_worker_for`` is added
+            when runnable states wait for a worker with their machine.
+    """
+    lease = {"lease": lease_seconds}
+
+    def read(conn: Conn, _: int) -> StatusReport:
+        row = conn.execute(Q["counts"]).fetchone()
+        pending, scheduled, waiting, in_progress, done, failed = (int(n) for n in row) if row else (0,) * 6
+        oldest = conn.execute(Q["oldest_pending"]).fetchone()
+        workers = worker_infos(conn, lease_seconds)
+        failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
+        extras = dict(details)
+        unrunnable = [{"state": state, "count": int(count), "oldest_pending_at": since}
+                      for state, count, since in conn.execute(Q["no_worker_for"], lease)]
+        if unrunnable:
+            extras["no_worker_for"] = unrunnable
+        return StatusReport(pending, in_progress, done, failed, workers, oldest[0] if oldest else None, failures,
+                            extras, scheduled=scheduled, waiting=waiting)
+
+    return connector.run("status", read)
+
+
+def history(connector: PostgresConnector, name: str) -> list[StateRecord]:
+    """The lineage containing ``name`` (from its root), oldest first."""
+    def read(conn: Conn, _: int) -> list[tuple[Any, ...]]:
+        root = conn.execute(Q["root_of"], {"name": name}).fetchone()
+        if root is None:
+            return []
+        # Every successor of a lineage is named base-N[~B]: one key range of the index.
+        low, high = lineage_range(root[0])
+        return conn.execute(Q["history"], {"root": root[0], "low": low, "high": high}).fetchall()
+
+    return [with_machine_fields(record_of(row[:_RECORD_COLUMNS]), row[_RECORD_COLUMNS:])
+            for row in connector.run("history", read)]
+
+
+#: Columns of a ``history`` row that ``inspection.record_of`` reads; the machine model's follow.
+_RECORD_COLUMNS = 15
+
+
+def with_machine_fields(record: StateRecord, row: Sequence[Any]) -> StateRecord:
+    """``record`` with what the machine model adds, from the ``history`` query's last columns."""
+    wait, origin_parent, origin_index, event, data, sent_at, spawned = row
+    return dataclasses.replace(record, wait=wait_of(wait), origin=origin_of(origin_parent, origin_index),
+                               event=None if event is None else MachineEvent(event, data, sent_at),
+                               children=tuple(spawned))
