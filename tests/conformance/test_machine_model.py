@@ -181,6 +181,25 @@ def test_a_taken_event_stays_with_its_wait_after_a_takeover(model_store: Store, 
     assert peer_store.status().done == 2
 
 
+def test_a_taken_over_claim_cannot_make_a_wait_where_its_successor_must_branch(model_store: Store,
+                                                                              peer_store: Store,
+                                                                              travel: TimeTravel) -> None:
+    """Fencing where a commit both waits and branches (the successor's first name is another machine's):
+    the claim that was taken over is refused and creates no waiting entry; its new owner's wait is the
+    only one."""
+    _submit(model_store, State("x.state", "place", {}), State("x.state-1", "other", {}))
+    old = next(c for c in model_store.claim("A", 10) if c.name == "x.state")
+    travel.expire_leases()
+    new = next(c for c in peer_store.claim("B", 10) if c.name == "x.state")
+    wait = Successor(WAIT_STATE, {}, wait=WaitFor("paid", event="payment"))
+    with pytest.raises(ClaimLost):
+        model_store.commit(old, wait)
+    assert _names(model_store, "x.state") == [("x.state", "place", Status.IN_PROGRESS)]
+    peer_store.commit(new, wait)
+    assert _names(model_store, "x.state") == [("x.state", "place", Status.DONE),
+                                              ("x.state-1~2", WAIT_STATE, Status.WAITING)]
+
+
 def test_send_refuses_machines_that_do_not_exist_or_have_ended(model_store: Store) -> None:
     """Sending to an unknown machine, or to one whose last state is done or failed, is refused; any
     state of a running machine's lineage names it."""

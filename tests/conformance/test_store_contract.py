@@ -189,6 +189,30 @@ def test_commit_after_takeover_raises_claim_lost_and_writes_nothing(any_store: S
     assert any_store.status().pending == 1
 
 
+def test_a_taken_over_claim_cannot_commit_where_its_successor_must_branch(any_store: Store, peer_store: Store,
+                                                                         travel: TimeTravel) -> None:
+    """Fencing on the path that names a branch: the successor's first name belongs to another machine,
+    so the commit must pick ``x.state-1~2``; a claim taken over meanwhile is refused there too, and
+    writes no branch."""
+    _submit(any_store, _state("x.state", 2), _state("x.state-1", 1))
+    claims = {c.name: c for c in any_store.claim("A", 2)}
+    old = claims["x.state"]
+    any_store.commit(claims["x.state-1"], None)
+    travel.expire_leases()
+    new = next(c for c in peer_store.claim("B", 10) if c.name == "x.state")
+    assert new.token != old.token
+
+    with pytest.raises(ClaimLost):
+        any_store.commit(old, ("count", {"count": 1}))
+    with pytest.raises(ClaimLost):
+        any_store.commit(old, ("count", {"count": 1}), keep=True)
+    assert _lineage(any_store, "x.state") == [("x.state", Status.IN_PROGRESS, 2)]
+
+    peer_store.commit(new, ("count", {"count": 1}))
+    assert _lineage(any_store, "x.state") == [("x.state", Status.DONE, 2), ("x.state-1~2", Status.PENDING, 1)]
+    assert any_store.history("x.state")[0].worker == "B"
+
+
 def test_other_outcomes_after_takeover_are_refused(any_store: Store, peer_store: Store,
                                                    travel: TimeTravel) -> None:
     """A worker that lost its claim can neither retry, fail nor release the state."""

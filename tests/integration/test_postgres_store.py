@@ -416,6 +416,26 @@ def test_a_cut_connection_does_not_let_a_taken_over_claim_commit(pg_url: str, st
     assert names_with_parent(pg_url, "x.state") == ["x.state-1"]
 
 
+def test_the_general_commit_statement_refuses_a_taken_over_claim(pg_url: str, store: PostgresStore) -> None:
+    """The statement that names a branch (the successor's first name is taken) checks the token itself.
+
+    A worker reaches it only after its fast statement met the taken name while its claim still held, so
+    a takeover in between is a race no store-level test can time: the statement is run here as the store
+    runs it, with the token of a claim that was taken over.
+    """
+    store.submit([countdown("x.state"), countdown("x.state-1")])
+    old = next(c for c in store.claim("w1", 2) if c.name == "x.state")
+    expire_leases(pg_url)
+    new = next(c for c in store.claim("w2", 2) if c.name == "x.state")
+    params = {"name": old.name, "token": old.token, "state": "countdown", "payload": '{"count": 2}', "keep": False,
+              "worker": "w1", "child_token": "t", "lease": 30.0, "channel": store.channel, "wait": None,
+              "not_before": None, "candidates": ["x.state-1", "x.state-1~2"]}
+    assert db(pg_url, Q["commit"], params) == []
+    assert names_with_parent(pg_url, "x.state") == []
+    assert db(pg_url, "SELECT status, token FROM states WHERE name = 'x.state'") == [("in_progress", new.token)]
+    assert db(pg_url, Q["commit"], {**params, "token": new.token}) == [("x.state-1~2",)]
+
+
 # -- retry, fail, release -----------------------------------------------------------------------
 
 

@@ -509,7 +509,7 @@ SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending' AND not_before 
 -- timer falling due, a wait's deadline, or a lease expiring (its worker may be dead).
 -- Both are the first entry of a partial index: as cheap with a million timers as with none.
 SELECT extract(epoch FROM least(
-    (SELECT min(not_before) FROM states WHERE status = 'pending'),
+    (SELECT min(not_before) FROM states WHERE status = 'pending' AND not_before < 'infinity'),
     (SELECT min(lease_expires) FROM states WHERE status = 'in_progress')
 ) - now())::float8
 
