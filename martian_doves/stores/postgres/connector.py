@@ -9,6 +9,7 @@ of statements wait for the WAL flush on demand, and waits on the schema's
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg.conninfo
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from martian_doves.config import DEFAULT_SCHEMA, PostgresOptions
@@ -33,6 +35,35 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: TCP keepalive settings used unless the URL gives its own.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+
+class Unreadable:
+    """A json or jsonb value that Python cannot load, in place of the value.
+
+    jsonb holds numbers of any length; Python refuses to convert an integer of more than
+    4,300 digits (and deep nesting exhausts its parser). Reading such a row must not raise
+    in the middle of a statement: whoever reads the column decides (a claimed state with
+    such a payload is failed with this reason).
+    """
+
+    def __init__(self, reason: str) -> None:
+        #: Why it could not be loaded (one line).
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.reason!r})"
+
+
+def _load_json(data: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+    except (ValueError, RecursionError) as e:
+        return Unreadable(f"invalid JSON: {first_line(e)}")
+
+
+def _configure(conn: Conn) -> None:
+    """Per-connection setup: json and jsonb values load without ever raising (see ``Unreadable``)."""
+    set_json_loads(_load_json, conn)
 
 
 class PostgresConnector:
@@ -84,7 +115,9 @@ class PostgresConnector:
             StoreUnavailable: the server cannot be reached or refuses the connection.
         """
         try:
-            return psycopg.connect(self.conninfo, **self._connect_kwargs())
+            conn = psycopg.connect(self.conninfo, **self._connect_kwargs())
+            _configure(conn)
+            return conn
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"cannot connect to {self.description}: {first_line(e)}") from e
 
@@ -92,7 +125,8 @@ class PostgresConnector:
         """Open the connection pool (connections are made as threads need them)."""
         self._pool = ConnectionPool(
             self.conninfo, min_size=1, max_size=self.options.pool_size, kwargs=self._connect_kwargs(),
-            timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)), name=f"doves-{self.schema}", open=True)
+            configure=_configure, timeout=max(1.0, min(self.options.reconnect_seconds, 10.0)),
+            name=f"doves-{self.schema}", open=True)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:

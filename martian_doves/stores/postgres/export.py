@@ -20,6 +20,7 @@ from martian_doves import codec
 from martian_doves.errors import CodecError, ConfigError
 from martian_doves.model import JSONDict, Status
 from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.postgres.connector import Unreadable
 from martian_doves.stores.postgres.machines import state_of
 from martian_doves.stores.postgres.sql import Q
 
@@ -70,7 +71,7 @@ def export(connector: PostgresConnector, directory: str) -> int:
     return exported
 
 
-def _export_one(layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict,
+def _export_one(layout: Layout, clashes: list[str], name: str, state: str, payload: JSONDict | Unreadable,
                 parent: str | None, status: str, attempts: int, errors: list[str], not_before: float,
                 worker: str | None, token: str | None, claimed_at: float | None, reason: JSONDict | None,
                 *model: Any) -> int:
@@ -80,6 +81,9 @@ def _export_one(layout: Layout, clashes: list[str], name: str, state: str, paylo
         1 when the state file is there now, 0 when it was skipped (unexportable, or a
         different file holds its name: then the name is added to ``clashes``).
     """
+    if isinstance(payload, Unreadable):  # e.g. an integer of more digits than Python converts
+        log.warning("not exporting %r: its payload is %s", name, payload.reason, extra={"action": "export"})
+        return 0
     try:
         codec.check_name(name)
         # Its machine, wait and origin go in the state file, as the folder store keeps them.

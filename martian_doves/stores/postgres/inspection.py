@@ -19,6 +19,7 @@ from martian_doves.model import (
     WorkerClaim,
     WorkerInfo,
 )
+from martian_doves.stores.postgres.connector import Unreadable
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def record_of(row: Sequence[Any]) -> StateRecord:
         traceback = reason.get("traceback")
         failure = Failure(str(reason.get("code", "error")), str(reason.get("message", "")),
                           None if traceback is None else str(traceback), attempts, tuple(errors))
+    if isinstance(payload, Unreadable):  # shown without it (a claim fails the state, saying why)
+        payload = None
     return StateRecord(
         name, state, Status(status), payload, worker, finished_at, attempts,
         None if failure is None else f"{failure.code}: {failure.message}",

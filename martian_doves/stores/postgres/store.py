@@ -38,6 +38,8 @@ from martian_doves.errors import (
     ClaimLost,
     CodecError,
     ConfigError,
+    InvalidDocument,
+    MalformedJSON,
     NameTaken,
     StoreError,
     StoreUnavailable,
@@ -57,7 +59,7 @@ from martian_doves.model import (
 )
 from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.postgres import commits, machines, views
-from martian_doves.stores.postgres.connector import Conn, PostgresConnector
+from martian_doves.stores.postgres.connector import Conn, PostgresConnector, Unreadable
 from martian_doves.stores.postgres.export import export as export_to_folder
 from martian_doves.stores.postgres.inspection import PostgresInspection
 from martian_doves.stores.postgres.sql import Q, migrations
@@ -237,14 +239,41 @@ class PostgresStore(PostgresInspection):
         claims = []
         for name, state, payload, parent, token, attempts, errors, retries, taken_over, due_at, *model in \
                 self.connector.run("claim", take):
-            claims.append(Claim(machines.state_of(name, state, payload, parent, *model), token, worker, attempts,
-                                tuple(errors), retries, None if taken_over else due_at))
+            claim = Claim(machines.state_of(name, state, payload, parent, *model), token, worker, attempts,
+                          tuple(errors), retries, None if taken_over else due_at)
+            if not self._readable(claim):
+                continue
+            claims.append(claim)
             if taken_over:
                 log.warning("took over %s from a worker that stopped renewing its lease", name,
                             extra={"action": "takeover", "state_name": name})
         with self._spare_lock:
             self._spare.extend(claims[limit:])
         return claims[:limit]
+
+    def _readable(self, claim: Claim) -> bool:
+        """Whether a claimed state's payload is one a folder store would read; if not, it is failed.
+
+        Rows can be written by anyone with access to the table: a payload no worker can load
+        (an integer of more digits than Python converts) or that no state file could hold
+        fails its state with the reason, once, instead of failing every worker that claims it.
+        """
+        payload: Any = claim.state.payload
+        if isinstance(payload, Unreadable):
+            failure = Failure(MalformedJSON.code, f"{claim.name}: {payload.reason}", None, claim.attempts, claim.errors)
+        else:
+            try:
+                codec.check_payload(payload)
+                return True
+            except InvalidDocument as e:
+                failure = Failure(e.code, f"{claim.name}: {e.message}", None, claim.attempts, claim.errors)
+        log.error("state %s failed (%s): %s", claim.name, failure.code, failure.message,
+                  extra={"action": "fail", "state_name": claim.name})
+        try:
+            self.fail(claim, failure)
+        except ClaimLost:
+            pass
+        return False
 
     def wait_for_work(self, timeout_seconds: float) -> None:
         """Block until a NOTIFY arrives, a delayed state falls due, or the timeout passes."""

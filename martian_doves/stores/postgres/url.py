@@ -23,6 +23,12 @@ from martian_doves.text import first_line
 URL_OPTIONS = PostgresOptions.url_options()
 
 
+def is_system_schema(schema: str) -> bool:
+    """Whether ``schema`` is one of PostgreSQL's own (``pg_catalog``, ``pg_toast``, ``pg_temp_N``,
+    ``information_schema`` ...): a store's tables never go there."""
+    return schema.startswith("pg_") or schema == "information_schema"
+
+
 def parse_url(url: str, options: PostgresOptions | None = None,
               explicit: Collection[str] | None = None) -> tuple[str, PostgresOptions, str]:
     """Split a store URL into what libpq gets, the full options, and a description.
@@ -62,6 +68,9 @@ def parse_url(url: str, options: PostgresOptions | None = None,
         except ValueError as e:
             raise ConfigError(f"URL parameter {key}={raw!r} is not a valid {kind.__name__}") from e
     options = dataclasses.replace(options, **changes).validate()
+    if is_system_schema(options.schema or DEFAULT_SCHEMA):
+        raise ConfigError(f"schema {options.schema!r} belongs to PostgreSQL itself: name a schema of your own "
+                          f"(?schema=NAME, default {DEFAULT_SCHEMA})")
     # The URL as given, less our own parameters (rebuilt by hand: urlunsplit would turn a
     # host-less postgresql:///db?host=/run/postgresql into postgresql:/db).
     rest = urlencode([(k, v) for k, v in query if k not in URL_OPTIONS], quote_via=quote)  # libpq: no "+"
