@@ -35,7 +35,7 @@ def test_the_connector_knows_nothing_about_states() -> None:
     assert "Q[" not in (PACKAGE / "connector.py").read_text()
 
 
-@pytest.mark.parametrize("module", ["url", "sql", "connector", "export", "machines", "views"])
+@pytest.mark.parametrize("module", ["url", "sql", "connector", "schema", "commits", "machines", "views", "export"])
 def test_only_the_package_entry_imports_the_store(module: str) -> None:
     """The store sits on top: nothing below it imports it back (no cycle through the package)."""
     assert "martian_doves.stores.postgres.store" not in imports(module)

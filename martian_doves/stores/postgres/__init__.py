@@ -3,7 +3,11 @@
 - ``url.py``: the store URL (``parse_url``, the options it may carry);
 - ``sql.py`` and ``sql/``: the named queries (``Q``) and the numbered migrations;
 - ``connector.py``: sessions, the pool, retries after a lost connection, NOTIFY wake-ups;
-- ``store.py``: ``PostgresStore``, what states mean (claims, fenced commits, status ...);
+- ``schema.py``: whether the schema exists, and its migrations;
+- ``store.py``: ``PostgresStore``, what states mean (claims, fenced commits ...);
+- ``commits.py``: the general commit (a branch name, a waiting entry's lock);
+- ``machines.py``: timers' and waits' rows, mailboxes, children and their joins;
+- ``views.py``: what ``status`` and ``history`` read;
 - ``export.py``: the states written back as a folder store (``PostgresStore.export``).
 
 Needs the ``postgres`` extra (psycopg 3 and its pool).

@@ -18,7 +18,7 @@ import psycopg
 from martian_doves import codec
 from martian_doves.errors import InvalidDocument, UnsafeName
 from martian_doves.model import Claim, JSONDict, State, Successor
-from martian_doves.stores.postgres import machines
+from martian_doves.stores.postgres.machines import join_key, mail_key
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -46,11 +46,11 @@ def lock_for(schema: str, claim: Claim, successor: Successor | None) -> str | No
     """The lock a commit holds: the wait it creates, or the join a child machine's end wakes."""
     if successor is None:
         origin = claim.state.origin
-        return None if origin is None else machines.join_key(schema, origin.parent)
+        return None if origin is None else join_key(schema, origin.parent)
     if successor.children or (successor.wait is not None and successor.wait.is_join):
-        return machines.join_key(schema, claim.name)
+        return join_key(schema, claim.name)
     if successor.wait is not None:
-        return machines.mail_key(schema, claim.state.machine_name)
+        return mail_key(schema, claim.state.machine_name)
     return None
 
 

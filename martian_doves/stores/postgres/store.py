@@ -28,21 +28,16 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import PostgresOptions
 from martian_doves.errors import (
     ClaimLost,
     CodecError,
-    ConfigError,
     InvalidDocument,
     MalformedJSON,
     NameTaken,
     StoreError,
-    StoreUnavailable,
     workers_alive_error,
 )
 from martian_doves.model import (
@@ -58,13 +53,12 @@ from martian_doves.model import (
     StatusReport,
 )
 from martian_doves.stores.base import SubmitResult, Successor
-from martian_doves.stores.postgres import commits, machines, views
+from martian_doves.stores.postgres import commits, machines, schema, views
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector, Unreadable
 from martian_doves.stores.postgres.export import export as export_to_folder
 from martian_doves.stores.postgres.inspection import PostgresInspection
-from martian_doves.stores.postgres.sql import Q, migrations
+from martian_doves.stores.postgres.sql import Q
 from martian_doves.stores.postgres.url import parse_url
-from martian_doves.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +104,7 @@ class PostgresStore(PostgresInspection):
 
     def _require_schema(self) -> None:
         """Raise ``ConfigError`` unless this store's schema exists (see ``create_schema``)."""
-        try:
-            with self.connector.connect() as conn:
-                found = conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone()
-        except psycopg.Error as e:
-            raise StoreError(f"cannot read {self.description}: {first_line(e)}") from e
-        if found == (None,):
-            raise ConfigError(f"no store at {self.description}: schema {self.schema} does not exist "
-                              "(doves submit or doves migrate creates it)")
+        schema.require(self.connector)
 
     def migrate(self) -> int:
         """Create the schema or bring it to the latest version; safe to run concurrently.
@@ -129,36 +116,7 @@ class PostgresStore(PostgresInspection):
             StoreUnavailable: the server cannot be reached.
             ConfigError: the schema is newer than this release understands.
         """
-        scripts = migrations()
-        with self.connector.connect() as conn:
-            try:
-                # Read-only first: an up-to-date schema needs no lock and no CREATE privilege.
-                if conn.execute(Q["has_versions"], {"table": f"{self.schema}.schema_version"}).fetchone() != (None,):
-                    row = conn.execute(Q["version"]).fetchone()
-                    if row is not None and row[0] == scripts[-1][0]:
-                        return int(row[0])
-                with conn.transaction():
-                    # Serialises concurrent first opens (two workers starting at once).
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"doves-migrate:{self.schema}",))
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-                    conn.execute(Q["version_table"])
-                    row = conn.execute(Q["version"]).fetchone()
-                    current = int(row[0]) if row else 0
-                    if current > scripts[-1][0]:
-                        raise ConfigError(f"schema {self.schema} is at version {current}, newer than this "
-                                          f"release supports ({scripts[-1][0]}); upgrade martian-doves")
-                    for version, script in scripts:
-                        if version > current:
-                            conn.execute(script.encode())
-                            conn.execute(Q["set_version"], {"version": version})
-                            log.info("schema %s migrated to version %d", self.schema, version,
-                                     extra={"action": "migrate"})
-                            current = version
-            except psycopg.OperationalError as e:
-                raise StoreUnavailable(f"cannot migrate {self.description}: {first_line(e)}") from e
-            except psycopg.Error as e:
-                raise StoreError(f"cannot migrate {self.description}: {first_line(e)}") from e
-        return current
+        return schema.migrate(self.connector)
 
     def submit(self, states: Sequence[State]) -> list[SubmitResult]:
         """Import root states; a name that exists already is refused, never replaced.

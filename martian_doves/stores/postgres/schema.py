@@ -1,0 +1,72 @@
+"""A PostgreSQL store's schema: whether it exists, and its migrations (``sql/migrations``).
+
+Runs on a connection of its own, outside the pool: a store migrates before it opens
+the pool, and ``doves migrate`` does nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+
+from martian_doves.errors import ConfigError, StoreError, StoreUnavailable
+from martian_doves.stores.postgres.connector import PostgresConnector
+from martian_doves.stores.postgres.sql import Q, migrations
+from martian_doves.text import first_line
+
+log = logging.getLogger(__name__)
+
+
+def require(connector: PostgresConnector) -> None:
+    """Raise ``ConfigError`` unless the store's schema exists (see ``create_schema``)."""
+    try:
+        with connector.connect() as conn:
+            found = conn.execute(Q["has_versions"], {"table": f"{connector.schema}.schema_version"}).fetchone()
+    except psycopg.Error as e:
+        raise StoreError(f"cannot read {connector.description}: {first_line(e)}") from e
+    if found == (None,):
+        raise ConfigError(f"no store at {connector.description}: schema {connector.schema} does not exist "
+                          "(doves submit or doves migrate creates it)")
+
+def migrate(connector: PostgresConnector) -> int:
+    """Create the schema or bring it to the latest version; safe to run concurrently.
+
+    Returns:
+        The schema version reached.
+
+    Raises:
+        StoreUnavailable: the server cannot be reached.
+        ConfigError: the schema is newer than this release understands.
+    """
+    scripts = migrations()
+    with connector.connect() as conn:
+        try:
+            # Read-only first: an up-to-date schema needs no lock and no CREATE privilege.
+            if conn.execute(Q["has_versions"], {"table": f"{connector.schema}.schema_version"}).fetchone() != (None,):
+                row = conn.execute(Q["version"]).fetchone()
+                if row is not None and row[0] == scripts[-1][0]:
+                    return int(row[0])
+            with conn.transaction():
+                # Serialises concurrent first opens (two workers starting at once).
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"doves-migrate:{connector.schema}",))
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(connector.schema)))
+                conn.execute(Q["version_table"])
+                row = conn.execute(Q["version"]).fetchone()
+                current = int(row[0]) if row else 0
+                if current > scripts[-1][0]:
+                    raise ConfigError(f"schema {connector.schema} is at version {current}, newer than this "
+                                      f"release supports ({scripts[-1][0]}); upgrade martian-doves")
+                for version, script in scripts:
+                    if version > current:
+                        conn.execute(script.encode())
+                        conn.execute(Q["set_version"], {"version": version})
+                        log.info("schema %s migrated to version %d", connector.schema, version,
+                                 extra={"action": "migrate"})
+                        current = version
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"cannot migrate {connector.description}: {first_line(e)}") from e
+        except psycopg.Error as e:
+            raise StoreError(f"cannot migrate {connector.description}: {first_line(e)}") from e
+    return current
