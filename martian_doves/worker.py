@@ -383,6 +383,9 @@ class Worker:
             claims = [claim for claim, _ in held]
             try:
                 lost = self.store.heartbeat(self.name, claims)
+            except StoreUnavailable as e:  # an outage the store reports itself: no traceback
+                self.log.debug("heartbeat: %s; will try again", e.message, extra={"action": "heartbeat"})
+                continue
             except Exception:
                 self.log.exception("heartbeat failed; will try again", extra={"action": "heartbeat"})
                 continue

@@ -18,10 +18,10 @@ import pytest
 
 pytest.importorskip("psycopg")
 
-from pgdb import db  # noqa: E402
+from pgdb import db
 
-from martian_doves.model import State  # noqa: E402
-from martian_doves.stores import open_store  # noqa: E402
+from martian_doves.model import State
+from martian_doves.stores import open_store
 
 #: Hang guard for one command.
 COMMAND_TIMEOUT = 180.0
@@ -82,5 +82,6 @@ def test_postgresql_s_own_schemas_are_refused_in_one_line(pg_server_url: str, sc
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("doves: error: ") and schema in lines[0], result.stderr
-    assert db(pg_server_url, "SELECT to_regclass('information_schema.states'), to_regclass('information_schema.workers')") \
-        == [(None, None)]
+    created = db(pg_server_url, "SELECT to_regclass('information_schema.states'), "
+                                "to_regclass('information_schema.workers')")
+    assert created == [(None, None)]

@@ -61,6 +61,33 @@ def _load_json(data: bytes | bytearray | memoryview | str) -> Any:
         return Unreadable(f"invalid JSON: {first_line(e)}")
 
 
+#: What an outage is, by SQLSTATE, as a user reads it (the server's own words follow).
+_OUTAGES = {
+    "25006": "the database refuses writes (a read-only standby, or default_transaction_read_only)",
+    "53100": "the database server's disk is full",
+    "53200": "the database server is out of memory",
+    "53300": "the database server has no connection slot left",
+    "57P01": "the database server ended the session",
+    "57P03": "the database server is starting up or in recovery",
+}
+
+
+def outage_reason(error: psycopg.Error) -> tuple[str, str]:
+    """Why the store is unavailable: what ``error`` means (a few words), and the server's own message."""
+    return _OUTAGES.get(error.sqlstate or "", "database connection lost"), first_line(error)
+
+
+class _QuietDiscard(logging.Filter):
+    """Drops the pool's warning for each closed connection it discards: during an outage every
+    retry meets one, and the outage is logged once, by ``PostgresConnector.run``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("discarding closed connection")
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietDiscard())
+
+
 def _configure(conn: Conn) -> None:
     """Per-connection setup: json and jsonb values load without ever raising (see ``Unreadable``)."""
     set_json_loads(_load_json, conn)
@@ -90,6 +117,11 @@ class PostgresConnector:
         self._listener: Conn | None = None
         self._listen_lock = threading.Lock()
         self._woken = threading.Condition()
+        #: When the current outage began (monotonic seconds); None while the store answers.
+        self._outage_since: float | None = None
+        #: What the current outage is, in a few words (``outage_reason``).
+        self._outage_cause: str | None = None
+        self._outage_lock = threading.Lock()
 
     def _connect_kwargs(self) -> dict[str, Any]:
         # Generic plans: our statements are index lookups whose plan never depends on
@@ -160,7 +192,12 @@ class PostgresConnector:
             yield
 
     def run(self, what: str, operation: Callable[[Conn, int], T]) -> T:
-        """Run ``operation(conn, attempt)``, retrying on lost connections for a while.
+        """Run ``operation(conn, attempt)``, retrying for a while when the server is unavailable.
+
+        Unavailable is a lost connection, a server that is restarting, out of disk or
+        memory, or that refuses writes (a standby after a failover, ``default_transaction_
+        read_only``): an outage of the store, logged once when it begins and once when an
+        operation succeeds again, however many operations and retries meet it.
 
         ``attempt`` > 0 tells the operation that an earlier try may have taken effect.
 
@@ -172,7 +209,8 @@ class PostgresConnector:
             What ``operation`` returned.
 
         Raises:
-            StoreUnavailable: the server stayed unreachable for ``reconnect_seconds``.
+            StoreUnavailable: the server stayed unreachable (or refused writes: a read-only
+                standby, a full disk) for ``reconnect_seconds``.
             StoreError: any other database error.
         """
         # Real time, whatever clock the store was given: this waits for a real server.
@@ -181,16 +219,48 @@ class PostgresConnector:
         while True:
             try:
                 with self.connection() as conn:
-                    return operation(conn, attempt)
-            except psycopg.OperationalError as e:
+                    try:
+                        result = operation(conn, attempt)
+                    except psycopg.errors.ReadOnlySqlTransaction:
+                        # A session opened read-only stays so: the next try takes a fresh one
+                        # (the pool drops the closed connection, quietly: see _QuietDiscard).
+                        conn.close()
+                        raise
+                self._outage_over()
+                return result
+            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as e:
+                cause, message = outage_reason(e)
                 if self.closed or time.monotonic() >= deadline:
-                    raise StoreUnavailable(f"{what}: {self.description} is unreachable: {first_line(e)}") from e
-                log.warning("%s: database connection lost (%s); retrying", what, first_line(e),
-                            extra={"action": "reconnect"})
+                    raise StoreUnavailable(f"{what}: {self.description} is unavailable: {cause}: {message}") from e
+                self._outage_begins(what, cause, message)
             except psycopg.Error as e:
                 raise StoreError(f"{what} failed on {self.description}: {first_line(e)}") from e
             time.sleep(delay)
             delay, attempt = min(delay * 2, 1.0), attempt + 1
+
+    def _outage_begins(self, what: str, cause: str, message: str) -> None:
+        with self._outage_lock:
+            known, self._outage_cause = self._outage_cause, cause
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+            elif known == cause:
+                log.debug("%s: %s still unavailable (%s: %s); retrying", what, self.description, cause, message)
+                return
+        if known is None:
+            log.warning("%s is unavailable (%s: %s); backing off and retrying until it answers again",
+                        self.description, cause, message, extra={"action": "store_outage"})
+        else:  # the same outage, another cause (a session ended, then the new one is read-only)
+            log.warning("%s is still unavailable, now %s: %s", self.description, cause, message,
+                        extra={"action": "store_outage"})
+
+    def _outage_over(self) -> None:
+        if self._outage_since is None:  # the usual case, without taking the lock
+            return
+        with self._outage_lock:
+            since, self._outage_since, self._outage_cause = self._outage_since, None, None
+        if since is not None:
+            log.warning("%s is available again after %.1f s", self.description, time.monotonic() - since,
+                        extra={"action": "store_outage_over"})
 
     def wait_for_notify(self, timeout_seconds: float) -> None:
         """Block until a NOTIFY on ``channel`` arrives or ``timeout_seconds`` pass.

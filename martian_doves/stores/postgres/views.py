@@ -19,13 +19,19 @@ if TYPE_CHECKING:
     from martian_doves.stores.postgres.connector import Conn, PostgresConnector
 
 
+#: ``details["outage"]`` while the database refuses writes.
+READ_ONLY = ("the database refuses writes (a read-only standby, or default_transaction_read_only): "
+             "workers wait and retry until it accepts them again")
+
+
 def status(connector: PostgresConnector, lease_seconds: float, details: JSONDict) -> StatusReport:
     """Counts, workers, oldest pending state, recent failures, and what no live worker can run.
 
     Args:
         lease_seconds: liveness of workers that registered no lease of their own.
         details: the store's own extras (location, mode ...); ``no_worker_for`` is added
-            when runnable states wait for a worker with their machine.
+            when runnable states wait for a worker with their machine, ``outage`` while
+            the database refuses writes.
     """
     lease = {"lease": lease_seconds}
 
@@ -36,6 +42,9 @@ def status(connector: PostgresConnector, lease_seconds: float, details: JSONDict
         workers = worker_infos(conn, lease_seconds)
         failures = [(n, c, m) for n, c, m in conn.execute(Q["recent_failures"])]
         extras = dict(details)
+        read_only = conn.execute(Q["read_only"]).fetchone()
+        if read_only and read_only[0]:
+            extras["outage"] = READ_ONLY
         unrunnable = [{"state": state, "count": int(count), "oldest_pending_at": since}
                       for state, count, since in conn.execute(Q["no_worker_for"], lease)]
         if unrunnable:

@@ -374,6 +374,11 @@ WHERE s.status = 'pending' AND s.not_before <= now() AND s.state NOT LIKE 'doves
                     AND (w.states IS NULL OR s.state = ANY(w.states)))
 GROUP BY s.state ORDER BY s.state LIMIT 50
 
+-- name: read_only
+-- Whether this session may write: not on a standby (in recovery), nor where
+-- default_transaction_read_only is on (a database or role made read-only).
+SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'
+
 -- name: workers
 -- Alive: stamped within its own lease, and no supervisor said it died.
 SELECT name, host, pid, extract(epoch FROM last_seen)::float8,
