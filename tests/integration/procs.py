@@ -142,9 +142,9 @@ class WorkerProc:
 
 
 class Fleet:
-    """Starts and attacks worker processes on one directory store; kills leftovers on exit."""
+    """Starts and attacks worker processes on one store (a folder, or a PostgreSQL URL); kills leftovers on exit."""
 
-    def __init__(self, workdir: Path, store: Path, mode: str, *, store_options: Mapping[str, Any] | None = None,
+    def __init__(self, workdir: Path, store: Path | str, mode: str, *, store_options: Mapping[str, Any] | None = None,
                  worker_options: Mapping[str, Any] | None = None,
                  machines: Iterable[Path] = (MACHINES_FILE,)) -> None:
         self.store = store
