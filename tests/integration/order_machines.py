@@ -4,7 +4,7 @@ Loaded by worker processes the way a user's file is. An order waits for its paym
 event the test sends), then a timer, then spawns ``ITEMS`` items and joins them; an order
 nobody pays times out and is cancelled. Every tick first sleeps ``sleep`` seconds (its work,
 long enough for a kill to land on it), then appends one line to the log named in its payload
-(one ``os.write`` on an ``O_APPEND`` file)::
+(as ``counting_machines`` does: lines from many processes never mix)::
 
     <machine id> <state> <pid> <detail>
 """
@@ -16,6 +16,8 @@ import os
 import time
 from typing import Any
 
+from counting_machines import _append  # the worker processes run from this folder
+
 from martian_doves import machine
 from martian_doves.contract import Next, Spawn, Wait
 
@@ -25,11 +27,7 @@ ITEMS = 3
 
 def _log(payload: dict[str, Any], state: str, detail: Any = "-") -> None:
     time.sleep(payload.get("sleep", 0))
-    fd = os.open(payload["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{payload['id']} {state} {os.getpid()} {json.dumps(detail, separators=(',', ':'))}\n".encode())
-    finally:
-        os.close(fd)
+    _append(payload["log"], f"{payload['id']} {state} {os.getpid()} {json.dumps(detail, separators=(',', ':'))}\n")
 
 
 @machine("order")
