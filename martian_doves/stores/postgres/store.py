@@ -17,7 +17,6 @@ folder is ``export.py``'s.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -273,17 +272,19 @@ class PostgresStore(PostgresInspection):
         full = {"name": claim.name, "token": claim.token, "channel": self.channel, **params}
 
         def apply(conn: Conn, _: int) -> bool:
-            with conn.transaction() if key else contextlib.nullcontext():
-                if key:
-                    machines.lock(conn, key)
-                if conn.execute(query, full).fetchall():
-                    done = True
-                else:
-                    owner = conn.execute(Q["owner"], full).fetchone()
-                    done = owner is not None and owner[1] == claim.token and owner[0] == status.value
-                if done and key and status is not Status.PENDING:
-                    machines.child_ended(conn, claim.state, self.channel)
-                return done
+            if not key:
+                return bool(conn.execute(query, full).fetchall()) or owned(conn)
+            # One round trip for the lock, the update and the wake-up: sent together (a pipeline).
+            with conn.pipeline(), conn.transaction():
+                machines.lock(conn, key)
+                cursor = conn.execute(query, full)
+                if status is not Status.PENDING:  # it ended a child machine (idempotent: its join is woken
+                    machines.child_ended(conn, claim.state, self.channel)  # only once no child runs)
+                return bool(cursor.fetchall()) or owned(conn)
+
+        def owned(conn: Conn) -> bool:
+            owner = conn.execute(Q["owner"], full).fetchone()
+            return owner is not None and owner[1] == claim.token and owner[0] == status.value
 
         if not self.connector.run(what, apply):
             raise ClaimLost(f"claim on {claim.name} was taken over")
@@ -329,6 +330,9 @@ class PostgresStore(PostgresInspection):
             "not_before": successor.not_before if successor else None,
         }
         fast = Q["commit_end"] if successor is None else Q["commit_keep"] if params["keep"] else Q["commit_pass"]
+        if successor is None and key is not None:  # a child machine's last tick: its end may wake the join
+            self._fenced("commit", fast, claim, Status.DONE, {}, key)
+            return None
 
         def write(conn: Conn, _: int) -> tuple[bool, str | None]:
             if key is None:
@@ -340,11 +344,7 @@ class PostgresStore(PostgresInspection):
                     if owner is None or owner[1] != claim.token or owner[0] != Status.IN_PROGRESS.value:
                         return owner is not None and owner[1] == claim.token and owner[0] == "done", None
                     machines.spawn(conn, claim.name, successor.children)
-                committed = commits.write(conn, claim, params, Q["commit_end"] if successor is None else Q["commit"],
-                                        savepoints=True)
-                if committed[0] and successor is None:
-                    machines.child_ended(conn, claim.state, self.channel)
-                return committed
+                return commits.write(conn, claim, params, Q["commit"], savepoints=True)
 
         committed, child = self.connector.run("commit", write)
         if not committed:
