@@ -436,6 +436,20 @@ def test_the_general_commit_statement_refuses_a_taken_over_claim(pg_url: str, st
     assert db(pg_url, Q["commit"], {**params, "token": new.token}) == [("x.state-1~2",)]
 
 
+def test_status_names_the_runnable_states_no_live_worker_can_run(store: PostgresStore) -> None:
+    """Workers publish the states they can run; status lists, per state name, what none of them can."""
+    store.submit([State("a.state", "alpha", {}), State("b1.state", "beta", {}), State("b2.state", "beta", {})])
+    store.register_worker("w-alpha", ["alpha"])
+    store.heartbeat("w-alpha", [])  # a heartbeat keeps the published states
+    [entry] = store.status().details["no_worker_for"]
+    assert (entry["state"], entry["count"]) == ("beta", 2) and entry["oldest_pending_at"] <= time.time()
+    store.register_worker("w-all")  # runs everything
+    assert "no_worker_for" not in store.status().details
+    store.unregister_worker("w-all")
+    store.unregister_worker("w-alpha")
+    assert {e["state"] for e in store.status().details["no_worker_for"]} == {"alpha", "beta"}
+
+
 # -- retry, fail, release -----------------------------------------------------------------------
 
 
