@@ -350,6 +350,24 @@ def test_a_spawn_re_run_after_a_takeover_never_makes_a_second_set(model_store: S
     assert names == ["s.state+0.state", "s.state+1.state"]
 
 
+def test_a_child_whose_name_another_machine_holds_takes_the_next_branch(model_store: Store) -> None:
+    """A machine submitted under a child's name is never touched: that child branches (``+0~2``), and
+    the join waits for the children it made, not for that machine."""
+    _submit(model_store, State("s.state", "batch", {}), State("s.state+0.state", "other", {}))
+    (claim,) = model_store.claim("w1", 10, ["batch"])
+    children = (Child("resize", {"i": 0}), Child("resize", {"i": 1}))
+    model_store.commit(claim, Successor(JOIN_STATE, {}, wait=WaitFor("collect", children=2), children=children))
+    assert model_store.history("s.state")[0].children == ("s.state+0~2.state", "s.state+1.state")
+    made = model_store.claim("w1", 10, ["resize"])
+    assert sorted(c.name for c in made) == ["s.state+0~2.state", "s.state+1.state"]
+    for child in made:
+        model_store.commit(child, None)
+    (join,) = model_store.claim("w1", 10, [])  # the worker's own steps only
+    outcomes = model_store.children(join)
+    assert outcomes is not None and [o.name for o in outcomes] == ["s.state+0~2.state", "s.state+1.state"]
+    assert _names(model_store, "s.state+0.state") == [("s.state+0.state", "other", Status.PENDING)]
+
+
 def test_spawn_of_no_children_joins_at_once(model_store: Store, travel: TimeTravel) -> None:
     """An empty ``Spawn`` goes straight to its join, with an empty list."""
     joined: list[dict[str, Any]] = []

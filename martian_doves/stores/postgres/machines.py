@@ -87,8 +87,7 @@ def spawn(conn: Conn, spawner: str, children: Sequence[Child]) -> None:
     Raises:
         UnsafeName: a child finds no usable name (after ``codec.MAX_BRANCHES`` tries).
     """
-    names = {index: child_names for index, child_names in
-             ((index, codec.child_names(spawner, index)) for index in range(len(children)))}
+    names = {index: codec.child_names(spawner, index) for index in range(len(children))}
     todo = {index: next(names[index]) for index in range(len(children))}
     payloads = {index: json.dumps(child.payload, allow_nan=False) for index, child in enumerate(children)}
     while todo:
@@ -97,6 +96,8 @@ def spawn(conn: Conn, spawner: str, children: Sequence[Child]) -> None:
             "spawner": spawner, "names": [todo[i] for i in indexes], "indexes": indexes,
             "states": [children[i].state for i in indexes], "payloads": [payloads[i] for i in indexes]})}
         taken = [i for i in indexes if todo[i] not in added]
+        if not taken:
+            return
         owners = {row[0]: (row[1], row[2]) for row in conn.execute(Q["origins"], {"names": [todo[i] for i in taken]})}
         todo = {i: next(names[i]) for i in taken if owners.get(todo[i]) != (spawner, i)}
 

@@ -1,7 +1,9 @@
 """PostgreSQL store: states in a table, SKIP LOCKED claims, fenced one-statement commits.
 
-Every step is one autocommit statement (one round trip, one transaction); the SQL and
-the reasoning behind each statement are in ``sql/queries.sql``. A claim takes over
+Every ordinary step is one autocommit statement (one round trip, one transaction); a
+wait, a spawn, a child machine's end and an event sent are a short transaction that
+first takes the lock of what wakes the waiting entry. The SQL and the reasoning behind
+each statement are in ``sql/queries.sql``. A claim takes over
 expired leases, then due pending states (``FOR UPDATE SKIP LOCKED``). A commit marks
 the parent done only while it is still claimed with our token, together with its
 successor (named by ``codec.successor_names``, optionally claimed by us at once:
@@ -10,9 +12,13 @@ lost connection can tell "my earlier try did it" from "my claim was taken over":
 successor is written exactly once. Leases run on the database's clock, so worker
 hosts' clocks never matter. Wake-ups use ``LISTEN/NOTIFY`` with a polling fallback.
 
-This module holds what states mean; sessions, retries after a lost connection and the
-NOTIFY listener are the connector's (``connector.py``), writing the states back as a
-folder is ``export.py``'s.
+Timers and waiting entries are rows due later (a waiting entry: at its deadline, or not
+before its event or its children); mailboxes, children and joins are ``machines.py``'s,
+the general commit (a branch name, a waiting entry's lock) ``commits.py``'s.
+
+This module holds what states mean; sessions, outages and the NOTIFY listener are the
+connector's (``connector.py``), status and history ``views.py``'s, migrations
+``schema.py``'s, writing the states back as a folder is ``export.py``'s.
 """
 
 from __future__ import annotations
