@@ -20,11 +20,16 @@ from martian_doves.model import (
     WorkerInfo,
 )
 from martian_doves.stores.postgres.connector import Unreadable
+from martian_doves.stores.postgres.machines import with_machine_fields
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
     from martian_doves.config import PostgresOptions
     from martian_doves.stores.postgres.connector import Conn, PostgresConnector
+
+
+#: Columns of a row that ``record_of`` reads (``show`` and ``history`` add the machine model's).
+RECORD_COLUMNS = 15
 
 
 def record_of(row: Sequence[Any]) -> StateRecord:
@@ -61,9 +66,10 @@ def worker_infos(conn: Conn, lease_seconds: float) -> list[WorkerInfo]:
         claims.setdefault(worker, []).append(WorkerClaim(name, state, since))
     outcomes = {worker: (int(done), int(failed)) for worker, done, failed
                 in conn.execute(Q["worker_outcomes"], {"workers": [row[0] for row in found]})}
-    return [WorkerInfo(name, host, pid, seen, alive, started_at, claims=tuple(claims.get(name, ())),
-                       processed=outcomes.get(name, (0, 0))[0], failed=outcomes.get(name, (0, 0))[1], ended=ended)
-            for name, host, pid, seen, alive, started_at, ended in found]
+    return [WorkerInfo(name, host, pid, seen, alive, started_at, None if states is None else tuple(states),
+                       claims=tuple(claims.get(name, ())), processed=outcomes.get(name, (0, 0))[0],
+                       failed=outcomes.get(name, (0, 0))[1], ended=ended)
+            for name, host, pid, seen, alive, started_at, ended, states in found]
 
 
 class PostgresInspection:
@@ -84,7 +90,7 @@ class PostgresInspection:
 
     def show(self, name: str) -> StateRecord | None:
         row = self.connector.run("show", lambda conn, _: conn.execute(Q["show"], {"name": name}).fetchone())
-        return None if row is None else record_of(row)
+        return None if row is None else with_machine_fields(record_of(row[:RECORD_COLUMNS]), row[RECORD_COLUMNS:])
 
     def counts_by_state(self) -> dict[str, dict[Status, int]]:
         rows = self.connector.run("counts_by_state", lambda conn, _: conn.execute(Q["counts_by_state"]).fetchall())

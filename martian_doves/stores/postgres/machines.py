@@ -10,6 +10,7 @@ did not commit did neither).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Sequence
@@ -19,7 +20,18 @@ import psycopg
 
 from martian_doves import codec
 from martian_doves.errors import InvalidDocument, MachineEnded, NoSuchMachine
-from martian_doves.model import Child, ChildOutcome, Claim, JSONDict, MachineEvent, Origin, State, Status, WaitFor
+from martian_doves.model import (
+    Child,
+    ChildOutcome,
+    Claim,
+    JSONDict,
+    MachineEvent,
+    Origin,
+    State,
+    StateRecord,
+    Status,
+    WaitFor,
+)
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -46,6 +58,14 @@ def state_of(name: str, state: str, payload: JSONDict, parent: str | None, root:
     """A row as a ``State``: its machine is its root's name (None for a root itself)."""
     return State(name, state, payload, parent, None if root == name else root, wait_of(wait),
                  origin_of(origin_parent, origin_index))
+
+
+def with_machine_fields(record: StateRecord, row: Sequence[Any]) -> StateRecord:
+    """``record`` with what the machine model adds, from the last columns of ``show`` and ``history``."""
+    wait, origin_parent, origin_index, event, data, sent_at, spawned = row
+    return dataclasses.replace(record, wait=wait_of(wait), origin=origin_of(origin_parent, origin_index),
+                               event=None if event is None else MachineEvent(event, data, sent_at),
+                               children=tuple(spawned))
 
 
 def lock_key(schema: str, state: State) -> str | None:

@@ -6,13 +6,11 @@ states no live worker can run, and each lineage with its timers, waits, events a
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from martian_doves.model import JSONDict, MachineEvent, StateRecord, StatusReport
-from martian_doves.stores.postgres.inspection import record_of, worker_infos
-from martian_doves.stores.postgres.machines import lineage_range, origin_of, wait_of
+from martian_doves.model import JSONDict, StateRecord, StatusReport
+from martian_doves.stores.postgres.inspection import RECORD_COLUMNS, record_of, worker_infos
+from martian_doves.stores.postgres.machines import lineage_range, with_machine_fields
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -65,17 +63,5 @@ def history(connector: PostgresConnector, name: str) -> list[StateRecord]:
         low, high = lineage_range(root[0])
         return conn.execute(Q["history"], {"root": root[0], "low": low, "high": high}).fetchall()
 
-    return [with_machine_fields(record_of(row[:_RECORD_COLUMNS]), row[_RECORD_COLUMNS:])
+    return [with_machine_fields(record_of(row[:RECORD_COLUMNS]), row[RECORD_COLUMNS:])
             for row in connector.run("history", read)]
-
-
-#: Columns of a ``history`` row that ``inspection.record_of`` reads; the machine model's follow.
-_RECORD_COLUMNS = 15
-
-
-def with_machine_fields(record: StateRecord, row: Sequence[Any]) -> StateRecord:
-    """``record`` with what the machine model adds, from the ``history`` query's last columns."""
-    wait, origin_parent, origin_index, event, data, sent_at, spawned = row
-    return dataclasses.replace(record, wait=wait_of(wait), origin=origin_of(origin_parent, origin_index),
-                               event=None if event is None else MachineEvent(event, data, sent_at),
-                               children=tuple(spawned))

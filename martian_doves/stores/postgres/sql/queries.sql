@@ -380,10 +380,11 @@ GROUP BY s.state ORDER BY s.state LIMIT 50
 SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'
 
 -- name: workers
--- Alive: stamped within its own lease, and no supervisor said it died.
+-- Alive: stamped within its own lease, and no supervisor said it died. `states`: the state
+-- names it registered with (NULL: all).
 SELECT name, host, pid, extract(epoch FROM last_seen)::float8,
        ended IS NULL AND last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second',
-       extract(epoch FROM started_at)::float8, ended
+       extract(epoch FROM started_at)::float8, ended, states
 FROM workers ORDER BY name
 
 -- name: worker_claims
@@ -441,19 +442,27 @@ ORDER BY s.step, s.name
 SELECT name FROM states WHERE step = 0 ORDER BY submitted_at DESC, name DESC LIMIT %(limit)s
 
 -- name: show
-SELECT name, state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END,
-       payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors, parent, root,
-       extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
-       extract(epoch FROM not_before)::float8
-FROM states WHERE name = %(name)s
+-- As a step of `history`: the record's columns, then what the machine model adds.
+SELECT s.name, s.state,
+       CASE WHEN s.status = 'pending' AND s.not_before > now()
+            THEN CASE WHEN s.wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE s.status END,
+       s.payload, s.worker, extract(epoch FROM s.finished_at)::float8, s.attempts, s.reason, s.errors, s.parent,
+       s.root, extract(epoch FROM s.submitted_at)::float8, extract(epoch FROM s.claimed_at)::float8, s.retries,
+       CASE WHEN s.not_before < 'infinity' THEN extract(epoch FROM s.not_before)::float8 END,
+       s.wait, s.origin_parent, s.origin_index, e.name, e.data, extract(epoch FROM e.sent_at)::float8,
+       ARRAY(SELECT c.name FROM states c WHERE c.origin_parent = s.name AND c.name = c.root
+             ORDER BY c.origin_index)
+FROM states s LEFT JOIN events e ON e.taken_by = s.name
+WHERE s.name = %(name)s
 
 -- name: find
 -- Every filter given must match (NULL: no filter); newest change first, one page. Statuses as
--- `status` reports them (a pending state not yet due is scheduled).
+-- `status` reports them (a pending state not yet due is scheduled, or waiting for an event or children).
 SELECT name, state, reported, payload, worker, extract(epoch FROM finished_at)::float8, attempts, reason, errors,
        parent, root, extract(epoch FROM submitted_at)::float8, extract(epoch FROM claimed_at)::float8, retries,
-       extract(epoch FROM not_before)::float8
-FROM (SELECT *, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END AS reported,
+       CASE WHEN not_before < 'infinity' THEN extract(epoch FROM not_before)::float8 END
+FROM (SELECT *, CASE WHEN status = 'pending' AND not_before > now()
+                     THEN CASE WHEN wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE status END AS reported,
              greatest(submitted_at, claimed_at, finished_at) AS updated_at
       FROM states) AS s
 WHERE (%(status)s::text IS NULL OR reported = %(status)s::text)
@@ -482,7 +491,8 @@ ORDER BY finished_at DESC, name DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: counts_by_state
-SELECT state, CASE WHEN status = 'pending' AND not_before > now() THEN 'scheduled' ELSE status END, count(*)
+SELECT state, CASE WHEN status = 'pending' AND not_before > now()
+                   THEN CASE WHEN wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE status END, count(*)
 FROM states GROUP BY 1, 2 ORDER BY 1, 2
 
 -- name: forget
@@ -492,8 +502,22 @@ WITH machines AS (
     SELECT DISTINCT root FROM states WHERE name = ANY(%(names)s::text[])
 ), locked AS (
     SELECT s.root, s.status FROM states AS s JOIN machines AS m ON s.root = m.root FOR UPDATE OF s
-), ended AS (
+), settled AS (
     SELECT root FROM locked GROUP BY root HAVING bool_and(status IN ('done', 'failed'))
+), ended AS (
+    -- A child machine stays while the machine that spawned it runs: its join reads the child's
+    -- outcome. That machine's states are one key range of the primary key (as for `history`).
+    SELECT settled.root FROM settled JOIN states AS r ON r.name = settled.root
+    LEFT JOIN states AS p ON p.name = r.origin_parent
+    WHERE p.name IS NULL OR NOT EXISTS (
+        SELECT 1 FROM states AS m
+        WHERE m.root = p.root AND m.status IN ('pending', 'in_progress')
+          AND (m.name = p.root
+               OR (m.name >= regexp_replace(p.root, '(-[0-9]+)?(~[0-9]+)?$', '') || '-'
+                   AND m.name < regexp_replace(p.root, '(-[0-9]+)?(~[0-9]+)?$', '') || '.')))
+), mail AS (
+    -- Its mailbox goes with it (an ended machine takes no event).
+    DELETE FROM events USING ended WHERE events.machine = ended.root
 )
 DELETE FROM states AS s USING ended WHERE s.root = ended.root
 RETURNING s.name
