@@ -8,6 +8,7 @@
 - ``commits.py``: the general commit (a branch name, a waiting entry's lock);
 - ``machines.py``: timers' and waits' rows, mailboxes, children and their joins;
 - ``views.py``: what ``status`` and ``history`` read;
+- ``inspection.py``: ``list``, ``show``, counts by state, ``forget``, dead workers;
 - ``export.py``: the states written back as a folder store (``PostgresStore.export``).
 
 Needs the ``postgres`` extra (psycopg 3 and its pool).
