@@ -28,8 +28,13 @@ if TYPE_CHECKING:
     from martian_doves.stores.postgres.connector import Conn, PostgresConnector
 
 
-#: Columns of a row that ``record_of`` reads (``show`` and ``history`` add the machine model's).
+#: Columns of a row that ``record_of`` reads; a ``state_records`` row adds the machine model's.
 RECORD_COLUMNS = 15
+
+
+def full_record(row: Sequence[Any]) -> StateRecord:
+    """A ``StateRecord`` from a row of the ``state_records`` view (``show``, ``history``)."""
+    return with_machine_fields(record_of(row[:RECORD_COLUMNS]), row[RECORD_COLUMNS:])
 
 
 def record_of(row: Sequence[Any]) -> StateRecord:
@@ -90,7 +95,7 @@ class PostgresInspection:
 
     def show(self, name: str) -> StateRecord | None:
         row = self.connector.run("show", lambda conn, _: conn.execute(Q["show"], {"name": name}).fetchone())
-        return None if row is None else with_machine_fields(record_of(row[:RECORD_COLUMNS]), row[RECORD_COLUMNS:])
+        return None if row is None else full_record(row)
 
     def counts_by_state(self) -> dict[str, dict[Status, int]]:
         rows = self.connector.run("counts_by_state", lambda conn, _: conn.execute(Q["counts_by_state"]).fetchall())

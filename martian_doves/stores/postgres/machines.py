@@ -61,8 +61,8 @@ def state_of(name: str, state: str, payload: JSONDict, parent: str | None, root:
 
 
 def with_machine_fields(record: StateRecord, row: Sequence[Any]) -> StateRecord:
-    """``record`` with what the machine model adds, from the last columns of ``show`` and ``history``."""
-    wait, origin_parent, origin_index, event, data, sent_at, spawned = row
+    """``record`` with what the machine model adds: the ``state_records`` columns after the record's."""
+    wait, origin_parent, origin_index, event, data, sent_at, spawned = row[:7]
     return dataclasses.replace(record, wait=wait_of(wait), origin=origin_of(origin_parent, origin_index),
                                event=None if event is None else MachineEvent(event, data, sent_at),
                                children=tuple(spawned))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from martian_doves.model import JSONDict, StateRecord, StatusReport
-from martian_doves.stores.postgres.inspection import RECORD_COLUMNS, record_of, worker_infos
-from martian_doves.stores.postgres.machines import lineage_range, with_machine_fields
+from martian_doves.stores.postgres.inspection import full_record, worker_infos
+from martian_doves.stores.postgres.machines import lineage_range
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -63,5 +63,4 @@ def history(connector: PostgresConnector, name: str) -> list[StateRecord]:
         low, high = lineage_range(root[0])
         return conn.execute(Q["history"], {"root": root[0], "low": low, "high": high}).fetchall()
 
-    return [with_machine_fields(record_of(row[:RECORD_COLUMNS]), row[RECORD_COLUMNS:])
-            for row in connector.run("history", read)]
+    return [full_record(row) for row in connector.run("history", read)]

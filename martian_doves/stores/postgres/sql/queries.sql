@@ -421,39 +421,17 @@ SELECT name, coalesce(reason ->> 'code', 'error'), coalesce(reason ->> 'message'
 FROM states WHERE status = 'failed' ORDER BY finished_at DESC NULLS LAST LIMIT 5
 
 -- name: history
--- Each state of the lineage as a record (the columns of inspection.py's record_of), then what
--- the machine model adds: what it waits for (a waiting entry not woken yet shows as waiting),
--- its machine's origin, the event it received and the children its tick spawned.
-SELECT s.name, s.state,
-       CASE WHEN s.status = 'pending' AND s.not_before > now()
-            THEN CASE WHEN s.wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE s.status END,
-       s.payload, s.worker, extract(epoch FROM s.finished_at)::float8, s.attempts, s.reason, s.errors, s.parent,
-       s.root, extract(epoch FROM s.submitted_at)::float8, extract(epoch FROM s.claimed_at)::float8, s.retries,
-       CASE WHEN s.not_before < 'infinity' THEN extract(epoch FROM s.not_before)::float8 END,
-       s.wait, s.origin_parent, s.origin_index, e.name, e.data, extract(epoch FROM e.sent_at)::float8,
-       ARRAY(SELECT c.name FROM states c WHERE c.origin_parent = s.name AND c.name = c.root
-             ORDER BY c.origin_index)
-FROM states s LEFT JOIN events e ON e.taken_by = s.name
-WHERE s.root = %(root)s AND (s.name = %(root)s OR (s.name >= %(low)s AND s.name < %(high)s))
-ORDER BY s.step, s.name
+-- Each state of the lineage as a record (see state_records), oldest first.
+SELECT * FROM state_records
+WHERE root = %(root)s AND (name = %(root)s OR (name >= %(low)s AND name < %(high)s))
+ORDER BY step, name
 
 -- name: machine_names
 -- Lineage roots, newest first (LIMIT NULL: all).
 SELECT name FROM states WHERE step = 0 ORDER BY submitted_at DESC, name DESC LIMIT %(limit)s
 
 -- name: show
--- As a step of `history`: the record's columns, then what the machine model adds.
-SELECT s.name, s.state,
-       CASE WHEN s.status = 'pending' AND s.not_before > now()
-            THEN CASE WHEN s.wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE s.status END,
-       s.payload, s.worker, extract(epoch FROM s.finished_at)::float8, s.attempts, s.reason, s.errors, s.parent,
-       s.root, extract(epoch FROM s.submitted_at)::float8, extract(epoch FROM s.claimed_at)::float8, s.retries,
-       CASE WHEN s.not_before < 'infinity' THEN extract(epoch FROM s.not_before)::float8 END,
-       s.wait, s.origin_parent, s.origin_index, e.name, e.data, extract(epoch FROM e.sent_at)::float8,
-       ARRAY(SELECT c.name FROM states c WHERE c.origin_parent = s.name AND c.name = c.root
-             ORDER BY c.origin_index)
-FROM states s LEFT JOIN events e ON e.taken_by = s.name
-WHERE s.name = %(name)s
+SELECT * FROM state_records WHERE name = %(name)s
 
 -- name: find
 -- Every filter given must match (NULL: no filter); newest change first, one page. Statuses as

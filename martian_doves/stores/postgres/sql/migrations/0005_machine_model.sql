@@ -63,6 +63,25 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     END
 $$;
 
+-- One state as `show` and `history` tell it: the columns of inspection.py's record_of (a
+-- timer not yet due reads scheduled, a waiting entry not woken yet waiting), then what the
+-- machine model adds (what it waits for, its machine's origin, the event it received, the
+-- children its tick spawned), then its step in the lineage.
+CREATE VIEW state_records AS
+SELECT s.name, s.state,
+       CASE WHEN s.status = 'pending' AND s.not_before > now()
+            THEN CASE WHEN s.wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE s.status END AS status,
+       s.payload, s.worker, extract(epoch FROM s.finished_at)::float8 AS finished_at, s.attempts, s.reason,
+       s.errors, s.parent, s.root, extract(epoch FROM s.submitted_at)::float8 AS submitted_at,
+       extract(epoch FROM s.claimed_at)::float8 AS claimed_at, s.retries,
+       CASE WHEN s.not_before < 'infinity' THEN extract(epoch FROM s.not_before)::float8 END AS not_before,
+       s.wait, s.origin_parent, s.origin_index,
+       e.name AS event, e.data AS event_data, extract(epoch FROM e.sent_at)::float8 AS event_sent_at,
+       ARRAY(SELECT c.name FROM states AS c WHERE c.origin_parent = s.name AND c.name = c.root
+             ORDER BY c.origin_index) AS children,
+       s.step
+FROM states AS s LEFT JOIN events AS e ON e.taken_by = s.name;
+
 -- The state names each worker has machines for (NULL: every state), so `status` can tell
 -- which runnable states no live worker can run.
 ALTER TABLE workers ADD COLUMN states text[];
