@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import WorkerOptions
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: A waiting entry whose deadline is this close is waited out in the worker, not handed back.
 _DEADLINE_SLACK_SECONDS = 2.0
+#: Longest pause between two tries of a store that is unavailable (an outage).
+_OUTAGE_MAX_DELAY_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 class _NotYet:
@@ -257,7 +262,8 @@ class Worker:
         delay = retry.delay_seconds
         if delay is None:
             delay = self.options.retry.backoff_seconds(claim.retries + 1)
-        self.store.retry_later(claim, delay, f"Retry: {reason}", requested=True)
+        self._ride_out(claim, "rescheduling",
+                       lambda: self.store.retry_later(claim, delay, f"Retry: {reason}", requested=True))
         self._drop(claim)
         result.retried += 1
         self._emit(Event.RETRIED, claim)
@@ -265,23 +271,35 @@ class Worker:
                       claim.retries + 1, limit, reason, extra={"action": "reschedule", "state_name": claim.name})
 
     def _commit(self, claim: Claim, successor: Successor | None) -> Claim | None:
-        """Commit, riding out a store that is briefly unreachable (a restarting database).
+        def commit() -> Claim | None:
+            keep = self.options.chain and not self._stopping.is_set()
+            return self.store.commit(claim, successor, keep=keep)
+        return self._ride_out(claim, "committing", commit)
 
-        Commits are idempotent and fenced, so trying again is safe: either it lands
-        once, or the claim was taken over meanwhile and ``ClaimLost`` ends it.
+    def _ride_out(self, claim: Claim, what: str, outcome: Callable[[], T]) -> T:
+        """Write ``claim``'s outcome (commit, retry, fail, release), riding out a store outage.
+
+        Outcomes are idempotent and fenced, so trying again is safe: either it lands
+        once, or the claim was taken over meanwhile and ``ClaimLost`` ends it. The claim
+        stays held meanwhile (heartbeats renew it), so it is neither given up nor run
+        twice. The store logs the outage once; a retry here is only a debug line. A
+        stopping worker gives up after a few seconds: its claims' leases then run out
+        and other workers take them over.
+
+        Raises:
+            StoreUnavailable: the worker is stopping and the store still does not answer.
         """
         delay = 0.1
         while True:
-            keep = self.options.chain and not self._stopping.is_set()
             try:
-                return self.store.commit(claim, successor, keep=keep)
+                return outcome()
             except StoreUnavailable as e:
-                if self._stopping.is_set() and delay > 5:
+                if self._stopping.is_set() and delay >= _OUTAGE_MAX_DELAY_SECONDS:
                     raise
-                self.log.warning("store unavailable while committing %s (%s); retrying in %.1f s",
-                                 claim.name, e.message, delay, extra={"action": "store_unavailable"})
+                self.log.debug("store unavailable while %s %s (%s); retrying in %.1f s", what, claim.name,
+                               e.message, delay, extra={"action": "store_unavailable"})
                 self.clock.sleep(delay)
-                delay = min(5.0, delay * 2)
+                delay = min(_OUTAGE_MAX_DELAY_SECONDS, delay * 2)
 
     def _retry(self, claim: Claim, error: str, trace: str | None, delay: float | None,
                result: StepResult) -> None:
@@ -291,7 +309,8 @@ class Worker:
             failure = Failure(TickFailed.code, error, trace, failed_attempts, with_error(claim.errors, error))
             self._fail(claim, failure, result)
             return
-        self.store.retry_later(claim, backoff if delay is None else delay, error)
+        self._ride_out(claim, "retrying",
+                       lambda: self.store.retry_later(claim, backoff if delay is None else delay, error))
         self._drop(claim)
         result.retried += 1
         self._emit(Event.RETRIED, claim)
@@ -301,7 +320,7 @@ class Worker:
                          extra={"action": "retry", "state_name": claim.name})
 
     def _fail(self, claim: Claim, failure: Failure, result: StepResult) -> None:
-        self.store.fail(claim, failure)
+        self._ride_out(claim, "failing", lambda: self.store.fail(claim, failure))
         self._drop(claim)
         result.failed += 1
         self._emit(Event.FAILED, claim)
@@ -310,10 +329,17 @@ class Worker:
 
     def _release(self, claim: Claim) -> None:
         try:
-            self.store.release(claim)
+            if self._stopping.is_set():
+                self.store.release(claim)  # one try: stopping is bounded
+            else:
+                self._ride_out(claim, "releasing", lambda: self.store.release(claim))
             self._emit(Event.RELEASED, claim)
         except ClaimLost:
             pass
+        except StoreUnavailable:
+            # Stopping through an outage: the claim's lease runs out and another worker takes it over.
+            self.log.warning("could not release %s (the store is unavailable); its lease will run out",
+                             claim.name, extra={"action": "release"})
         finally:
             self._drop(claim)
 
@@ -336,12 +362,13 @@ class Worker:
                 result = self.step()
                 outage_delay = 0.1
             except StoreUnavailable as e:
-                # Keep going through a store outage (a database restart): leases may
+                # Keep going through a store outage (a database restart, a full disk):
+                # the store logged its beginning once, and logs its end; leases may
                 # expire meanwhile, and fencing keeps late commits out.
-                self.log.warning("store unavailable (%s); retrying in %.1f s", e.message, outage_delay,
-                                 extra={"action": "store_unavailable"})
+                self.log.debug("store unavailable (%s); retrying in %.1f s", e.message, outage_delay,
+                               extra={"action": "store_unavailable"})
                 self.clock.sleep(outage_delay)
-                outage_delay = min(5.0, outage_delay * 2)
+                outage_delay = min(_OUTAGE_MAX_DELAY_SECONDS, outage_delay * 2)
                 continue
             finally:
                 with self._held_lock:
@@ -434,6 +461,20 @@ class Worker:
         """A tick overran ``tick_timeout_seconds``: ``run`` returned while its thread still runs."""
         return self._abandon.is_set()
 
+    def _register(self) -> bool:
+        """Register with the store, riding out an outage (the store logs it); False if stopped first."""
+        delay = 0.1
+        while not self._stopping.is_set():
+            try:
+                self.store.register_worker(self.name, self._states)
+                return True
+            except StoreUnavailable as e:
+                self.log.debug("cannot register yet (%s); retrying in %.1f s", e.message, delay,
+                               extra={"action": "store_unavailable"})
+                self.clock.sleep(delay)
+                delay = min(_OUTAGE_MAX_DELAY_SECONDS, delay * 2)
+        return False
+
     def run(self) -> StepResult:
         """Register, run ``concurrency`` loops until stopped or finished, drain, unregister.
 
@@ -444,7 +485,8 @@ class Worker:
         Returns:
             What this worker did, in total.
         """
-        self.store.register_worker(self.name, self._states)
+        if not self._register():
+            return self.totals
         self.log.info("worker started on %s (%s mode, concurrency %d)", self.store.description,
                       self.store.mode, self.options.concurrency, extra={"action": "start"})
         self._threads_done = threading.Event()
@@ -477,7 +519,10 @@ class Worker:
                 self.log.warning("releasing %s unfinished at shutdown", claim.name, extra={"action": "release"})
                 self._release(claim)
             self._threads_done.set()
-            self.store.unregister_worker(self.name)
+            try:
+                self.store.unregister_worker(self.name)
+            except StoreUnavailable as e:  # it counts as dead once its heartbeats stop
+                self.log.warning("could not unregister (%s)", e.message, extra={"action": "stop"})
             self.log.info("worker stopped: %d committed, %d retried, %d failed", self.totals.committed,
                           self.totals.retried, self.totals.failed, extra={"action": "stop"})
         return self.totals

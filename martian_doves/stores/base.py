@@ -52,6 +52,11 @@ class Store(Protocol):
 
     Every method is safe to call from several processes (and hosts) at once. Methods
     that act on a claim raise ``ClaimLost`` if the claim was taken over meanwhile.
+
+    A store that cannot be used for a while (a database restarting or refusing
+    writes, a full disk) raises ``StoreUnavailable`` having changed nothing it cannot
+    finish later, and logs the outage itself: one line when it begins and one when it
+    ends, however many calls meet it. The worker only retries, quietly.
     """
 
     #: Human-readable location, for logs and messages.

@@ -16,7 +16,7 @@ import pytest
 
 from martian_doves.clock import FakeClock
 from martian_doves.config import WorkerOptions
-from martian_doves.errors import ConfigError, Retry
+from martian_doves.errors import ConfigError, Retry, StoreUnavailable
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
@@ -612,3 +612,101 @@ def test_a_crashed_heartbeat_thread_stops_the_worker() -> None:
     release.set()
     runner.join(5)
     assert worker.crashed and worker.stopping
+
+
+# -- store outages -----------------------------------------------------------------------
+
+
+class OutageStore(RecordingStore):
+    """The memory store, unavailable for the next ``down[method]`` calls of each method named there.
+
+    Stands for a store in an outage (a full disk, a database restarting): the call does
+    nothing and raises ``StoreUnavailable``, as the real stores do.
+    """
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.down: dict[str, int] = {}
+
+    def _outage(self, method: str) -> None:
+        if self.down.get(method, 0) > 0:
+            self.down[method] -= 1
+            raise StoreUnavailable(f"{method}: the store is unavailable")
+
+    def register_worker(self, worker: str, states: Any = None) -> None:
+        self._outage("register_worker")
+        super().register_worker(worker, states)
+
+    def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
+        self._outage("retry_later")
+        super().retry_later(claim, delay_seconds, error, requested=requested)
+
+    def fail(self, claim: Claim, failure: Failure) -> None:
+        self._outage("fail")
+        super().fail(claim, failure)
+
+    def release(self, claim: Claim) -> None:
+        self._outage("release")
+        super().release(claim)
+
+
+def _raises(payload: dict[str, Any]) -> None:
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("method", ["retry_later", "fail"])
+def test_an_outcome_the_store_refuses_in_an_outage_is_written_once_it_answers(
+        clock: FakeClock, method: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A retry or failure that meets an outage is written when the store answers again: the
+    claim is neither kept forever nor given up, and the worker logs no warning per try
+    (the store logs the outage itself, once)."""
+    store = OutageStore(clock)
+    _submit(store, "r.state", "raises", {})
+    attempts = 1 if method == "fail" else 3
+    worker = _worker(store, _registry(raises=_raises), clock,
+                     retry=RetryPolicy(max_attempts=attempts, base_delay_seconds=1, jitter=0))
+    store.down[method] = 4
+    with caplog.at_level(logging.INFO, logger="martian_doves.worker"):
+        result = worker.step()
+    assert store.down[method] == 0, "the outcome was not tried again"
+    assert not worker._held, "the claim is still held after its outcome was written"
+    entry = store.history("r.state")[0]
+    if method == "fail":
+        assert result.failed == 1 and entry.status is Status.FAILED
+    else:
+        assert result.retried == 1 and entry.status is Status.SCHEDULED and entry.attempts == 1
+    assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+def test_a_release_refused_in_an_outage_while_stopping_leaves_the_claim_to_its_lease(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """Stopping is bounded: a release the store refuses is tried once, said in one line, and the
+    claim is left to run out its lease (another worker takes it over), not kept by this worker."""
+    store = OutageStore(clock)
+    _submit(store, "a.state", "count", {"count": 1})
+    _submit(store, "b.state", "count", {"count": 1})
+    worker = _worker(store, _registry(count=_count_down), clock, prefetch=2)
+    worker.hooks.append(lambda event, claim: worker.stop() if event is Event.CLAIMED else None)
+    store.down["release"] = 1
+    with caplog.at_level(logging.WARNING, logger="martian_doves.worker"):
+        result = worker.step()
+    assert result.committed == 1 and not worker._held
+    assert [r.getMessage() for r in caplog.records if "could not release" in r.getMessage()]
+    assert store.status().in_progress == 1  # until its lease runs out
+    expire_all(store)
+    (taken,) = store.claim("other", 5)
+    assert taken.attempts == 1
+
+
+def test_registering_during_an_outage_waits_for_the_store(clock: FakeClock,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A worker started while the store is unavailable registers once it answers, and runs:
+    no traceback, no exception out of ``run``."""
+    store = OutageStore(clock)
+    _submit(store, "c.state", "count", {"count": 2})
+    store.down["register_worker"] = 5
+    worker = _worker(store, _registry(count=_count_down), clock, poll_seconds=0.05)
+    with caplog.at_level(logging.DEBUG, logger="martian_doves.worker"):
+        totals = worker.run()
+    assert store.down["register_worker"] == 0 and totals.committed == 2
+    assert not [r for r in caplog.records if r.exc_info]
