@@ -27,8 +27,9 @@ pytest: $(BIN)/doves
 
 test: lint typecheck pytest
 
+# The peers' workload on a fresh folder store (BENCH_ARGS='postgresql://... --runs 3' for others).
 bench: $(BIN)/doves
-	$(BIN)/python bench/bench_doves.py $(BENCH_ARGS)
+	$(BIN)/doves bench --runs 3 $(BENCH_ARGS)
 
 # The README's state graphs and their pictures in docs/graphs/, drawn again by doves graph.
 graphs: $(BIN)/doves

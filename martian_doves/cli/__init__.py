@@ -9,7 +9,7 @@ wrong shows a traceback.
 
 Commands live by what they touch: ``running`` (run), ``files`` (submit, validate),
 ``inspecting`` (status, list, show, history, dashboard), ``graph``, ``sending`` (send),
-``admin`` (reset, retry, forget, migrate, export) and ``demo``.
+``admin`` (reset, retry, forget, migrate, export), ``demo`` and ``bench``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import click
 
 from martian_doves.cli.admin import export, forget, migrate, reset, retry
+from martian_doves.cli.bench import bench
 from martian_doves.cli.demo import demo
 from martian_doves.cli.files import submit, validate
 from martian_doves.cli.graph import graph
@@ -54,7 +55,7 @@ def cli() -> None:
 
 
 for _command in (run, submit, send, status, list_states, show_state, history, graph, dashboard, reset, retry, forget,
-                 validate, migrate, export, demo):
+                 validate, migrate, export, demo, bench):
     cli.add_command(_command)
 
 

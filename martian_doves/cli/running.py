@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import socket
 import sys
 from typing import Any
@@ -48,6 +49,10 @@ display_options = fields_options(LogOptions, ProgressOptions)
         help="Worker names are PREFIX-<pid>, shown in logs, status and history.", show_default="the host name")
 @display_options
 @fields_options(SupervisorOptions, only=("metrics_port", "metrics_host"))
+@option("--phase-timings", "phase_timings", default=None, metavar="DIR", show_default=False,
+        type=click.Path(file_okay=False),
+        help="Time the phases of every transition (claim, read, tick, write, commit) and write each worker's "
+             "totals to DIR/<worker>.json when it stops (doves bench --phase-timings reads them). Off: no cost.")
 @option("--clock-offset-seconds", type=float, default=0.0, hidden=True,
         help="Run the workers' clock this much fast (tests of the semaphore's skew guard).")
 def run(store: str | None, **params: Any) -> int:
@@ -72,9 +77,18 @@ def run(store: str | None, **params: Any) -> int:
         name_prefix=worker_name_prefix(params.get("name_prefix") or socket.gethostname()),
         log_level=logs.log_level.lower(), log_format=logs.log_format,
         clock_offset_seconds=params.get("clock_offset_seconds") or 0.0,
+        phase_timings=_phase_folder(params.get("phase_timings")),
     )
     return supervise(spec, options_from(SupervisorOptions, params), options_from(ProgressOptions, params),
                      title="doves run")
+
+
+def _phase_folder(folder: str | None) -> str | None:
+    """``--phase-timings`` as an absolute folder that exists (workers may run elsewhere)."""
+    if folder is None:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    return os.path.abspath(folder)
 
 
 def supervise(spec: WorkerSpec, options: SupervisorOptions, progress: ProgressOptions, *, title: str) -> int:

@@ -24,6 +24,7 @@ from martian_doves.errors import ConfigError, DovesError, MachineLoadError
 from martian_doves.loader import default_registry
 from martian_doves.logs import capture_output, setup_logging
 from martian_doves.metrics import WorkerMetrics
+from martian_doves.phases import PhaseTimer
 from martian_doves.supervisor.exits import EXIT_TICK_TIMEOUT, EXIT_WORKER_CONFIG, EXIT_WORKER_CRASHED
 from martian_doves.supervisor.signals import StopRequest
 from martian_doves.supervisor.spec import WorkerSpec
@@ -125,7 +126,14 @@ def serve(spec: WorkerSpec, name: str, stop: StopRequest) -> int:
         worker = _build_worker(spec, name, store)
         stop.attach(worker)
         _stop_when_orphaned(worker)
-        return 0 if stop.requested else _run(worker)
+        if spec.phase_timings is None:
+            return 0 if stop.requested else _run(worker)
+        timer = PhaseTimer()
+        timer.instrument(store, worker.registry)
+        try:
+            return 0 if stop.requested else _run(worker)
+        finally:
+            timer.dump(os.path.join(spec.phase_timings, f"{name}.json"))
     except CannotStart:
         raise
     except Exception:

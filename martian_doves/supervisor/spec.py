@@ -35,6 +35,9 @@ class WorkerSpec:
     clock_offset_seconds: float = 0.0
     #: Count events for Prometheus (set by the supervisor when it serves metrics).
     metrics: bool = False
+    #: A folder: time the phases of every transition (``phases``) and write each worker's
+    #: totals there, as ``<worker name>.json``, when it stops. None: not timed, at no cost.
+    phase_timings: str | None = None
 
     def worker_name(self, pid: int) -> str:
         """The unique name of the worker running in process ``pid``."""

@@ -35,6 +35,9 @@ from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
+#: Where a directory store reads a claimed state and writes a successor, for ``phases``.
+PHASE_POINTS = (("leases.files", "read_state", "read"), ("leases", "write_successor", "write"))
+
 
 def open_folder(root: str | os.PathLike[str], options: DirectoryOptions) -> Layout:
     """The layout of the store at ``root``, its folders created if missing.

@@ -47,7 +47,7 @@ from martian_doves.config import Phase, SemaphoreOptions
 from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
 from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.engine import LeaseEngine, open_folder
+from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
 from martian_doves.stores.directory.inspection import FolderInspection
 from martian_doves.stores.directory.watch import Watcher
 
@@ -110,6 +110,8 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
     """
 
     mode = "semaphore"
+    #: Where it reads and writes, timed by ``doves run --phase-timings``.
+    phase_points = PHASE_POINTS
 
     def __init__(self, root: str | os.PathLike[str], options: SemaphoreOptions | None = None,
                  clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:

@@ -1,0 +1,14 @@
+"""``doves bench``: the peers' countdown workload on a fresh store, measured as their harness measures.
+
+- ``workload.py``: the options, the countdown machines, percentiles, a run's throughput.
+- ``target.py``: a fresh store (a folder, or a schema of a PostgreSQL database), removed after.
+- ``fleet.py``: the warm fleet, ``doves run --watch`` in a session of its own.
+- ``probe.py``: the machine of the idle-latency probes, loaded by the fleet.
+- ``procfs.py``: CPU time and resident memory of processes, from ``/proc``.
+- ``measure.py``: one benchmark (latency, idle CPU, throughput, memory, phases).
+- ``render.py``: its table and text.
+
+Phase timings themselves are ``martian_doves.phases`` (the workers time, the benchmark adds up).
+"""
+
+from __future__ import annotations

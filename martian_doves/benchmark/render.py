@@ -1,0 +1,69 @@
+"""What ``doves bench`` prints: the report as rows, then a rich table or plain lines."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from martian_doves.benchmark.measure import BenchReport
+from martian_doves.benchmark.workload import percentile
+
+
+def rows(report: BenchReport) -> list[tuple[str, str]]:
+    """(measure, value) pairs, in the order a reader wants them."""
+    o = report.options
+    rates = ", ".join(f"{run.per_second:,.0f}" for run in report.runs)
+    found = [
+        ("store", report.store if report.store == "postgresql" else f"{report.store}, {report.mode} mode"),
+        ("workload", f"{o.count:,} x countdown({o.steps}) = {o.count * o.steps:,} transitions"
+                     + (f", ticks of {o.tick_seconds:g} s" if o.tick_seconds else "")),
+        ("fleet", f"{o.workers} worker(s), concurrency {o.concurrency}"),
+        ("transitions/s", f"{report.transitions_per_second:,.0f}"
+                          + (f" (median of {len(report.runs)}: {rates})" if len(report.runs) > 1 else "")),
+        ("submit time", ", ".join(f"{run.submit_seconds:.2f} s" for run in report.runs)),
+    ]
+    if report.latency_ms:
+        found.append(("idle submit-to-start", f"p50 {percentile(report.latency_ms, 50):.2f} ms, "
+                                              f"p99 {percentile(report.latency_ms, 99):.2f} ms "
+                                              f"({len(report.latency_ms)} probes)"))
+    if report.idle_cpu_percent is not None:
+        found.append(("idle fleet CPU", f"{report.idle_cpu_percent:.2f}% of one core over {o.idle_seconds:g} s"))
+    if report.peak_rss_mb:
+        found.append(("peak RSS per worker", ", ".join(f"{mb:.0f} MB" for mb in report.peak_rss_mb)))
+    return found
+
+
+def phase_lines(report: BenchReport) -> list[tuple[str, str, str]]:
+    """(phase, calls, µs per transition) of each phase timed."""
+    return [(name, f"{calls:,}", "in the step around it" if us is None else f"{us:,.1f}")
+            for name, calls, us in report.phase_rows()]
+
+
+#: Said under the phase table: which phases hold others.
+PHASE_NOTE = ("claim without the read in it, commit without the write: the five add up; a chained "
+              "successor is claimed by its parent's commit")
+
+
+def table(report: BenchReport) -> RenderableType:
+    summary = Table(title="doves bench", show_header=False)
+    summary.add_column("measure", style="bold")
+    summary.add_column("value")
+    for label, value in rows(report):
+        summary.add_row(label, value)
+    if not report.phases:
+        return summary
+    timings = Table(title="time per transition, by phase", caption=PHASE_NOTE)
+    for column in ("phase", "calls", "µs per transition"):
+        timings.add_column(column, justify="left" if column == "phase" else "right")
+    for line in phase_lines(report):
+        timings.add_row(*line)
+    return Group(summary, timings)
+
+
+def text(report: BenchReport) -> str:
+    lines = [f"{label}: {value}" for label, value in rows(report)]
+    if report.phases:
+        lines.append(f"time per transition, by phase ({PHASE_NOTE}):")
+        lines += [f"  {name}: {us}{' µs' if us[0].isdigit() else ''} ({calls} calls)"
+                  for name, calls, us in phase_lines(report)]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""``doves bench`` with tiny numbers: the report's shape and counts (never its timings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from acceptance_helpers import Doves
+
+from martian_doves.phases import PHASES
+
+pytestmark = pytest.mark.slow
+
+#: 12 machines of 3 steps, one worker, two probes, the phases timed.
+TINY = ("-M", "12", "-K", "3", "-w", "1", "--probes", "2", "--idle-gap-seconds", "0.05", "--idle-seconds", "0.2",
+        "--phase-timings", "--json")
+#: Transitions the fleet commits: the workload, 10 warm-up states per worker and the probes.
+COMMITTED = 12 * 3 + 10 + 2
+
+
+def _bench(doves: Doves, *args: str) -> dict[str, Any]:
+    result = doves("bench", *args, *TINY)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _check_shape(report: dict[str, Any]) -> None:
+    assert report["workload"] == {"machines": 12, "steps": 3, "transitions": 36, "tick_seconds": 0.0}
+    assert report["fleet"] == {"workers": 1, "concurrency": 1}
+    [run] = report["runs"]
+    assert run["transitions"] == 36
+    assert run["seconds"] >= run["submit_seconds"] > 0
+    assert report["transitions_per_second"] == run["transitions_per_second"] > 0
+    assert report["idle_latency"]["probes"] == 2 and len(report["idle_latency"]["samples_ms"]) == 2
+    assert report["idle_cpu"]["percent_of_one_core"] >= 0
+    assert len(report["peak_rss_mb"]) == 1 and report["peak_rss_mb"][0] > 0
+    assert list(report["phases"]) == list(PHASES)
+    assert report["phases"]["commit"]["calls"] == COMMITTED
+    assert report["phases"]["tick"]["calls"] == COMMITTED
+
+
+def test_bench_on_a_folder_store_reports_every_figure_and_leaves_nothing_behind(doves: Doves,
+                                                                              tmp_path: Path) -> None:
+    where = tmp_path / "benches"
+    where.mkdir()
+    report = _bench(doves, str(where), "--mode", "lease")
+    _check_shape(report)
+    assert (report["store"], report["mode"]) == ("folder", "lease")
+    assert report["phases"]["read"]["calls"] > 0 and report["phases"]["write"]["calls"] > 0
+    assert list(where.iterdir()) == [], "the temporary store is removed"
+
+
+def test_bench_on_postgresql_counts_every_transition_in_its_own_schema(doves: Doves, pg_server_url: str) -> None:
+    report = _bench(doves, pg_server_url, "--keep")
+    [kept] = report["kept"]
+    try:
+        _check_shape(report)
+        assert report["store"] == "postgresql"
+        assert "schema=doves_bench_" in kept
+        result = doves("status", kept, "--json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        assert (status["done"], status["pending"], status["failed"]) == (COMMITTED, 0, 0)
+    finally:
+        import psycopg
+
+        schema = kept.rpartition("schema=")[2]
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
