@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("psycopg")
 
 from order_machines import ITEMS
-from pgdb import db
+from pgdb import assert_counters_match, db
 from procs import HANG_GUARD_SECONDS, Fleet
 from test_chaos import CHAOS_RETRY
 
@@ -121,6 +121,7 @@ def _lineage(url: str, root: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _check_store(url: str, paid: list[str], unpaid: list[str]) -> None:
+    assert_counters_match(url)  # kept in the transactions that kill -9 cut short too
     counts = dict(db(url, "SELECT status, count(*) FROM states GROUP BY status"))
     assert set(counts) == {"done"}, counts  # nothing pending, scheduled, waiting, claimed or failed
     assert db(url, "SELECT name FROM states WHERE name LIKE '%%~%%'") == [], "a successor or child written twice"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pgdb import db
+from pgdb import assert_counters_match, db
 from pgserver import PrivateServer
 
 HERE = Path(__file__).resolve()
@@ -174,6 +174,7 @@ def assert_lineages_complete(pg_url: str, machines: int, ticks: int) -> None:
     found = {name: (parent, payload["count"]) for name, parent, _, payload in rows}
     assert found == expected, f"{len(found)} states, expected {len(expected)}"
     assert {status for _, _, status, _ in rows} == {"done"}
+    assert_counters_match(pg_url)  # the counters too, after whatever the run went through
 
 
 # -- the faults --------------------------------------------------------------------------------

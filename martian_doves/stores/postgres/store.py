@@ -176,6 +176,8 @@ class PostgresStore(PostgresInspection):
             self._spare = [c for c in self._spare if c.worker != worker]
         params = self._worker_params(worker)
         self.connector.run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], params))
+        views.fold_counts(self.connector)
+
 
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         """Claim up to ``limit`` runnable states, taking over expired leases first.
@@ -263,6 +265,7 @@ class PostgresStore(PostgresInspection):
         every = [*claims, *spare]
         params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
         held = self.connector.run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
+        views.fold_counts(self.connector)
         with self._spare_lock:
             self._spare = [c for c in self._spare if c not in spare or c.token in held]
         return [c for c in claims if c.token not in held]

@@ -351,27 +351,47 @@ SELECT name FROM states WHERE batch = %(batch)s AND name = ANY(%(names)s::text[]
 
 -- name: counts
 -- Pending (due now), scheduled (a timer or a retry's backoff ahead), waiting (a waiting
--- entry not woken yet), in progress, done, failed.
-SELECT count(*) FILTER (WHERE status = 'pending' AND not_before <= now()),
-       count(*) FILTER (WHERE status = 'pending' AND not_before > now() AND wait IS NULL),
-       count(*) FILTER (WHERE status = 'pending' AND not_before > now() AND wait IS NOT NULL),
-       count(*) FILTER (WHERE status = 'in_progress'),
-       count(*) FILTER (WHERE status = 'done'),
-       count(*) FILTER (WHERE status = 'failed')
-FROM states
+-- entry not woken yet), in progress, done, failed. The totals by status are the counters
+-- (state_counts and the deltas not folded yet, see migration 0006); only pending splits by
+-- time, over the pending rows not due yet (two partial indexes, never the done rows).
+WITH counted AS (
+    SELECT status, sum(n) AS n
+    FROM (SELECT status, n FROM state_counts UNION ALL SELECT status, n FROM state_count_deltas) AS c
+    GROUP BY status
+), later AS (
+    SELECT (SELECT count(*) FROM states WHERE status = 'pending' AND not_before > now()) AS n,
+           (SELECT count(*) FROM states WHERE wait IS NOT NULL AND status = 'pending' AND not_before > now()) AS waits
+)
+SELECT coalesce((SELECT n FROM counted WHERE status = 'pending'), 0) - later.n,
+       later.n - later.waits,
+       later.waits,
+       coalesce((SELECT n FROM counted WHERE status = 'in_progress'), 0),
+       coalesce((SELECT n FROM counted WHERE status = 'done'), 0),
+       coalesce((SELECT n FROM counted WHERE status = 'failed'), 0)
+FROM later
 
 -- name: oldest_pending
-SELECT extract(epoch FROM min(submitted_at))::float8 FROM states WHERE status = 'pending' AND not_before <= now()
+-- Since when the longest-waiting runnable state has been due: the first entry of states_runnable.
+SELECT extract(epoch FROM min(not_before))::float8 FROM states WHERE status = 'pending' AND not_before <= now()
 
 -- name: no_worker_for
 -- Runnable states that no live worker has a machine for (a worker's `states` NULL: all);
--- the worker's own steps (doves.*) run anywhere.
+-- the worker's own steps (doves.*) run anywhere. Only state names the counters show pending
+-- and no live worker covers are looked for among the pending rows: usually none, and then
+-- nothing is read.
+WITH live AS (
+    SELECT states FROM workers
+    WHERE last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second'
+), uncovered AS (
+    SELECT state FROM (SELECT state, n FROM state_counts WHERE status = 'pending'
+                       UNION ALL SELECT state, n FROM state_count_deltas WHERE status = 'pending') AS c
+    WHERE state NOT LIKE 'doves.%%' AND NOT EXISTS (SELECT 1 FROM live WHERE live.states IS NULL)
+    GROUP BY state HAVING sum(n) > 0
+       AND NOT EXISTS (SELECT 1 FROM live WHERE c.state = ANY(live.states))
+)
 SELECT s.state, count(*), extract(epoch FROM min(s.submitted_at))::float8
 FROM states s
-WHERE s.status = 'pending' AND s.not_before <= now() AND s.state NOT LIKE 'doves.%%'
-  AND NOT EXISTS (SELECT 1 FROM workers w
-                  WHERE w.last_seen > now() - coalesce(w.lease_seconds, %(lease)s) * interval '1 second'
-                    AND (w.states IS NULL OR s.state = ANY(w.states)))
+WHERE s.status = 'pending' AND s.not_before <= now() AND s.state IN (SELECT state FROM uncovered)
 GROUP BY s.state ORDER BY s.state LIMIT 50
 
 -- name: read_only
@@ -393,10 +413,22 @@ SELECT worker, name, state, extract(epoch FROM claimed_at)::float8
 FROM states WHERE status = 'in_progress' ORDER BY claimed_at, name
 
 -- name: worker_outcomes
--- The outcomes the registered workers committed or failed that the table still holds.
-SELECT worker, count(*), count(*) FILTER (WHERE status = 'failed')
-FROM states WHERE status IN ('done', 'failed') AND worker = ANY(%(workers)s::text[])
+-- The outcomes the registered workers committed or failed that the table still holds (the counters).
+SELECT worker, coalesce(sum(n) FILTER (WHERE status = 'done'), 0), coalesce(sum(n) FILTER (WHERE status = 'failed'), 0)
+FROM (SELECT worker, status, n FROM state_counts UNION ALL SELECT worker, status, n FROM state_count_deltas) AS c
+WHERE status IN ('done', 'failed') AND worker = ANY(%(workers)s::text[])
 GROUP BY worker
+
+-- name: fold_counts
+-- Moves the counters' deltas into state_counts (one folder at a time; another skips).
+WITH folded AS (
+    DELETE FROM state_count_deltas
+    WHERE pg_try_advisory_xact_lock(hashtextextended('doves-fold-counts:' || current_schema(), 0))
+    RETURNING state, status, worker, n
+)
+INSERT INTO state_counts AS c (state, status, worker, n)
+SELECT state, status, worker, sum(n) FROM folded GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (state, status, worker) DO UPDATE SET n = c.n + excluded.n
 
 -- name: worker_exited
 -- The supervisor saw the worker's process die: show it dead at once, and give back what it
@@ -469,9 +501,23 @@ ORDER BY finished_at DESC, name DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: counts_by_state
-SELECT state, CASE WHEN status = 'pending' AND not_before > now()
-                   THEN CASE WHEN wait IS NULL THEN 'scheduled' ELSE 'waiting' END ELSE status END, count(*)
-FROM states GROUP BY 1, 2 ORDER BY 1, 2
+-- The counters by state name and status, pending split by time over the rows not due yet.
+WITH counted AS (
+    SELECT state, status, sum(n) AS n
+    FROM (SELECT state, status, n FROM state_counts UNION ALL SELECT state, status, n FROM state_count_deltas) AS c
+    GROUP BY 1, 2
+), later AS (
+    SELECT state, CASE WHEN wait IS NULL THEN 'scheduled' ELSE 'waiting' END AS status, count(*) AS n
+    FROM states WHERE status = 'pending' AND not_before > now() GROUP BY 1, 2
+)
+SELECT state, status, n FROM (
+    SELECT state, status, n - CASE WHEN status = 'pending'
+                                   THEN coalesce((SELECT sum(l.n) FROM later l WHERE l.state = counted.state), 0)
+                                   ELSE 0 END AS n
+    FROM counted
+    UNION ALL SELECT state, status, n FROM later
+) AS c
+WHERE n > 0 ORDER BY 1, 2
 
 -- name: forget
 -- Whole machines whose every state is settled: their rows are locked first, so a retry or
