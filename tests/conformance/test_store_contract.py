@@ -675,12 +675,15 @@ def test_workers_on_separate_handles_run_everything_exactly_once(any_store: Stor
                                                                  open_handle: Callable[[], Store],
                                                                  travel: TimeTravel) -> None:
     """Guarantees 1 and 2 with real worker loops: three workers on three handles process 30 lineages;
-    no state is ever held by two workers at once and every transition commits exactly once."""
+    no state is ever held by two workers at once (unless the first one's lease ran out, and then it
+    learns that it lost the claim) and every transition commits exactly once."""
     _submit(any_store, *(_state(f"m{i:02}.state", 3) for i in range(30)))
     travel.advance(2)  # files copied in by hand wait out an admission grace; these are old enough
     held: dict[str, str] = {}
     committed: Counter[str] = Counter()
-    overlaps: list[str] = []
+    # (state, first holder, second holder); forgiven once the first holder reports the claim lost.
+    both_held: list[tuple[str, str, str]] = []
+    lost: set[tuple[str, str]] = set()
     lock = threading.Lock()
 
     def track(worker: str) -> Callable[[Event, Claim], None]:
@@ -688,10 +691,13 @@ def test_workers_on_separate_handles_run_everything_exactly_once(any_store: Stor
             with lock:
                 if event is Event.CLAIMED:
                     if claim.name in held:
-                        overlaps.append(f"{claim.name}: {held[claim.name]} and {worker}")
+                        both_held.append((claim.name, held[claim.name], worker))
                     held[claim.name] = worker
                 else:
-                    held.pop(claim.name, None)
+                    if held.get(claim.name) == worker:
+                        del held[claim.name]
+                    if event is Event.LOST:
+                        lost.add((claim.name, worker))
                     if event is Event.COMMITTED:
                         committed[claim.name] += 1
         return hook
@@ -707,6 +713,9 @@ def test_workers_on_separate_handles_run_everything_exactly_once(any_store: Stor
     for thread in threads:
         thread.join(60)
     assert not any(t.is_alive() for t in threads), "a worker did not finish"
+    # Time moves fast here (every sleep advances the shared clock), so on a busy machine a lease
+    # can run out while its holder waits for a core: then it must have been told it lost the claim.
+    overlaps = [f"{name}: {first} and {second}" for name, first, second in both_held if (name, first) not in lost]
     assert overlaps == []
     assert len(committed) == 90 and set(committed.values()) == {1}
     status = any_store.status()
