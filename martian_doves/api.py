@@ -51,7 +51,7 @@ def check_file(path: Path, registry: Registry | None = None,
         codec.check_state_file_name(path.name)
         if path.is_symlink():
             raise NotARegularFile(f"{path.name}: is a symlink")
-        state = codec.decode(fsops.read_regular(str(path), max_bytes), path.name)
+        state = codec.decode(fsops.read_file(str(path), max_bytes), path.name)
         if registry is not None:
             registry.validate(state.state, state.payload)
         return FileCheck(str(path), state)

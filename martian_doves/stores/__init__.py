@@ -66,6 +66,6 @@ def open_store(target: str | StoreConfig, mode: str = DIRECTORY_MODES[0], *, clo
 
 def is_directory_store(path: str) -> bool:
     """Whether ``path`` is a folder that holds a directory store (``pending/``, ``done/`` ...)."""
-    from martian_doves.stores.directory.layout import Layout
+    from martian_doves.stores.directory.layout import STORE_FOLDERS
 
-    return os.path.isdir(path) and any(os.path.isdir(folder) for folder in Layout(path).folders())
+    return os.path.isdir(path) and any(os.path.isdir(os.path.join(path, name)) for name in STORE_FOLDERS)

@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> Iterator[LeaseStore]:
 
 
 def _quarantine(store: LeaseStore, name: str = "bad.state") -> None:
-    Path(store.files.state_path(name)).write_text("{not json")
+    Path(store.files.state_at(name).path).write_text("{not json")
     store.admission.scan_root()
     pending = store.show(name)
     assert pending is not None and (pending.status, pending.state) == (Status.PENDING, views.UNREADABLE)
@@ -45,7 +45,7 @@ def test_a_quarantined_file_opens_lists_and_counts_as_a_failed_state(store: Leas
     assert [e.name for e in store.history("bad.state")] == ["bad.state"]
     assert store.counts_by_state() == {views.UNREADABLE: {Status.FAILED: 1}}
     assert store.forget(["bad.state"]) == 1
-    assert not os.path.lexists(store.files.reason_path("bad.state")) and store.show("bad.state") is None
+    assert not os.path.lexists(store.files.reason_at("bad.state").path) and store.show("bad.state") is None
 
 
 def test_a_successor_without_a_machine_field_finds_its_machine_up_its_parents(store: LeaseStore) -> None:
@@ -75,8 +75,8 @@ def test_a_long_lived_view_reads_each_state_file_once(store: LeaseStore, monkeyp
     assert store.counts_by_state() == {"count": {Status.PENDING: 20}}
     assert len(reads) == 20  # nothing read again
     # A file replaced under its name (another inode) is read again.
-    os.unlink(store.files.state_path("s0.state"))
-    Path(store.files.state_path("s0.state")).write_text(json.dumps({"state": "other", "payload": {}}))
+    os.unlink(store.files.state_at("s0.state").path)
+    Path(store.files.state_at("s0.state").path).write_text(json.dumps({"state": "other", "payload": {}}))
     assert store.counts_by_state() == {"count": {Status.PENDING: 19}, "other": {Status.PENDING: 1}}
 
 
@@ -97,7 +97,7 @@ def test_workers_outcomes_are_counted_once_every_marker_was_read(store: LeaseSto
 
 def test_a_store_whose_folders_are_gone_is_an_outage(store: LeaseStore, tmp_path: Path) -> None:
     assert store.status().pending == 0
-    os.rename(store.files.done, tmp_path / "done-aside")
+    os.rename(store.files.done.path, tmp_path / "done-aside")
     with pytest.raises(StoreUnavailable, match=r"done/ is not a folder"):
         store.status()
 

@@ -41,8 +41,7 @@ def _export_sample(files: Layout, now: float) -> None:
 
 
 def test_exported_states_land_where_the_store_keeps_its_own(store_dir: Path) -> None:
-    files = Layout(store_dir)
-    files.create()
+    files = Layout(store_dir, create=True)
     now = time.time()
     _export_sample(files, now)
     assert sorted(p.name for p in store_dir.iterdir() if p.is_file()) == [
@@ -57,8 +56,7 @@ def test_exported_states_land_where_the_store_keeps_its_own(store_dir: Path) -> 
 
 
 def test_a_lease_store_reads_and_runs_exported_states(store_dir: Path) -> None:
-    files = Layout(store_dir)
-    files.create()
+    files = Layout(store_dir, create=True)
     _export_sample(files, time.time())
     store = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
     try:
@@ -88,8 +86,7 @@ def test_a_lease_store_reads_and_runs_exported_states(store_dir: Path) -> None:
 
 
 def test_exporting_again_adds_only_what_is_missing_and_never_overwrites(store_dir: Path) -> None:
-    files = Layout(store_dir)
-    files.create()
+    files = Layout(store_dir, create=True)
     now = time.time()
     _export_sample(files, now)
     os.unlink(store_dir / "done" / "done.state")  # an earlier export that stopped short

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 
@@ -20,7 +19,7 @@ from martian_doves.clock import Clock
 from martian_doves.config import DirectoryOptions
 from martian_doves.errors import UnsafeName
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.directory.layout import QUARANTINED_PREFIX, STORE_FOLDERS, Layout
 from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def _safe_failed_name(name: str) -> str:
         # Derived from the name, not random: two workers racing to quarantine the same
         # entry then write the same reason (exclusively), not one each.
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        return f"unsafe-name-{digest}-{cleaned[:80]}"
+        return f"{QUARANTINED_PREFIX}{digest}-{cleaned[:80]}"
 
 
 class Admission:
@@ -107,9 +106,8 @@ class Admission:
                 # takeover): no longer waiting for admission, or is_finished never is.
                 self._deferred.discard(name)
                 continue
-            try:
-                info = os.lstat(files.state_path(name))
-            except FileNotFoundError:
+            info = fsops.lstat_quiet(files.state_at(name))
+            if info is None:
                 self._deferred.discard(name)
                 continue
             young = 0 <= now - info.st_mtime < self.options.admission_grace_seconds
@@ -143,16 +141,15 @@ class Admission:
         would make it run twice. The link succeeds for one worker only. A ticket whose
         admitter died before creating the hint (old, and still no marker) is taken back.
         """
-        ticket = self.files.ticket_path(name)
+        ticket = self.files.ticket_at(name)
         for _ in range(2):
             try:
-                os.link(self.files.state_path(name), ticket, follow_symlinks=False)
-                return True
-            except FileExistsError:
-                try:
-                    age = now - os.lstat(ticket).st_ctime
-                except FileNotFoundError:
+                if fsops.link(self.files.state_at(name), ticket):
+                    return True
+                found = fsops.lstat_quiet(ticket)
+                if found is None:
                     continue
+                age = now - found.st_ctime
                 if age > self.options.lease_seconds and not self.files.has_marker(name):
                     fsops.unlink_quiet(ticket)
                     continue
@@ -166,7 +163,7 @@ class Admission:
     def scan_root(self) -> None:
         """List the whole root and admit what has no marker; the next periodic scan is due later."""
         with self._lock:
-            self._admit(fsops.listdir_quiet(self.files.root))
+            self._admit(fsops.listdir_quiet(self.files.top))
             self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
 
     def maintain(self) -> None:
@@ -185,16 +182,28 @@ class Admission:
     # -- quarantine ------------------------------------------------------------------------
 
     def quarantine(self, name: str, code: str, message: str) -> None:
-        """Move an unusable root entry into failed/ with a reason; never read it again."""
+        """Move an unusable root entry into failed/ with a reason; never read it again.
+
+        Only an entry named as a state file is moved (whatever it is: a link, FIFO or
+        folder moves as itself, within the store); any other is only never read.
+        """
+        if name in STORE_FOLDERS or not codec.is_state_file_name(name):
+            # Not the store's kind of entry (a hint named like a store folder, notes.txt):
+            # whatever the root holds under that name is not ours to move.
+            fsops.unlink_quiet(self.files.hint_at(name))
+            self._known.add(name)
+            log.warning("ignored %r: %s", name, message, extra={"action": "quarantine", "code": code})
+            return
         failed_name = _safe_failed_name(name)
         self.files.write_reason(failed_name, {
             "name": name, "code": code, "message": message, "traceback": None,
             "attempts": 0, "errors": [], "failed_at": self.clock.time(),
         })
+        # Never over a failed state of that name (a file copied in again after it failed).
         try:
-            os.rename(self.files.state_path(name), self.files.failed_state_path(failed_name))
+            fsops.move_noreplace(self.files.state_at(name), self.files.failed_state_at(failed_name))
         except FileNotFoundError:
             pass
-        fsops.unlink_quiet(self.files.hint_path(name))
+        fsops.unlink_quiet(self.files.hint_at(name))
         self._known.add(name)
         log.warning("quarantined %r: %s", name, message, extra={"action": "quarantine", "code": code})

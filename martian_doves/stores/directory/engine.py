@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Collection, Sequence
 
 from martian_doves import codec
@@ -43,16 +44,16 @@ def open_folder(root: str | os.PathLike[str], options: DirectoryOptions) -> Layo
     """The layout of the store at ``root``, its folders created if missing.
 
     Raises:
-        ConfigError: ``root`` is a file, or cannot be created.
+        ConfigError: ``root`` is a file, cannot be created, or a store folder in it is
+            a link, not a folder, or not the store's.
     """
-    files = Layout(root, durable=options.durable, max_state_bytes=options.max_state_bytes)
-    if os.path.exists(files.root) and not os.path.isdir(files.root):
-        raise ConfigError(f"store {files.root} exists and is not a directory")
+    path = os.path.abspath(os.fspath(root))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"store {path} exists and is not a directory")
     try:
-        files.create()
+        return Layout(path, create=True, durable=options.durable, max_state_bytes=options.max_state_bytes)
     except OSError as e:
-        raise ConfigError(f"cannot use {files.root} as a store: {e.strerror}") from e
-    return files
+        raise ConfigError(f"cannot use {path} as a store: {e.strerror}") from e
 
 
 class LeaseEngine:
@@ -116,7 +117,7 @@ class LeaseEngine:
             except CodecError as e:
                 results.append(SubmitResult(state.name, False, e.message))
                 continue
-            if files.has_failed_state(state.name) or not files.write_new(files.state_path(state.name), data):
+            if files.has_failed_state(state.name) or not files.write_new(files.state_at(state.name), data):
                 results.append(SubmitResult(state.name, False, NameTaken.__doc__))
                 continue
             self.create_hint(state.name)
@@ -133,7 +134,7 @@ class LeaseEngine:
         """
         token = new_token()
         try:
-            os.rename(self.files.hint_path(name), self.files.claim_path(name, token))
+            fsops.rename(self.files.hint_at(name), self.files.claim_at(name, token))
         except FileNotFoundError:
             return None
         return token
@@ -152,6 +153,8 @@ class LeaseEngine:
                 counted, and its error says the worker ``lost_because``.
         """
         files = self.files
+        if not self._is_ours(name, token):
+            return None
         if files.is_settled(name):
             files.remove_claim(name, token)  # a stale hint: the state is already settled
             return None
@@ -175,6 +178,27 @@ class LeaseEngine:
                                                      found.retries))
         return Claim(state, token, worker, attempts, errors, found.retries, due_at)
 
+    def _is_ours(self, name: str, token: str) -> bool:
+        """Whether the claim just taken is a plain file named as a state: what the store writes.
+
+        Whatever else was planted in ``pending/`` or ``in_progress/`` (a link, FIFO, device,
+        folder, or a name such as ``notes.txt`` or ``done``) is removed if it can be, else
+        left, and logged; it is never opened, written or followed.
+        """
+        claim = self.files.claim_at(name, token)
+        found = fsops.lstat_quiet(claim)
+        if found is None:
+            return False
+        if codec.is_state_file_name(name) and stat.S_ISREG(found.st_mode):
+            return True
+        why = "not a state file's name" if not codec.is_state_file_name(name) else "not a plain file"
+        if fsops.remove_planted(claim):
+            log.warning("removed %r from pending/: %s", name, why, extra={"action": "quarantine", "code": "not_a_hint"})
+        else:
+            log.warning("ignoring %r from pending/: %s, and a folder that is not empty (left in in_progress/, "
+                        "never looked into)", name, why, extra={"action": "quarantine", "code": "not_a_hint"})
+        return False
+
     def takeovers(self, worker: str, limit: int) -> list[Claim]:
         """Take over the claims whose lease expired (at most every quarter lease); ``limit`` of them for ``worker``.
 
@@ -187,20 +211,29 @@ class LeaseEngine:
         # Claim ctimes are stamped by the filesystem's clock, so their age is judged by that
         # clock too: a host whose own clock runs ahead never takes a live claim early.
         now = self.filesystem_time()
-        expired = [entry for entry, changed in fsops.stamped_entries(self.files.in_progress, changed=True)
-                   if now - changed > self.options.lease_seconds]
+        expired = []
+        for entry, info in fsops.stat_entries(self.files.in_progress):
+            if now - info.st_ctime <= self.options.lease_seconds:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                expired.append(entry)
+            elif fsops.remove_planted(self.files.claim_entry_at(entry)):
+                # Only plain files are claims: a link, FIFO or device planted here goes, unopened
+                # (a planted folder with entries stays, and is never looked into).
+                log.warning("removed %r from in_progress/: not a plain file", entry,
+                            extra={"action": "quarantine", "code": "not_a_claim"})
         claims: list[Claim] = []
         for expired_entry in expired:
             name, old_token = split_claim(expired_entry)
             if not old_token:
                 # A seed-era flag (in_progress/x.state) from an interrupted run: drop it,
                 # the state is admitted again by the root scan.
-                fsops.unlink_quiet(self.files.claim_entry_path(expired_entry))
+                fsops.unlink_quiet(self.files.claim_entry_at(expired_entry))
                 self.admission.forget(name)
                 continue
             token = new_token()
             try:
-                os.rename(self.files.claim_entry_path(expired_entry), self.files.claim_path(name, token))
+                fsops.rename(self.files.claim_entry_at(expired_entry), self.files.claim_at(name, token))
             except FileNotFoundError:
                 continue
             log.warning("took over %s from a worker whose lease expired", name, extra={"action": "takeover"})
@@ -244,7 +277,7 @@ class LeaseEngine:
                 continue
             token = new_token()
             try:
-                os.rename(self.files.claim_entry_path(entry), self.files.claim_path(name, token))
+                fsops.rename(self.files.claim_entry_at(entry), self.files.claim_at(name, token))
             except FileNotFoundError:
                 continue  # committed, given back or taken over meanwhile
             claim = self.open_claim(name, token, worker, taken_over=True, lost_because=reason)
@@ -303,14 +336,15 @@ class LeaseEngine:
             fsops.unlink_quiet(tmp)
         raise UnsafeName(f"no free successor name for {parent.name}")
 
-    def _mark_successor(self, parent: Claim, name: str, successor: Successor, keep: bool) -> tuple[str, Claim | None]:
-        """Create the hint for a new successor, or this worker's claim on it; return its path."""
+    def _mark_successor(self, parent: Claim, name: str, successor: Successor,
+                        keep: bool) -> tuple[fsops.Entry, Claim | None]:
+        """Create the hint for a new successor, or this worker's claim on it; return that entry."""
         if not keep:
             self.create_hint(name)
-            return self.files.hint_path(name), None
+            return self.files.hint_at(name), None
         token = new_token()
-        path = self.files.create_claim(name, token, ClaimRecord(parent.worker, 0, (), token, self.clock.time()))
-        return path, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
+        claim = self.files.create_claim(name, token, ClaimRecord(parent.worker, 0, (), token, self.clock.time()))
+        return claim, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
         require_plain(successor, "folder")
@@ -327,7 +361,7 @@ class LeaseEngine:
                 self.create_hint(child_name)
         try:
             # The fencing point: the claim file moves to done/ only if it is still ours.
-            committed = fsops.move_noreplace(files.claim_path(claim.name, claim.token), files.done_path(claim.name))
+            committed = fsops.move_noreplace(files.claim_at(claim.name, claim.token), files.done_at(claim.name))
         except FileNotFoundError:
             if child is not None:  # hand the successor to whoever took the parent over
                 self._give_back(child.name, child.token, fenced=False)
@@ -369,7 +403,7 @@ class LeaseEngine:
         files.write_reason(claim.name, {"name": claim.name, "worker": claim.worker, "claimed_at": claimed_at,
                                         "failed_at": self.clock.time(), **failure.as_dict()})
         try:
-            os.rename(files.state_path(claim.name), files.failed_state_path(claim.name))
+            fsops.rename(files.state_at(claim.name), files.failed_state_at(claim.name))
         except FileNotFoundError:
             pass
         files.remove_claim(claim.name, claim.token)
@@ -416,7 +450,7 @@ class LeaseEngine:
         kept = 0
         for name in names:
             if name in doomed:
-                fsops.unlink_quiet(files.state_path(name))
+                fsops.unlink_quiet(files.state_at(name))
                 continue
             self.create_hint(name)
             kept += 1
@@ -443,8 +477,8 @@ class LeaseEngine:
         for name in names if names is not None else files.failed_names():
             if not files.has_reason(name):
                 continue
-            if files.has_failed_state(name) and not files.has_state(name):
-                os.rename(files.failed_state_path(name), files.state_path(name))
+            if files.has_failed_state(name):
+                fsops.move_noreplace(files.failed_state_at(name), files.state_at(name))
             files.remove_reason(name)
             self.create_hint(name)
             self.admission.forget(name)

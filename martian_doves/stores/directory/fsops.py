@@ -1,15 +1,21 @@
-"""Filesystem primitives for the directory stores: they take paths, never form them.
+"""Filesystem primitives for the directory stores: they take folders and entries, never form paths.
 
 Everything here relies only on operations that are atomic on local filesystems and
 on NFSv3+: ``link`` (fails if the target exists), ``rename`` of a name we own,
 ``O_CREAT|O_EXCL``. Nothing ever renames *over* an existing name: that would both
 clobber and, on ext4, force a data flush on the hot path.
 
+Whoever may write into a store may plant links, FIFOs, devices or folders in it
+(see the README's threat model). So a store's folders are held open (``Folder``,
+verified once by ``open_folder``) and every entry is reached relative to one of them
+(``Entry``: ``dir_fd``, no-follow flags, ``O_NONBLOCK`` where a FIFO could wait): no
+name in the store, however it was replaced, leads outside it.
+
 Durability: by default a commit survives the death of any process (the kernel has
 the data). With ``durable=True`` file data and the directory entries are fsynced
 before a name becomes visible, so a commit also survives power loss.
 
-Which path is which (state, hint, claim, temporary ...) is ``layout.Layout``'s business.
+Which entry is which (state, hint, claim, temporary ...) is ``layout.Layout``'s business.
 """
 
 from __future__ import annotations
@@ -20,53 +26,189 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from martian_doves.errors import CodecError, FileTooLarge, NotARegularFile
+from martian_doves.errors import CodecError, ConfigError, FileTooLarge, NotARegularFile
 
-
-def fsync_dir(path: str) -> None:
-    """Make the entries of folder ``path`` (new names, renames) survive power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: Flags of every descriptor opened here: never inherited by a machine's subprocesses.
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def write_tmp(path: str, data: bytes, *, durable: bool, mtime: float | None = None) -> None:
-    """Write ``data`` to the new temporary file ``path`` (created exclusively).
+class Folder:
+    """A folder of a store, held open: entries are reached through ``fd``, never through ``path``.
+
+    Args:
+        path: where it was found (for messages only).
+        fd: its descriptor; -1 for a folder that does not exist (a store opened read-only
+            before its first run): it lists empty and holds nothing.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    def at(self, name: str) -> Entry:
+        """The entry ``name`` in this folder."""
+        return Entry(self, name)
+
+    @property
+    def exists(self) -> bool:
+        return self.fd >= 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __repr__(self) -> str:
+        return f"Folder({self.path!r})"
+
+
+class Entry(NamedTuple):
+    """One name in a store folder."""
+
+    folder: Folder
+    name: str
+
+    @property
+    def path(self) -> str:
+        """Where it is (for messages only)."""
+        return os.path.join(self.folder.path, self.name)
+
+    @property
+    def fd(self) -> int:
+        """The folder's descriptor.
+
+        Raises:
+            FileNotFoundError: the folder does not exist (so neither does the entry).
+        """
+        if self.folder.fd < 0:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
+        return self.folder.fd
+
+
+def open_root(path: str) -> Folder:
+    """Hold the store's root folder open (following links: the root is the user's choice).
 
     Raises:
-        FileExistsError: ``path`` exists (temporary names are never reused).
+        FileNotFoundError: there is no such folder.
+        NotADirectoryError: it is not a folder.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    return Folder(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC))
+
+
+def open_folder(root: Folder, name: str, *, create: bool) -> Folder:
+    """Hold the store folder ``name`` of ``root`` open, verified to be the store's own.
+
+    A real folder (never a link), on the root's device, owned by the root's owner, by
+    root or by this process's user. The descriptor is kept: entries are reached through
+    it, so replacing the folder later never redirects anything.
+
+    Args:
+        create: create it if missing (mode 0755); otherwise a missing folder is one that
+            holds nothing (``Folder`` with no descriptor).
+
+    Raises:
+        ConfigError: it is a link, not a folder, or not the store's (one line, naming it).
+        OSError: it cannot be created or opened.
+    """
+    path = os.path.join(root.path, name)
+    if create:
+        try:
+            os.mkdir(name, 0o755, dir_fd=root.fd)
+        except FileExistsError:
+            pass
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC, dir_fd=root.fd)
+    except FileNotFoundError:
+        if create:
+            raise
+        return Folder(path, -1)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a symlink" if stat.S_ISLNK(os.stat(name, dir_fd=root.fd, follow_symlinks=False).st_mode) \
+                else "not a folder"
+            raise ConfigError(f"refusing store folder {path}: it is {what} (a store's folders must be "
+                              "its own real folders)") from e
+        raise
+    try:
+        _verify(path, os.fstat(fd), os.fstat(root.fd))
+    except ConfigError:
+        os.close(fd)
+        raise
+    return Folder(path, fd)
+
+
+def _verify(path: str, found: os.stat_result, root: os.stat_result) -> None:
+    if found.st_dev != root.st_dev:
+        raise ConfigError(f"refusing store folder {path}: it is on another filesystem than the store "
+                          "(a mount or bind mount in the store)")
+    owners = {root.st_uid, 0, os.geteuid()}
+    if found.st_uid not in owners:
+        raise ConfigError(f"refusing store folder {path}: it is owned by uid {found.st_uid}, not by the store's "
+                          f"owner (uid {root.st_uid}), root or this user")
+
+
+def fsync_dir(folder: Folder) -> None:
+    """Make the entries of ``folder`` (new names, renames) survive power loss."""
+    if folder.exists:
+        os.fsync(folder.fd)
+
+
+def _create(entry: Entry) -> int:
+    """Create ``entry`` exclusively (never through a link) and return its descriptor."""
+    return os.open(entry.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o644,
+                   dir_fd=entry.fd)
+
+
+def creation_time(entry: Entry) -> float:
+    """The time the filesystem stamps on a file it creates now (its own clock): ``entry`` is
+    created exclusively, read and removed."""
+    fd = _create(entry)
+    try:
+        return os.fstat(fd).st_mtime
     finally:
         os.close(fd)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
+        unlink_quiet(entry)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_tmp(entry: Entry, data: bytes, *, durable: bool, mtime: float | None = None) -> None:
+    """Write ``data`` to the new temporary file ``entry`` (created exclusively).
+
+    Raises:
+        FileExistsError: ``entry`` exists (temporary names are never reused).
+    """
+    fd = _create(entry)
+    try:
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _renameat2 = getattr(_libc, "renameat2", None)
-_AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 #: Whether renameat2(RENAME_NOREPLACE) is worth trying (Linux >= 3.15 on ext4, xfs,
 #: btrfs, tmpfs; NFS answers EINVAL and we fall back to link + unlink).
 _noreplace_supported = _renameat2 is not None
 
 
-def move_noreplace(src: str, dst: str) -> bool:
+def move_noreplace(src: Entry, dst: Entry) -> bool:
     """Rename ``src`` to ``dst`` unless ``dst`` exists, atomically.
 
     One ``renameat2(RENAME_NOREPLACE)`` where the filesystem has it, else ``link`` +
-    ``unlink`` (atomic on NFSv3+ too). Either way nothing is ever overwritten.
+    ``unlink`` (atomic on NFSv3+ too). Either way nothing is ever overwritten, and a
+    link is moved as the link it is.
 
     Returns:
         True if moved; False if ``dst`` already existed (``src`` is left in place).
@@ -76,40 +218,60 @@ def move_noreplace(src: str, dst: str) -> bool:
     """
     global _noreplace_supported
     if _noreplace_supported and _renameat2 is not None:
-        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        if _renameat2(src.fd, os.fsencode(src.name), dst.fd, os.fsencode(dst.name), _RENAME_NOREPLACE) == 0:
             return True
         err = ctypes.get_errno()
         if err == errno.EEXIST:
             return False
         if err == errno.ENOENT:
-            raise FileNotFoundError(err, os.strerror(err), src)
+            raise FileNotFoundError(err, os.strerror(err), src.path)
         if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err), src)
+            raise OSError(err, os.strerror(err), src.path)
         _noreplace_supported = False
-    try:
-        os.link(src, dst)
-    except FileExistsError:
+    if not link(src, dst):
         return False
-    os.unlink(src)
+    os.unlink(src.name, dir_fd=src.fd)
     return True
 
 
-def publish(tmp_path: str, target: str, *, durable: bool) -> bool:
-    """Give ``tmp_path`` the name ``target`` unless that name exists; drop the temporary.
+def link(src: Entry, dst: Entry) -> bool:
+    """Hard-link ``src`` (the entry itself, never what a link points to) as ``dst``; False if ``dst`` exists.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+    """
+    try:
+        os.link(src.name, dst.name, src_dir_fd=src.fd, dst_dir_fd=dst.fd, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def rename(src: Entry, dst: Entry) -> None:
+    """Rename ``src`` to ``dst`` (a name only we form, such as a claim with a fresh token).
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+    """
+    os.rename(src.name, dst.name, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+
+
+def publish(tmp: Entry, target: Entry, *, durable: bool) -> bool:
+    """Give ``tmp`` the name ``target`` unless that name exists; drop the temporary.
 
     Returns:
         True if ``target`` now names our data, False if the name was already taken.
     """
-    published = move_noreplace(tmp_path, target)
+    published = move_noreplace(tmp, target)
     if not published:
-        os.unlink(tmp_path)
+        unlink_quiet(tmp)
     elif durable:
-        fsync_dir(os.path.dirname(target))
+        fsync_dir(target.folder)
     return published
 
 
-def write_new(tmp_path: str, target: str, data: bytes, *, durable: bool, mtime: float | None = None) -> bool:
-    """Atomically create ``target`` holding ``data``, written first under ``tmp_path``.
+def write_new(tmp: Entry, target: Entry, data: bytes, *, durable: bool, mtime: float | None = None) -> bool:
+    """Atomically create ``target`` holding ``data``, written first under ``tmp``.
 
     Never replaces an existing file: readers see either no file or the whole file,
     never a torn one.
@@ -117,36 +279,59 @@ def write_new(tmp_path: str, target: str, data: bytes, *, durable: bool, mtime: 
     Returns:
         True if ``target`` now names our data, False if the name was already taken.
     """
-    write_tmp(tmp_path, data, durable=durable, mtime=mtime)
-    return publish(tmp_path, target, durable=durable)
+    write_tmp(tmp, data, durable=durable, mtime=mtime)
+    return publish(tmp, target, durable=durable)
 
 
-def create_empty(path: str) -> bool:
+def create_empty(entry: Entry) -> bool:
     """Create an empty marker file; False if it already exists."""
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.close(_create(entry))
         return True
     except FileExistsError:
         return False
 
 
-def create_with(path: str, data: bytes) -> bool:
-    """Create ``path`` exclusively and write ``data`` in place (readers may see it partial).
+def create_with(entry: Entry, data: bytes) -> bool:
+    """Create ``entry`` exclusively and write ``data`` in place (readers may see it partial).
 
     For files only their creator reads back whole, such as claims; False if it exists.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = _create(entry)
     except FileExistsError:
         return False
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
     finally:
         os.close(fd)
     return True
 
 
-def read_json_object(path: str, max_bytes: int = 1 << 20) -> dict[str, Any] | None:
+def rewrite(entry: Entry, data: bytes) -> bool:
+    """Replace the contents of the plain file ``entry`` in place; False if it is gone.
+
+    Raises:
+        NotARegularFile: ``entry`` is a link, FIFO, device or folder (it is left alone).
+    """
+    try:
+        # Without O_TRUNC: a device must not be truncated, nor a FIFO waited on, before the check.
+        fd = os.open(entry.name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=entry.fd)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise NotARegularFile(f"{entry.name}: not a regular file ({e.strerror})") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{entry.name}: not a regular file")
+        os.ftruncate(fd, 0)
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_json_object(entry: Entry, max_bytes: int = 1 << 20) -> dict[str, Any] | None:
     """The JSON object in one of the store's own small files (hint, claim, registration,
     reason), or None if it is missing, unreadable or not an object.
 
@@ -154,32 +339,41 @@ def read_json_object(path: str, max_bytes: int = 1 << 20) -> dict[str, Any] | No
     what it described, never crash the worker or command that reads it.
     """
     try:
-        found = json.loads(read_regular(path, max_bytes) or b"{}")
+        found = json.loads(read_regular(entry, max_bytes) or b"{}")
     except (OSError, ValueError, CodecError):
         return None
     return found if isinstance(found, dict) else None
 
 
-def read_regular(path: str, max_bytes: int) -> bytes:
-    """Read a plain file, refusing symlinks, devices, FIFOs and files over ``max_bytes``.
+def read_regular(entry: Entry, max_bytes: int) -> bytes:
+    """Read a plain file of a store folder, refusing symlinks, devices, FIFOs and files over ``max_bytes``.
 
     Raises:
         NotARegularFile, FileTooLarge: the entry must not be read (it is quarantined).
         FileNotFoundError: the entry vanished.
     """
+    return _read_at(entry.name, max_bytes, entry.name, entry.fd)
+
+
+def read_file(path: str, max_bytes: int) -> bytes:
+    """``read_regular`` for a file given by path (a file named on the command line)."""
+    return _read_at(path, max_bytes, os.path.basename(path), None)
+
+
+def _read_at(name: str, max_bytes: int, label: str, dir_fd: int | None) -> bytes:
     try:
         # O_NONBLOCK: opening a FIFO someone dropped in must not hang the worker.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise NotARegularFile(f"{os.path.basename(path)}: is a symlink") from e
+            raise NotARegularFile(f"{label}: is a symlink") from e
         raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(f"{os.path.basename(path)}: not a regular file")
+            raise NotARegularFile(f"{label}: not a regular file")
         if info.st_size > max_bytes:
-            raise FileTooLarge(f"{os.path.basename(path)}: {info.st_size} bytes is over the {max_bytes}-byte limit")
+            raise FileTooLarge(f"{label}: {info.st_size} bytes is over the {max_bytes}-byte limit")
         chunks = []
         remaining = max_bytes + 1
         while remaining > 0:
@@ -190,37 +384,108 @@ def read_regular(path: str, max_bytes: int) -> bytes:
             remaining -= len(chunk)
         data = b"".join(chunks)
         if len(data) > max_bytes:
-            raise FileTooLarge(f"{os.path.basename(path)}: grew over the {max_bytes}-byte limit")
+            raise FileTooLarge(f"{label}: grew over the {max_bytes}-byte limit")
         return data
     finally:
         os.close(fd)
 
 
-def unlink_quiet(path: str) -> bool:
-    """Remove a file; False if it was already gone."""
+def lstat(entry: Entry) -> os.stat_result:
+    """The entry's own status (a link's, never its target's).
+
+    Raises:
+        FileNotFoundError: there is no such entry.
+    """
+    return os.stat(entry.name, dir_fd=entry.fd, follow_symlinks=False)
+
+
+def lstat_quiet(entry: Entry) -> os.stat_result | None:
+    """``lstat``, or None if there is no such entry."""
     try:
-        os.unlink(path)
+        return lstat(entry)
+    except FileNotFoundError:
+        return None
+
+
+def exists(entry: Entry) -> bool:
+    """Whether the name exists (whatever it is: a link counts, and is not followed)."""
+    return lstat_quiet(entry) is not None
+
+
+def is_regular(entry: Entry) -> bool:
+    """Whether ``entry`` is a plain file (not a link, FIFO, device or folder)."""
+    found = lstat_quiet(entry)
+    return found is not None and stat.S_ISREG(found.st_mode)
+
+
+def utime(entry: Entry, times: tuple[float, float] | None = None) -> bool:
+    """Stamp the entry itself (now, or ``times``: atime, mtime); a link's own times, never its
+    target's. False if it is gone."""
+    try:
+        os.utime(entry.name, times, dir_fd=entry.fd, follow_symlinks=False)
         return True
     except FileNotFoundError:
         return False
 
 
-def stat_entries(folder: str) -> Iterator[tuple[str, os.stat_result]]:
+def unlink_quiet(entry: Entry) -> bool:
+    """Remove a file (or link, FIFO ...: never a folder); False if it was already gone or is a folder."""
+    try:
+        os.unlink(entry.name, dir_fd=entry.fd)
+        return True
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    except PermissionError:
+        # Linux answers EPERM (not EISDIR) to unlink of a folder; anything else is real.
+        if stat.S_ISDIR(getattr(lstat_quiet(entry), "st_mode", 0)):
+            return False
+        raise
+
+
+def remove_planted(entry: Entry) -> bool:
+    """Remove an entry the store did not write: a file, link, FIFO or device, or an empty folder
+    (a folder with entries is left: nothing is ever looked into). False if it is still there."""
+    if unlink_quiet(entry):
+        return True
+    try:
+        os.rmdir(entry.name, dir_fd=entry.fd)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _listing_fd(folder: Folder) -> int | None:
+    """A fresh descriptor of ``folder`` for one listing (None if it does not exist).
+
+    Each listing gets its own: a directory's read position belongs to its open file,
+    and a worker's threads list the same folders at once.
+    """
+    if not folder.exists:
+        return None
+    return os.open(".", os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC, dir_fd=folder.fd)
+
+
+def stat_entries(folder: Folder) -> Iterator[tuple[str, os.stat_result]]:
     """(name, status without following links) of each entry of ``folder``; entries that vanish
     meanwhile are skipped, and a missing folder has none."""
+    fd = _listing_fd(folder)
+    if fd is None:
+        return
     try:
-        with os.scandir(folder) as listing:
+        with os.scandir(fd) as listing:
             for entry in listing:
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 yield entry.name, info
-    except FileNotFoundError:
-        return
+    finally:
+        os.close(fd)
 
 
-def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str, float]]:
+def stamped_entries(folder: Folder, *, changed: bool = False) -> Iterator[tuple[str, float]]:
     """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped.
 
     Args:
@@ -230,7 +495,7 @@ def stamped_entries(folder: str, *, changed: bool = False) -> Iterator[tuple[str
         yield name, info.st_ctime if changed else info.st_mtime
 
 
-def identified_entries(folder: str) -> Iterator[tuple[str, tuple[int, int]]]:
+def identified_entries(folder: Folder) -> Iterator[tuple[str, tuple[int, int]]]:
     """(name, (inode number, ctime in ns)) of each entry of ``folder``; entries that vanish are skipped.
 
     A file replaced under the same name differs in one of the two (an inode number freed
@@ -241,28 +506,37 @@ def identified_entries(folder: str) -> Iterator[tuple[str, tuple[int, int]]]:
         yield name, (info.st_ino, info.st_ctime_ns)
 
 
-def remove_older_than(folder: str, cutoff: float) -> None:
+def remove_older_than(folder: Folder, cutoff: float) -> None:
     """Delete the entries of ``folder`` last modified before ``cutoff`` (epoch seconds)."""
     for name, mtime in list(stamped_entries(folder)):
         if mtime < cutoff:
-            unlink_quiet(os.path.join(folder, name))
+            unlink_quiet(folder.at(name))
 
 
-def remove_all(folder: str) -> None:
+def remove_all(folder: Folder) -> None:
     """Delete every entry of ``folder`` (files only)."""
     for name in listdir_quiet(folder):
-        unlink_quiet(os.path.join(folder, name))
+        unlink_quiet(folder.at(name))
 
 
-def is_empty(folder: str) -> bool:
-    """Whether ``folder`` has no entries (without listing all of them)."""
-    with os.scandir(folder) as listing:
-        return next(listing, None) is None
-
-
-def listdir_quiet(path: str) -> list[str]:
-    """The entries of a folder; none if it is missing."""
+def has_file(folder: Folder) -> bool:
+    """Whether ``folder`` holds a plain file (usually known from its first entry)."""
+    fd = _listing_fd(folder)
+    if fd is None:
+        return False
     try:
-        return os.listdir(path)
-    except FileNotFoundError:
+        with os.scandir(fd) as listing:
+            return any(entry.is_file(follow_symlinks=False) for entry in listing)
+    finally:
+        os.close(fd)
+
+
+def listdir_quiet(folder: Folder) -> list[str]:
+    """The entries of a folder; none if it is missing."""
+    fd = _listing_fd(folder)
+    if fd is None:
         return []
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)

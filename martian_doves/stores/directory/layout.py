@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,10 +35,21 @@ from martian_doves.errors import CodecError
 from martian_doves.model import JSONDict, State, Status
 from martian_doves.stores.directory import fsops
 
+PENDING_DIR = "pending"
+IN_PROGRESS_DIR = "in_progress"
+DONE_DIR = "done"
+FAILED_DIR = "failed"
+WORKERS_DIR = "workers"
 #: Folder (inside the store) for files being written; never visible as states.
 TMP_DIR = ".doves-tmp"
 #: Folder of admission tickets for files that arrived in the root without ``submit``.
 ADMITTED_DIR = ".doves-admitted"
+#: Every folder of a store. Each is verified to be the store's own real folder and held
+#: open when the store is opened (``Layout``); a folder added to the layout goes here.
+STORE_FOLDERS: tuple[str, ...] = (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR, FAILED_DIR, WORKERS_DIR, TMP_DIR,
+                                  ADMITTED_DIR)
+#: How the name of a quarantined root entry whose own name is unsafe begins in ``failed/``.
+QUARANTINED_PREFIX = "unsafe-name-"
 #: Separates a state name from its claim token in ``in_progress/``.
 TOKEN_SEP = "@"
 #: Suffix of the machine-readable reason next to a failed state.
@@ -126,107 +138,127 @@ class Registration:
 
 
 class Layout:
-    """The folders of one directory store, every path in it, and its own small files.
+    """The folders of one directory store, every entry in it, and its own small files.
+
+    Opening it holds the root and each of ``STORE_FOLDERS`` open, verified to be the
+    store's own real folders (``fsops.open_folder``); every entry is then reached
+    through them (``fsops.Entry``), never by a path that a planted link could redirect.
 
     Args:
         root: the store's folder (made absolute).
+        create: create the root and the folders that are missing (``submit``, ``run``);
+            otherwise create nothing: a missing folder holds nothing.
         durable: fsync what is written here before its name appears (``--durable``).
         max_state_bytes: state files larger than this are not read.
+
+    Raises:
+        ConfigError: a store folder is a link, not a folder, or not the store's.
+        OSError: the root or a folder cannot be created or opened.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, durable: bool = False,
+    def __init__(self, root: str | os.PathLike[str], *, create: bool, durable: bool = False,
                  max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.durable = durable
         self.max_state_bytes = max_state_bytes
+        if create:
+            os.makedirs(self.root, exist_ok=True)
+        #: The root, held open: state files.
+        self.top = fsops.open_root(self.root)
+        #: Each of ``STORE_FOLDERS`` by name, held open.
+        self.folders: dict[str, fsops.Folder] = {}
+        try:
+            for name in STORE_FOLDERS:
+                self.folders[name] = fsops.open_folder(self.top, name, create=create)
+        except BaseException:
+            self.close()
+            raise
         #: Hints: what may run, and from when.
-        self.pending = os.path.join(self.root, "pending")
+        self.pending = self.folders[PENDING_DIR]
         #: Claims, named ``NAME@TOKEN``.
-        self.in_progress = os.path.join(self.root, "in_progress")
+        self.in_progress = self.folders[IN_PROGRESS_DIR]
         #: Done markers.
-        self.done = os.path.join(self.root, "done")
+        self.done = self.folders[DONE_DIR]
         #: Failed state files and their reasons.
-        self.failed = os.path.join(self.root, "failed")
+        self.failed = self.folders[FAILED_DIR]
         #: Worker registrations.
-        self.workers = os.path.join(self.root, "workers")
+        self.workers = self.folders[WORKERS_DIR]
         #: Files being written.
-        self.tmp = os.path.join(self.root, TMP_DIR)
+        self.tmp = self.folders[TMP_DIR]
         #: Tickets (hard links) of files admitted from the root: one admitter per file.
-        self.admitted = os.path.join(self.root, ADMITTED_DIR)
+        self.admitted = self.folders[ADMITTED_DIR]
 
-    def folders(self) -> tuple[str, ...]:
-        return (self.pending, self.in_progress, self.done, self.failed, self.workers, self.tmp, self.admitted)
+    def close(self) -> None:
+        """Let go of the folders (nothing is reachable through this layout afterwards)."""
+        for folder in self.folders.values():
+            folder.close()
+        self.top.close()
 
-    def create(self) -> None:
-        """Create the root and every folder in it that is missing.
+    def has_folder(self, name: str) -> bool:
+        """Whether the store folder ``name`` is still in the root, as a folder (not removed or unmounted)."""
+        found = fsops.lstat_quiet(self.top.at(name))
+        return found is not None and stat.S_ISDIR(found.st_mode)
 
-        Raises:
-            OSError: a folder cannot be created (or the root is a file).
-        """
-        os.makedirs(self.root, exist_ok=True)
-        for folder in self.folders():
-            os.makedirs(folder, exist_ok=True)
+    # -- entries -------------------------------------------------------------------------
 
-    # -- paths ---------------------------------------------------------------------------
+    def state_at(self, name: str) -> fsops.Entry:
+        return self.top.at(name)
 
-    def state_path(self, name: str) -> str:
-        return os.path.join(self.root, name)
+    def failed_state_at(self, name: str) -> fsops.Entry:
+        return self.failed.at(name)
 
-    def failed_state_path(self, name: str) -> str:
-        return os.path.join(self.failed, name)
+    def hint_at(self, name: str) -> fsops.Entry:
+        return self.pending.at(name)
 
-    def hint_path(self, name: str) -> str:
-        return os.path.join(self.pending, name)
+    def claim_at(self, name: str, token: str) -> fsops.Entry:
+        return self.in_progress.at(f"{name}{TOKEN_SEP}{token}")
 
-    def claim_path(self, name: str, token: str) -> str:
-        return os.path.join(self.in_progress, f"{name}{TOKEN_SEP}{token}")
+    def claim_entry_at(self, entry: str) -> fsops.Entry:
+        """An entry listed in ``in_progress/`` (with or without a token)."""
+        return self.in_progress.at(entry)
 
-    def claim_entry_path(self, entry: str) -> str:
-        """The path of an entry listed in ``in_progress/`` (with or without a token)."""
-        return os.path.join(self.in_progress, entry)
+    def done_at(self, name: str) -> fsops.Entry:
+        return self.done.at(name)
 
-    def done_path(self, name: str) -> str:
-        return os.path.join(self.done, name)
+    def reason_at(self, name: str) -> fsops.Entry:
+        return self.failed.at(name + REASON_SUFFIX)
 
-    def reason_path(self, name: str) -> str:
-        return os.path.join(self.failed, name + REASON_SUFFIX)
+    def worker_at(self, worker: str) -> fsops.Entry:
+        return self.workers.at(worker)
 
-    def worker_path(self, worker: str) -> str:
-        return os.path.join(self.workers, worker)
+    def ticket_at(self, name: str) -> fsops.Entry:
+        return self.admitted.at(name)
 
-    def ticket_path(self, name: str) -> str:
-        return os.path.join(self.admitted, name)
-
-    def new_tmp_path(self) -> str:
+    def new_tmp(self) -> fsops.Entry:
         """A fresh name in ``.doves-tmp/``: this process's id (for whoever cleans up) and random bits."""
-        return os.path.join(self.tmp, f"{os.getpid()}-{secrets.token_hex(8)}")
+        return self.tmp.at(f"{os.getpid()}-{secrets.token_hex(8)}")
 
     # -- what is where -------------------------------------------------------------------
 
     def has_state(self, name: str) -> bool:
-        return os.path.lexists(self.state_path(name))
+        return fsops.exists(self.state_at(name))
 
     def has_failed_state(self, name: str) -> bool:
-        return os.path.lexists(self.failed_state_path(name))
+        return fsops.exists(self.failed_state_at(name))
 
     def has_hint(self, name: str) -> bool:
-        return os.path.lexists(self.hint_path(name))
+        return fsops.exists(self.hint_at(name))
 
     def has_claim(self, name: str, token: str) -> bool:
-        return os.path.lexists(self.claim_path(name, token))
+        return fsops.exists(self.claim_at(name, token))
 
     def is_done(self, name: str) -> bool:
-        return os.path.lexists(self.done_path(name))
+        return fsops.exists(self.done_at(name))
 
     def has_reason(self, name: str) -> bool:
-        return os.path.lexists(self.reason_path(name))
+        return fsops.exists(self.reason_at(name))
 
     def is_settled(self, name: str) -> bool:
         """Whether ``name`` is done or failed (settled states do not move on by themselves)."""
         return self.is_done(name) or self.has_reason(name)
 
     def has_registration(self, worker: str) -> bool:
-        return os.path.lexists(self.worker_path(worker))
+        return fsops.exists(self.worker_at(worker))
 
     def claimed_names(self) -> set[str]:
         """The states claimed right now (one listing of ``in_progress/``)."""
@@ -259,8 +291,8 @@ class Layout:
             FileNotFoundError: there is none.
             CodecError: it cannot be read as a state (too large, not a file, bad JSON ...).
         """
-        path = self.failed_state_path(name) if failed else self.state_path(name)
-        return codec.decode(fsops.read_regular(path, self.max_state_bytes), name)
+        entry = self.failed_state_at(name) if failed else self.state_at(name)
+        return codec.decode(fsops.read_regular(entry, self.max_state_bytes), name)
 
     def parent_in(self, name: str, *, failed: bool = False) -> str | None:
         """The parent recorded in the state file ``name`` in the root (or ``failed/``).
@@ -280,32 +312,32 @@ class Layout:
         owner = self.parent_in(name)
         return owner if owner is not None else self.parent_in(name, failed=True)
 
-    def write_tmp(self, data: bytes) -> str:
-        """Write ``data`` to a fresh temporary file (see ``publish_state``) and return its path."""
-        path = self.new_tmp_path()
-        fsops.write_tmp(path, data, durable=self.durable)
-        return path
+    def write_tmp(self, data: bytes) -> fsops.Entry:
+        """Write ``data`` to a fresh temporary file (see ``publish_state``) and return it."""
+        tmp = self.new_tmp()
+        fsops.write_tmp(tmp, data, durable=self.durable)
+        return tmp
 
-    def publish_state(self, tmp_path: str, name: str) -> bool:
-        """Give the temporary file ``tmp_path`` the state name ``name``, unless it is taken.
+    def publish_state(self, tmp: fsops.Entry, name: str) -> bool:
+        """Give the temporary file ``tmp`` the state name ``name``, unless it is taken.
 
         Returns:
-            True if moved; False if ``name`` exists (``tmp_path`` is left in place).
+            True if moved; False if ``name`` exists (``tmp`` is left in place).
         """
-        if not fsops.move_noreplace(tmp_path, self.state_path(name)):
+        if not fsops.move_noreplace(tmp, self.state_at(name)):
             return False
-        self.sync(self.root)
+        self.sync(self.top)
         return True
 
-    def write_new(self, target: str, data: bytes, *, mtime: float | None = None) -> bool:
-        """Atomically create ``target`` (a path of this layout) holding ``data``; never replaces a file.
+    def write_new(self, target: fsops.Entry, data: bytes, *, mtime: float | None = None) -> bool:
+        """Atomically create ``target`` (an entry of this layout) holding ``data``; never replaces a file.
 
         Returns:
             True if ``target`` now names our data, False if the name was already taken.
         """
-        return fsops.write_new(self.new_tmp_path(), target, data, durable=self.durable, mtime=mtime)
+        return fsops.write_new(self.new_tmp(), target, data, durable=self.durable, mtime=mtime)
 
-    def sync(self, folder: str) -> None:
+    def sync(self, folder: fsops.Folder) -> None:
         """Make new names in ``folder`` survive power loss, if this layout is durable."""
         if self.durable:
             fsops.fsync_dir(folder)
@@ -330,51 +362,44 @@ class Layout:
                 carried["retries"] = retries
             data = json.dumps(carried).encode()
         if not data and not_before is None:
-            return fsops.create_empty(self.hint_path(name))
-        return self.write_new(self.hint_path(name), data, mtime=not_before)
+            return fsops.create_empty(self.hint_at(name))
+        return self.write_new(self.hint_at(name), data, mtime=not_before)
 
     def read_claim(self, name: str, token: str) -> ClaimRecord:
         """Worker, attempts and errors of a claim (or of the hint it was renamed from).
 
         What is unreadable gets defaults: worker ``?``, no attempts, no errors.
         """
-        return claim_record(fsops.read_json_object(self.claim_path(name, token), _CLAIM_MAX_BYTES) or {})
+        return claim_record(fsops.read_json_object(self.claim_at(name, token), _CLAIM_MAX_BYTES) or {})
 
-    def create_claim(self, name: str, token: str, record: ClaimRecord) -> str:
-        """Create the claim file ``NAME@TOKEN`` holding ``record`` (exclusively); return its path."""
-        path = self.claim_path(name, token)
-        fsops.create_with(path, record.encode())
-        return path
+    def create_claim(self, name: str, token: str, record: ClaimRecord) -> fsops.Entry:
+        """Create the claim file ``NAME@TOKEN`` holding ``record`` (exclusively); return it."""
+        claim = self.claim_at(name, token)
+        fsops.create_with(claim, record.encode())
+        return claim
 
     def rewrite_claim(self, name: str, token: str, record: ClaimRecord) -> None:
         """Write ``record`` into the claim file ``NAME@TOKEN``, in place; nothing if the claim is gone."""
         # In place: the claim file is ours, and a taker rewrites its own copy.
-        try:
-            with open(self.claim_path(name, token), "wb") as handle:
-                handle.write(record.encode())
-        except FileNotFoundError:
-            pass
+        fsops.rewrite(self.claim_at(name, token), record.encode())
 
     def touch_claim(self, name: str, token: str) -> bool:
         """Renew a claim (its ctime is the last heartbeat); False if it was taken over."""
-        try:
-            os.utime(self.claim_path(name, token))
-            return True
-        except FileNotFoundError:
-            return False
+        return fsops.utime(self.claim_at(name, token))
 
     def remove_claim(self, name: str, token: str) -> None:
-        fsops.unlink_quiet(self.claim_path(name, token))
+        fsops.unlink_quiet(self.claim_at(name, token))
 
     def has_work(self) -> bool:
         """Whether any hint or claim exists (something is pending, due later, or running)."""
-        return not (fsops.is_empty(self.pending) and fsops.is_empty(self.in_progress))
+        # Plain files only: anything else planted in either is no work, and would keep a run going forever.
+        return fsops.has_file(self.pending) or fsops.has_file(self.in_progress)
 
     def claimed_workers(self) -> dict[str, str]:
         """Each claimed state and the worker its claim names (``?`` if unreadable)."""
         claimed = {}
         for entry in fsops.listdir_quiet(self.in_progress):
-            info = fsops.read_json_object(self.claim_entry_path(entry), _REPORT_MAX_BYTES) or {}
+            info = fsops.read_json_object(self.claim_entry_at(entry), _REPORT_MAX_BYTES) or {}
             claimed[split_claim(entry)[0]] = str(info.get("worker", "?"))
         return claimed
 
@@ -382,12 +407,11 @@ class Layout:
 
     def read_done(self, name: str) -> tuple[JSONDict, float] | None:
         """A done marker's contents (``{}`` if unreadable) and when it was made; None if not done."""
-        path = self.done_path(name)
-        try:
-            committed_at = os.lstat(path).st_ctime
-        except FileNotFoundError:
+        done = self.done_at(name)
+        found = fsops.lstat_quiet(done)
+        if found is None:
             return None
-        return fsops.read_json_object(path, _REPORT_MAX_BYTES) or {}, committed_at
+        return fsops.read_json_object(done, _REPORT_MAX_BYTES) or {}, found.st_ctime
 
     def write_reason(self, failed_name: str, reason: JSONDict) -> bool:
         """Write why ``failed_name`` failed next to it in ``failed/``; False if a reason exists."""
@@ -396,14 +420,14 @@ class Layout:
         except UnicodeEncodeError:
             # A file name that is not UTF-8 (surrogate escapes from listdir): \u-escape it.
             data = json.dumps(reason, indent=2).encode()
-        return self.write_new(self.reason_path(failed_name), data)
+        return self.write_new(self.reason_at(failed_name), data)
 
     def remove_reason(self, name: str) -> None:
-        fsops.unlink_quiet(self.reason_path(name))
+        fsops.unlink_quiet(self.reason_at(name))
 
     def read_reason(self, name: str) -> JSONDict | None:
         """Why ``name`` failed; None if there is no reason or it is unreadable."""
-        return fsops.read_json_object(self.reason_path(name), _REASON_MAX_BYTES)
+        return fsops.read_json_object(self.reason_at(name), _REASON_MAX_BYTES)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -411,20 +435,16 @@ class Layout:
         """Register ``worker`` afresh (host, pid, mode, and how long a stamp keeps it alive)."""
         info = {"host": socket.gethostname(), "pid": os.getpid(), "mode": mode, "started_at": started_at,
                 "liveness_seconds": liveness_seconds}
-        path = self.worker_path(worker)
-        fsops.unlink_quiet(path)
-        fsops.write_new(self.new_tmp_path(), path, json.dumps(info).encode(), durable=False)
+        registration = self.worker_at(worker)
+        fsops.unlink_quiet(registration)
+        fsops.write_new(self.new_tmp(), registration, json.dumps(info).encode(), durable=False)
 
     def stamp_registration(self, worker: str, at: float | None = None) -> bool:
         """Stamp ``worker``'s registration now (the filesystem's time) or ``at``; False if it is gone."""
-        try:
-            os.utime(self.worker_path(worker), None if at is None else (at, at))
-            return True
-        except FileNotFoundError:
-            return False
+        return fsops.utime(self.worker_at(worker), None if at is None else (at, at))
 
     def remove_registration(self, worker: str) -> None:
-        fsops.unlink_quiet(self.worker_path(worker))
+        fsops.unlink_quiet(self.worker_at(worker))
 
     def mark_registration_ended(self, worker: str, why: str) -> bool:
         """Say in ``worker``'s registration that it is dead and why, keeping its last stamp.
@@ -432,30 +452,30 @@ class Layout:
         Returns:
             False if it has no registration (it unregistered).
         """
-        path = self.worker_path(worker)
-        try:
-            seen_at = os.lstat(path).st_mtime
-        except FileNotFoundError:
+        registration = self.worker_at(worker)
+        found = fsops.lstat_quiet(registration)
+        if found is None:
             return False
-        info = fsops.read_json_object(path, _REPORT_MAX_BYTES) or {}
-        tmp = self.new_tmp_path()
+        seen_at = found.st_mtime
+        info = fsops.read_json_object(registration, _REPORT_MAX_BYTES) or {}
+        tmp = self.new_tmp()
         fsops.write_tmp(tmp, json.dumps({**info, "ended": why}).encode(), durable=False, mtime=seen_at)
         # Replaced in one step, never absent: the semaphore's workers list registrations at
         # any moment of a cycle and must all see the same set (its stamp is kept, so the
         # dead worker still drops out of assignments a cycle later, as every silent one does).
-        os.replace(tmp, path)
+        fsops.rename(tmp, registration)
         return True
 
     def registrations(self) -> list[Registration]:
         """Every registration in ``workers/``, sorted by name; unreadable fields get defaults."""
         found = []
         for entry in sorted(fsops.listdir_quiet(self.workers)):
-            path = self.worker_path(entry)
-            try:
-                seen_at = os.lstat(path).st_mtime
-            except OSError:
+            registration = self.worker_at(entry)
+            stamped = fsops.lstat_quiet(registration)
+            if stamped is None:
                 continue
-            info = fsops.read_json_object(path, _REPORT_MAX_BYTES)
+            seen_at = stamped.st_mtime
+            info = fsops.read_json_object(registration, _REPORT_MAX_BYTES)
             mode = None if info is None or "mode" not in info else str(info["mode"])
             info = info or {}
             ended = info.get("ended")
@@ -468,37 +488,32 @@ class Layout:
 
     def state_stat(self, name: str, *, failed: bool = False) -> os.stat_result | None:
         """The state file ``name``'s own status (root or ``failed/``; mtime: when it was written)."""
-        try:
-            return os.lstat(self.failed_state_path(name) if failed else self.state_path(name))
-        except FileNotFoundError:
-            return None
+        return fsops.lstat_quiet(self.failed_state_at(name) if failed else self.state_at(name))
 
     def read_claim_entry(self, entry: str) -> ClaimRecord:
         """What the claim ``entry`` of ``in_progress/`` says (defaults for what it does not)."""
-        return claim_record(fsops.read_json_object(self.claim_entry_path(entry), _REPORT_MAX_BYTES) or {})
+        return claim_record(fsops.read_json_object(self.claim_entry_at(entry), _REPORT_MAX_BYTES) or {})
 
     def read_hint(self, name: str) -> ClaimRecord:
         """The attempts, errors and retries a hint carries (none for an empty one)."""
-        return claim_record(fsops.read_json_object(self.hint_path(name), _CLAIM_MAX_BYTES) or {})
+        return claim_record(fsops.read_json_object(self.hint_at(name), _CLAIM_MAX_BYTES) or {})
 
     def claim_stamp(self, name: str, token: str) -> float | None:
         """The mtime of the claim ``NAME@TOKEN`` (before it is rewritten: when its hint was due)."""
-        try:
-            return os.lstat(self.claim_path(name, token)).st_mtime
-        except FileNotFoundError:
-            return None
+        found = fsops.lstat_quiet(self.claim_at(name, token))
+        return None if found is None else found.st_mtime
 
     def remove_settled(self, name: str) -> None:
         """Delete a settled state: its file (root or ``failed/``), its done marker or reason, its ticket."""
-        for path in (self.state_path(name), self.failed_state_path(name), self.done_path(name),
-                     self.reason_path(name), self.ticket_path(name)):
-            fsops.unlink_quiet(path)
+        for entry in (self.state_at(name), self.failed_state_at(name), self.done_at(name),
+                      self.reason_at(name), self.ticket_at(name)):
+            fsops.unlink_quiet(entry)
 
     # -- upkeep ----------------------------------------------------------------------------
 
     def state_names(self) -> list[str]:
         """The state files in the root (whatever their markers say)."""
-        return [name for name in fsops.listdir_quiet(self.root) if codec.is_state_file_name(name)]
+        return [name for name in fsops.listdir_quiet(self.top) if codec.is_state_file_name(name)]
 
     def forget_outcomes(self) -> None:
         """Remove every hint, claim, done marker, registration, ticket and reason; failed files
@@ -507,9 +522,11 @@ class Layout:
             fsops.remove_all(folder)
         for entry in fsops.listdir_quiet(self.failed):
             if entry.endswith(REASON_SUFFIX):
-                fsops.unlink_quiet(os.path.join(self.failed, entry))
-            elif not self.has_state(entry):
-                os.rename(self.failed_state_path(entry), self.state_path(entry))
+                fsops.unlink_quiet(self.failed.at(entry))
+            elif codec.is_state_file_name(entry) or entry.startswith(QUARANTINED_PREFIX):
+                # Never over a file of the root, and only what the store put there: a planted
+                # folder named like a store folder stays where it is.
+                fsops.move_noreplace(self.failed_state_at(entry), self.state_at(entry))
 
     def remove_registrations_before(self, cutoff: float) -> None:
         """Delete registrations last stamped before ``cutoff`` (long-dead workers)."""
@@ -525,10 +542,9 @@ class Layout:
         The filesystem stamps a probe file with its own clock; reading the stamp back
         tells us that clock.
         """
-        path = os.path.join(self.tmp, f"clock-probe-{socket.gethostname()}-{os.getpid()}")
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-        os.utime(path)
-        return os.stat(path).st_mtime
+        # A fresh name each time, created exclusively and removed at once: a name known in
+        # advance (host and pid are in workers/) could be planted as a link.
+        return fsops.creation_time(self.tmp.at(f"clock-probe-{secrets.token_hex(8)}"))
 
     # -- exported states -------------------------------------------------------------------
 
@@ -557,16 +573,16 @@ class Layout:
         Returns:
             False if ``name`` already holds another file (nothing was written for it).
         """
-        path = self.failed_state_path(name) if status is Status.FAILED else self.state_path(name)
-        if not self.write_new(path, state_file):
+        target = self.failed_state_at(name) if status is Status.FAILED else self.state_at(name)
+        if not self.write_new(target, state_file):
             try:
-                same = fsops.read_regular(path, len(state_file)) == state_file
+                same = fsops.read_regular(target, len(state_file)) == state_file
             except (OSError, CodecError):
                 same = False
             if not same:
                 return False
         if status is Status.DONE:
-            self.write_new(self.done_path(name),
+            self.write_new(self.done_at(name),
                            ClaimRecord(worker, attempts, tuple(errors), token, claimed_at).encode())
         elif status is Status.FAILED:
             self.write_reason(name, reason or {"name": name, "code": "error", "message": "failed"})

@@ -49,7 +49,7 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         # The location only: a folder does not record its mode, and commands such as
         # submit open it in the default mode whatever mode its workers run in.
         self.description = self.files.root
-        self._watcher = Watcher(arrivals=[self.files.pending], written=[self.files.root])
+        self._watcher = Watcher(arrivals=[self.files.pending.path], written=[self.files.root])
         self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
                                   self._watcher, mode=self.mode, liveness_seconds=self.options.lease_seconds,
                                   stamp_every_hint=False)
@@ -103,18 +103,15 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         may have claimed the state and given it back with a retry delay. The hint's mtime
         (kept by rename) is checked after the rename, so the check cannot race.
         """
-        claim_path = self.files.claim_path(name, token)
-        try:
-            due = os.lstat(claim_path).st_mtime
-        except FileNotFoundError:
+        claim = self.files.claim_at(name, token)
+        found = fsops.lstat_quiet(claim)
+        if found is None:
             return False
+        due = found.st_mtime
         if due <= now:
             return True
-        try:
-            os.link(claim_path, self.files.hint_path(name))  # same inode: contents and mtime kept
-        except FileExistsError:
-            pass
-        fsops.unlink_quiet(claim_path)
+        fsops.link(claim, self.files.hint_at(name))  # same inode: contents and mtime kept
+        fsops.unlink_quiet(claim)
         self._next_due = due if self._next_due is None else min(self._next_due, due)
         return False
 
@@ -175,3 +172,4 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
 
     def close(self) -> None:
         self._watcher.close()
+        self.files.close()

@@ -353,3 +353,4 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
 
     def close(self) -> None:
         self._watcher.close()
+        self.files.close()

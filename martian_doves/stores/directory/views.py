@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,9 @@ from martian_doves.model import (
 )
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.layout import (
+    DONE_DIR,
+    IN_PROGRESS_DIR,
+    PENDING_DIR,
     REASON_SUFFIX,
     Layout,
     Registration,
@@ -151,7 +153,7 @@ def workers(files: Layout, now: float, liveness_seconds: float) -> list[WorkerIn
 def machine_names(files: Layout, limit: int | None) -> list[str]:
     """Lineage roots by their names (``x.state``, children's ``x.state-1+0.state``), in the root or
     failed, newest file first."""
-    stamped = {name: mtime for folder in (files.failed, files.root) for name, mtime in fsops.stamped_entries(folder)
+    stamped = {name: mtime for folder in (files.failed, files.top) for name, mtime in fsops.stamped_entries(folder)
                if codec.is_root_name(name)}
     return [name for _, name in sorted(((m, n) for n, m in stamped.items()), reverse=True)[:limit]]
 
@@ -274,7 +276,7 @@ class Reader:
         wanted = query.status
         if wanted in (None, Status.PENDING):
             # State files no marker knows yet (copied in, waiting for admission) are pending too.
-            for name, mtime in fsops.stamped_entries(self.files.root):
+            for name, mtime in fsops.stamped_entries(self.files.top):
                 if codec.is_state_file_name(name):
                     times[name] = mtime
         for name in (*markers.hints, *markers.claims, *markers.done, *markers.failed):
@@ -316,7 +318,7 @@ class Reader:
         return {state: dict(found) for state, found in sorted(counts.items())}
 
     def _state_files(self, *, failed: bool) -> Iterator[tuple[str, Identity]]:
-        for name, identity in fsops.identified_entries(self.files.failed if failed else self.files.root):
+        for name, identity in fsops.identified_entries(self.files.failed if failed else self.files.top):
             if codec.is_state_file_name(name) and not name.endswith(REASON_SUFFIX):
                 yield name, identity
 
@@ -333,8 +335,7 @@ class Reader:
             now, liveness_seconds: as for ``workers``.
         """
         files = self.files
-        missing = [os.path.basename(folder) + "/" for folder in (files.pending, files.in_progress, files.done)
-                   if not os.path.isdir(folder)]
+        missing = [name + "/" for name in (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR) if not files.has_folder(name)]
         if missing:
             # Gone (a volume unmounted, the folder removed): an outage to report, not an empty store.
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "

@@ -44,16 +44,18 @@ class Watcher:
         if inotify_simple is None:
             return
         flags = inotify_simple.flags
+        # A watched folder that was replaced by a link since the store verified it is not followed.
+        guard = flags.DONT_FOLLOW | flags.ONLYDIR
         try:
             self._inotify = inotify_simple.INotify(nonblocking=True)
             for folder in arrivals:
-                mask = flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.ATTRIB
+                mask = flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.ATTRIB | guard
                 self._by_wd[self._inotify.add_watch(folder, mask)] = folder
             for folder in written:
                 # Only files written in place (cp, editors): in a store's root, successors
                 # arrive by rename from .doves-tmp, and a wake-up per successor would cost
                 # more than the slow scan that finds moved-in files.
-                self._by_wd[self._inotify.add_watch(folder, flags.CLOSE_WRITE)] = folder
+                self._by_wd[self._inotify.add_watch(folder, flags.CLOSE_WRITE | guard)] = folder
         except OSError as e:
             log.info("no inotify (%s); polling instead", e)
             self.close()

@@ -47,13 +47,20 @@ def export(connector: PostgresConnector, directory: str) -> int:
         ConfigError: the directory cannot be created, or is a file.
         StoreUnavailable: the server stayed unreachable.
     """
-    layout = Layout(os.path.abspath(directory))
-    if os.path.exists(layout.root) and not os.path.isdir(layout.root):
-        raise ConfigError(f"cannot export to {layout.root}: it is a file, not a folder")
+    root = os.path.abspath(directory)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ConfigError(f"cannot export to {root}: it is a file, not a folder")
     try:
-        layout.create()
+        layout = Layout(root, create=True)
     except OSError as e:
-        raise ConfigError(f"cannot export to {layout.root}: {e.strerror}") from e
+        raise ConfigError(f"cannot export to {root}: {e.strerror}") from e
+    try:
+        return _export_all(connector, layout)
+    finally:
+        layout.close()
+
+
+def _export_all(connector: PostgresConnector, layout: Layout) -> int:
     clashes: list[str] = []
 
     def dump(conn: Conn, _: int) -> int:
