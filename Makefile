@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench graphs screenshots clean
+.PHONY: demo test lint typecheck pytest bench figures graphs screenshots clean
 
 $(BIN)/doves: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: lint typecheck pytest
 # The peers' workload on a fresh folder store (BENCH_ARGS='postgresql://... --runs 3' for others).
 bench: $(BIN)/doves
 	$(BIN)/doves bench --runs 3 $(BENCH_ARGS)
+
+# The README's performance figures in docs/bench/, measured again (scripts/bench_figures.sh says how long
+# and which knobs it has: BENCH_PG=, MEMORY_TRANSITIONS=, ...). Installs matplotlib (the bench extra) for the PNGs.
+figures: $(BIN)/doves
+	$(BIN)/pip install --quiet -e '.[postgres,dev,bench]'
+	bash scripts/bench_figures.sh
 
 # The README's state graphs and their pictures in docs/graphs/, drawn again by doves graph.
 graphs: $(BIN)/doves

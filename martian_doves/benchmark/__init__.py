@@ -6,7 +6,9 @@
 - ``probe.py``: the machine of the idle-latency probes, loaded by the fleet.
 - ``procfs.py``: CPU time and resident memory of processes, from ``/proc``.
 - ``measure.py``: one benchmark (latency, idle CPU, throughput, memory, phases).
-- ``render.py``: its table and text.
+- ``scale.py``: the curves of ``--scale``: worker memory over a long run, rate against the backlog.
+- ``plots.py``: the curves as PNG, when matplotlib is installed (the ``bench`` extra).
+- ``render.py``: tables and text.
 
 Phase timings themselves are ``martian_doves.phases`` (the workers time, the benchmark adds up).
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 
@@ -67,3 +69,35 @@ def text(report: BenchReport) -> str:
         lines += [f"  {name}: {us}{' µs' if us[0].isdigit() else ''} ({calls} calls)"
                   for name, calls, us in phase_lines(report)]
     return "\n".join(lines)
+
+
+def curve_title(curve: dict[str, Any]) -> str:
+    """A curve's title: what was measured, on which store, by how many workers."""
+    what = "worker memory" if curve["scale"] == "memory" else "rate and first commit against the backlog"
+    return f"{what}, {curve['store']}, {curve['workers']} worker(s), countdown({curve['steps']})"
+
+
+def curve_rows(curve: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A curve's columns and rows, as text."""
+    if curve["scale"] == "memory":
+        return (["transitions", "seconds", "RSS per worker (MB)"],
+                [[f"{p['transitions']:,}", f"{p['seconds']:.1f}", ", ".join(f"{mb:.0f}" for mb in p["rss_mb"])]
+                 for p in curve["points"]])
+    return (["pending", "submit/s", "status (s)", "first commit (s)", "transitions/s"],
+            [[f"{p['pending']:,}", f"{p['submit_per_second']:,.0f}", f"{p['status_seconds']:.2f}",
+              f"{p['first_commit_seconds']:.2f}", f"{p['transitions_per_second']:,.0f}"] for p in curve["points"]])
+
+
+def curve_table(curve: dict[str, Any]) -> RenderableType:
+    columns, lines = curve_rows(curve)
+    found = Table(title=curve_title(curve))
+    for column in columns:
+        found.add_column(column, justify="right")
+    for line in lines:
+        found.add_row(*line)
+    return found
+
+
+def curve_text(curve: dict[str, Any]) -> str:
+    columns, lines = curve_rows(curve)
+    return "\n".join("  ".join(line) for line in [columns, *lines])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 from typing import Any
 
 import click
 
-from martian_doves.benchmark import render
+from martian_doves.benchmark import plots, render
 from martian_doves.benchmark.measure import run_bench
+from martian_doves.benchmark.scale import ScaleOptions, memory_curve, pending_curve
 from martian_doves.benchmark.workload import BenchOptions
 from martian_doves.cli.options import fields_options, mode_option, option, options_from
 from martian_doves.cli.output import EXIT_OK, show
+from martian_doves.stores import is_postgres_url
 
 
 @click.command()
@@ -26,6 +30,7 @@ from martian_doves.cli.output import EXIT_OK, show
         help="Print one JSON object (every sample included) instead of the table.")
 @option("--quiet", "-q", is_flag=True, default=False, env="DOVES_BENCH_QUIET",
         help="Say nothing on stderr while it runs.")
+@fields_options(ScaleOptions)
 def bench(where: str | None, mode: str, run_args: str, keep: bool, as_json: bool, quiet: bool,
           **params: Any) -> int:
     """Measure this host: M x countdown(K) through the Python API on a warm fleet of worker processes.
@@ -39,9 +44,47 @@ def bench(where: str | None, mode: str, run_args: str, keep: bool, as_json: bool
     (submit time included), each worker's peak RSS, and with --phase-timings the time
     each phase of a transition takes. A benchmark, not a test: the machine's other work
     shows in the figures.
+
+    \b
+    --scale draws a curve instead, into --out as JSON (and PNG with matplotlib):
+      memory   worker RSS against transitions processed by one --watch fleet
+               (--transitions in all, fed --batch machines at a time)
+      pending  for each --pending size: a fleet started on that backlog, its time
+               to a first commit and its rate over --window-seconds
     """
     options = options_from(BenchOptions, params)
+    scale = options_from(ScaleOptions, params)
     progress = None if quiet else (lambda line: click.echo(f"doves bench: {line}", err=True))
-    report = run_bench(where, mode, options, shlex.split(run_args), keep=keep, progress=progress)
+    extra = shlex.split(run_args)
+    if scale.scale is not None:
+        return _curve(where, mode, options, scale, extra, as_json, progress)
+    report = run_bench(where, mode, options, extra, keep=keep, progress=progress)
     show(as_json, report.as_dict(), render.table(report), render.text(report))
+    return EXIT_OK
+
+
+def _curve(where: str | None, mode: str, options: BenchOptions, scale: ScaleOptions, run_args: list[str],
+           as_json: bool, progress: Any) -> int:
+    """``--scale``: measure the curve, write it (JSON, PNG if it can) and print it."""
+    if scale.scale == "memory":
+        curve = memory_curve(where, mode, options, scale.transitions, scale.batch, scale.points, run_args,
+                             progress=progress)
+    else:
+        curve = pending_curve(where, mode, options, scale.sizes(), scale.window_seconds, run_args,
+                              progress=progress)
+    store = "postgresql" if where is not None and is_postgres_url(where) else f"folder-{mode}"
+    curve["store"] = store
+    os.makedirs(scale.out, exist_ok=True)
+    base = os.path.join(scale.out, f"{store}-{scale.scale}")
+    with open(f"{base}.json", "w", encoding="utf-8") as out:
+        json.dump(curve, out, indent=2)
+    written = [f"{base}.json"]
+    if plots.available():
+        plots.plot(curve, f"{base}.png", render.curve_title(curve))
+        written.append(f"{base}.png")
+    elif progress is not None:
+        progress("no PNG: matplotlib is not installed (pip install 'martian-doves[bench]')")
+    if progress is not None:
+        progress(f"wrote {', '.join(written)}")
+    show(as_json, curve, render.curve_table(curve), render.curve_text(curve))
     return EXIT_OK

@@ -70,3 +70,28 @@ def test_bench_on_postgresql_counts_every_transition_in_its_own_schema(doves: Do
         schema = kept.rpartition("schema=")[2]
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_bench_scale_writes_the_memory_and_backlog_curves_of_a_folder_store(doves: Doves, tmp_path: Path) -> None:
+    out = tmp_path / "figures"
+    memory = doves("bench", "--scale", "memory", "-w", "1", "-K", "2", "--transitions", "40", "--batch", "8",
+                   "--points", "4", "--out", str(out), "--json")
+    assert memory.returncode == 0, memory.stderr
+    curve = json.loads((out / "folder-lease-memory.json").read_text())
+    assert curve == json.loads(memory.stdout)
+    assert curve["transitions"] == 40 and curve["points"][-1]["transitions"] == 40
+    assert [p["transitions"] for p in curve["points"]] == sorted(p["transitions"] for p in curve["points"])
+    assert all(len(p["rss_mb"]) == 1 and p["rss_mb"][0] > 0 for p in curve["points"])
+
+    pending = doves("bench", "--scale", "pending", "-w", "1", "-K", "2", "--pending", "5,30", "--window-seconds",
+                    "0.5", "--out", str(out), "--json")
+    assert pending.returncode == 0, pending.stderr
+    curve = json.loads((out / "folder-lease-pending.json").read_text())
+    assert [p["pending"] for p in curve["points"]] == [5, 30]
+    assert all(p["first_commit_seconds"] > 0 and p["transitions_per_second"] >= 0 for p in curve["points"])
+
+
+def test_bench_refuses_backlog_sizes_that_are_not_numbers_in_one_line(doves: Doves) -> None:
+    result = doves("bench", "--scale", "pending", "--pending", "10,many")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "doves: error: --pending takes positive numbers separated by commas, not '10,many'"
