@@ -9,7 +9,9 @@
 # empty: folder store only)  BENCH_FOLDER (where the folder stores are made; default the system's
 # temporary folder)  MEMORY_TRANSITIONS (5000000)  PENDING (10000,100000,1000000)
 # PG_PENDING (10000,100000,1000000,10000000)  DOVES (.venv/bin/doves)
-# The long curves take a while: at a few thousand transitions/s, 5,000,000 take about half an hour.
+# The long curves take a while: at a few thousand transitions/s, 5,000,000 take about half an hour,
+# and on a folder store every transition leaves two small files (about 8 KB of an ext4 disk)
+# until the run's store is removed at its end: 5,000,000 transitions need some 40 GB.
 set -euo pipefail
 
 FIGURES=${FIGURES:-docs/bench}

@@ -14,8 +14,10 @@ last, before the fleet stops.
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -89,7 +91,7 @@ class BenchReport:
                        "p99_ms": round(percentile(self.latency_ms, 99), 3),
                        "samples_ms": [round(x, 3) for x in self.latency_ms]}
         return {
-            "system": "martian-doves", "store": self.store, "mode": self.mode,
+            "system": "martian-doves", "store": self.store, "mode": self.mode, **host(),
             "workload": {"machines": o.count, "steps": o.steps, "transitions": o.count * o.steps,
                          "tick_seconds": o.tick_seconds},
             "fleet": {"workers": o.workers, "concurrency": o.concurrency},
@@ -104,6 +106,12 @@ class BenchReport:
                 for name, calls, us in self.phase_rows()},
             "kept": list(self.kept),
         }
+
+
+def host() -> dict[str, Any]:
+    """Where and when a figure was measured: the versions and the CPUs it ran on, the time."""
+    return {"version": importlib.metadata.version("martian-doves"), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def wait_finished(store: Store, timeout_seconds: float) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from martian_doves.benchmark import procfs
 from martian_doves.benchmark.fleet import BenchError, Fleet
-from martian_doves.benchmark.measure import Progress, wait_finished
+from martian_doves.benchmark.measure import Progress, host, wait_finished
 from martian_doves.benchmark.target import fresh_store
 from martian_doves.benchmark.workload import BenchOptions, countdowns
 from martian_doves.errors import ConfigError
@@ -148,7 +148,8 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
     if done != machines * options.steps:
         raise BenchError(f"expected {machines * options.steps} transitions, the store counts {done}")
     return {
-        "scale": "memory", "workers": options.workers, "concurrency": options.concurrency, "steps": options.steps,
+        "scale": "memory", **host(), "workers": options.workers, "concurrency": options.concurrency,
+        "steps": options.steps,
         "batch": batch, "transitions": done,
         "points": [{"transitions": p.transitions, "seconds": round(p.seconds, 2),
                     "rss_mb": [round(mb, 1) for mb in p.rss_mb]} for p in curve],
@@ -209,5 +210,5 @@ def pending_curve(where: str | None, mode: str, options: BenchOptions, sizes: Se
         if progress is not None:
             progress(f"pending: {size:,} x countdown({options.steps}), then {options.workers} worker(s)")
         points.append(_pending_point(where, mode, options, size, window_seconds, run_args, progress))
-    return {"scale": "pending", "workers": options.workers, "concurrency": options.concurrency,
+    return {"scale": "pending", **host(), "workers": options.workers, "concurrency": options.concurrency,
             "steps": options.steps, "points": points}
