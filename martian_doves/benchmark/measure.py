@@ -1,6 +1,7 @@
 """One benchmark, measured as the peers' harness measures each queue.
 
-For each run: a fresh store, a fleet (``doves run --watch``) started and warmed up.
+For each run: a fresh store, a fleet (``doves run --watch``) started and warmed up
+(probes ten at a time until every worker has run one).
 On the first run only, while the fleet is idle: submit-to-start latency (one probe
 at a time, each after ``idle_gap_seconds`` of quiet: submit time to the first
 statement of its tick) and the fleet's CPU use over ``idle_seconds``. Then the
@@ -131,17 +132,34 @@ def _probe_state(name: str, probe_id: int, channel: Path) -> State:
     return State(name, PROBE_STATE, {"id": probe_id, "log": str(channel)})
 
 
-def _started_at(channel: Path, probe_id: int) -> float | None:
-    """When the tick of probe ``probe_id`` started, as written on the side channel, or None yet."""
+def _channel(channel: Path) -> list[tuple[str, float, int]]:
+    """The probes' ticks so far, from the side channel: (probe id, time it started, process id)."""
     try:
         text = channel.read_text()
     except FileNotFoundError:
-        return None
-    for line in text.splitlines():
-        found, _, started = line.partition(" ")
-        if found == str(probe_id):
-            return float(started)
-    return None
+        return []
+    return [(probe_id, float(started), int(pid)) for probe_id, started, pid in
+            (line.split() for line in text.splitlines())]
+
+
+def _started_at(channel: Path, probe_id: int) -> float | None:
+    """When the tick of probe ``probe_id`` started, as written on the side channel, or None yet."""
+    return next((started for found, started, _ in _channel(channel) if found == str(probe_id)), None)
+
+
+def warm_up(store: Store, channel: Path, pids: Sequence[int], timeout_seconds: float = 60.0) -> None:
+    """Submit probes ten at a time until every worker in ``pids`` has run one (as the peers' harness does).
+
+    Raises:
+        BenchError: not within ``timeout_seconds``.
+    """
+    deadline, batch = time.monotonic() + timeout_seconds, 0
+    while not set(pids) <= {pid for _, _, pid in _channel(channel)}:
+        if time.monotonic() > deadline:
+            raise BenchError(f"not every worker ran a warm-up state within {timeout_seconds:g} s")
+        store.submit([_probe_state(f"warm{batch}-{i}.state", -1, channel) for i in range(10)])
+        batch += 1
+        wait_finished(store, timeout_seconds)
 
 
 def idle_latency(store: Store, channel: Path, probes: int, gap_seconds: float) -> list[float]:
@@ -211,8 +229,7 @@ def _run_once(target: str, mode: str, options: BenchOptions, run_args: Sequence[
     try:
         say(f"starting {options.workers} worker(s) on {store.description}")
         pids = fleet.wait_started(store)
-        store.submit([_probe_state(f"warm{i}.state", -1, channel) for i in range(10 * options.workers)])
-        wait_finished(store, 60)
+        warm_up(store, channel, pids)
         latency: list[float] = []
         cpu = None
         if first and options.probes:

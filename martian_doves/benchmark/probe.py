@@ -19,10 +19,10 @@ PROBE_STATE = "doves-bench-probe"
 
 @machine(PROBE_STATE)
 def probe(payload: JSONDict) -> None:
-    """Append ``<id> <time the tick started>`` to the file ``payload["log"]``, then end."""
+    """Append ``<id> <time the tick started> <process id>`` to the file ``payload["log"]``, then end."""
     started = time.time()
     fd = os.open(str(payload["log"]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{payload['id']} {started!r}\n".encode())
+        os.write(fd, f"{payload['id']} {started!r} {os.getpid()}\n".encode())
     finally:
         os.close(fd)

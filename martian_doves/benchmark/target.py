@@ -26,7 +26,10 @@ def _with_schema(url: str, schema: str) -> str:
 
 
 def _drop_schema(url: str, schema: str) -> None:
-    import psycopg  # only for a PostgreSQL store (the postgres extra)
+    try:
+        import psycopg  # only for a PostgreSQL store (the postgres extra)
+    except ImportError:
+        return  # then no store could be opened, nor a schema made
 
     from martian_doves.stores.postgres import parse_url
 

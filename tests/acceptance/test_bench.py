@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 #: 12 machines of 3 steps, one worker, two probes, the phases timed.
 TINY = ("-M", "12", "-K", "3", "-w", "1", "--probes", "2", "--idle-gap-seconds", "0.05", "--idle-seconds", "0.2",
         "--phase-timings", "--json")
-#: Transitions the fleet commits: the workload, 10 warm-up states per worker and the probes.
+#: Transitions the fleet commits: the workload, one batch of 10 warm-up states (the one worker runs it) and
+#: the probes.
 COMMITTED = 12 * 3 + 10 + 2
 
 
