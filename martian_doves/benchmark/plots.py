@@ -31,7 +31,15 @@ def plot(curve: dict[str, Any], path: str, title: str) -> None:
         axes.set_xlabel("transitions processed")
         axes.set_ylabel("resident memory (MB)")
         axes.set_ylim(bottom=0)
-        axes.legend()
+        rated = [(p["transitions"], p["transitions_per_second"]) for p in points
+                 if p.get("transitions_per_second") is not None]
+        if rated:
+            rate = axes.twinx()
+            rate.plot([x for x, _ in rated], [y for _, y in rated], color="tab:gray", linestyle="--",
+                      label="transitions/s")
+            rate.set_ylabel("transitions/s since the sample before")
+            rate.set_ylim(bottom=0)
+        figure.legend(loc="lower right", bbox_to_anchor=(0.85, 0.2))
     else:
         xs = [p["pending"] for p in points]
         axes.plot(xs, [p["transitions_per_second"] for p in points], marker="o", label="transitions/s")

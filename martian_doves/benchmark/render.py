@@ -73,15 +73,17 @@ def text(report: BenchReport) -> str:
 
 def curve_title(curve: dict[str, Any]) -> str:
     """A curve's title: what was measured, on which store, by how many workers."""
-    what = "worker memory" if curve["scale"] == "memory" else "rate and first commit against the backlog"
+    what = "worker memory and rate against history" if curve["scale"] == "memory" \
+        else "rate and first commit against the backlog"
     return f"{what}, {curve['store']}, {curve['workers']} worker(s), countdown({curve['steps']})"
 
 
 def curve_rows(curve: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """A curve's columns and rows, as text."""
     if curve["scale"] == "memory":
-        return (["transitions", "seconds", "RSS per worker (MB)"],
-                [[f"{p['transitions']:,}", f"{p['seconds']:.1f}", ", ".join(f"{mb:.0f}" for mb in p["rss_mb"])]
+        return (["transitions", "seconds", "RSS per worker (MB)", "transitions/s"],
+                [[f"{p['transitions']:,}", f"{p['seconds']:.1f}", ", ".join(f"{mb:.0f}" for mb in p["rss_mb"]),
+                  "" if p["transitions_per_second"] is None else f"{p['transitions_per_second']:,.0f}"]
                  for p in curve["points"]])
     return (["pending", "submit/s", "status (s)", "first commit (s)", "transitions/s"],
             [[f"{p['pending']:,}", f"{p['submit_per_second']:,.0f}", f"{p['status_seconds']:.2f}",

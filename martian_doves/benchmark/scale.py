@@ -2,8 +2,10 @@
 
 - ``memory``: one ``--watch`` fleet runs ``transitions`` in all, fed in batches of
   ``batch`` machines whenever fewer than half a batch are left; after every
-  ``transitions / points`` transitions each worker's resident memory is read.
-  A worker whose memory grows with the states it has seen shows it here.
+  ``transitions / points`` transitions each worker's resident memory is read, and
+  the rate since the sample before. A worker whose memory grows with the states it
+  has seen, or a store whose every transition costs more as its history grows,
+  shows it here.
 - ``pending``: for each backlog size, a fresh store gets that many machines before
   any worker runs (the submit rate is measured too), then a fleet starts: the time to
   its first commit, and its rate over ``window_seconds`` from then on, judged by two
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -101,6 +104,16 @@ class MemoryPoint:
     rss_mb: tuple[float, ...]
 
 
+def _rates(curve: Sequence[MemoryPoint]) -> list[float | None]:
+    """The rate since the point before, at each point (None at the first): a rate that falls as the
+    transitions processed grow is a cost that grows with history."""
+    rates: list[float | None] = [None]
+    for before, point in itertools.pairwise(curve):
+        elapsed = point.seconds - before.seconds
+        rates.append(round((point.transitions - before.transitions) / elapsed, 1) if elapsed > 0 else None)
+    return rates
+
+
 def memory_curve(where: str | None, mode: str, options: BenchOptions, transitions: int, batch: int, points: int,
                  run_args: Sequence[str] = (), *, progress: Progress = None) -> dict[str, Any]:
     """Worker RSS against transitions processed, on one ``--watch`` fleet fed in batches.
@@ -140,7 +153,8 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
             wait_finished(store, options.timeout_seconds)
             done = store.status().done
             rss = tuple(procfs.memory_mb(pid, "VmRSS") or 0.0 for pid in pids)
-            curve.append(MemoryPoint(done, time.monotonic() - started, rss))
+            if curve[-1].transitions < done:  # the last sample may be the end already
+                curve.append(MemoryPoint(done, time.monotonic() - started, rss))
             peak = [procfs.memory_mb(pid) or 0.0 for pid in pids]
         finally:
             fleet.stop()
@@ -152,7 +166,8 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
         "steps": options.steps,
         "batch": batch, "transitions": done,
         "points": [{"transitions": p.transitions, "seconds": round(p.seconds, 2),
-                    "rss_mb": [round(mb, 1) for mb in p.rss_mb]} for p in curve],
+                    "rss_mb": [round(mb, 1) for mb in p.rss_mb], "transitions_per_second": rate}
+                   for p, rate in zip(curve, _rates(curve), strict=True)],
         "peak_rss_mb": [round(mb, 1) for mb in peak],
     }
 

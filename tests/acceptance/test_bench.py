@@ -83,6 +83,8 @@ def test_bench_scale_writes_the_memory_and_backlog_curves_of_a_folder_store(dove
     assert curve["transitions"] == 40 and curve["points"][-1]["transitions"] == 40
     assert [p["transitions"] for p in curve["points"]] == sorted(p["transitions"] for p in curve["points"])
     assert all(len(p["rss_mb"]) == 1 and p["rss_mb"][0] > 0 for p in curve["points"])
+    assert curve["points"][0]["transitions_per_second"] is None
+    assert all(p["transitions_per_second"] >= 0 for p in curve["points"][1:])
 
     pending = doves("bench", "--scale", "pending", "-w", "1", "-K", "2", "--pending", "5,30", "--window-seconds",
                     "0.5", "--out", str(out), "--json")
