@@ -35,7 +35,7 @@ from martian_doves.errors import (
 from martian_doves.logs import ContextAdapter, ticking
 from martian_doves.model import JOIN_STATE, WAIT_STATE, Claim, Failure, Successor, WaitFor, with_error
 from martian_doves.registry import Registry
-from martian_doves.stores.base import Store
+from martian_doves.stores.base import BatchCommitStore, Store
 from martian_doves.text import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clip, describe_error, one_line, storable_text
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class _NotYet:
 
 
 NOT_YET = _NotYet()
+
+
+class _Settled:
+    """What ``Worker._tick`` returns when the tick's outcome is written already: nothing to commit."""
+
+
+SETTLED = _Settled()
 
 
 class Event(enum.StrEnum):
@@ -136,6 +143,9 @@ class Worker:
         claims = self.store.claim(self.name, limit or self.options.prefetch, self._states)
         for claim in claims:
             self._hold(claim, running=False)  # heartbeats keep the batch alive while it waits its turn
+        if len(claims) > 1 and isinstance(self.store, BatchCommitStore):
+            self._run_together(claims, result)
+            claims = []
         for index, claim in enumerate(claims):
             if self._stopping.is_set():
                 for rest in claims[index:]:
@@ -172,23 +182,72 @@ class Worker:
                 self._release(claim)
                 claim = None
 
+    def _run_together(self, claims: list[Claim], result: StepResult) -> None:
+        """Run a batch of claims (and, if chaining, their lineages) in rounds: tick each, then
+        commit the round's transitions together (one round trip and one durable write)."""
+        while claims:
+            ready: list[tuple[Claim, Successor | None]] = []
+            for index, claim in enumerate(claims):
+                if self._stopping.is_set():
+                    for rest in claims[index:]:
+                        self._release(rest)
+                    break
+                result.claimed += 1
+                self._emit(Event.CLAIMED, claim)
+                self._hold(claim)
+                with ticking(claim.name):
+                    successor = self._tick(claim, result)
+                if not isinstance(successor, _Settled):
+                    ready.append((claim, successor))
+            claims = self._commit_together(ready, result)
+            if self._stopping.is_set():
+                for claim in claims:
+                    self._release(claim)
+                claims = []
+
+    def _commit_together(self, ready: list[tuple[Claim, Successor | None]], result: StepResult) -> list[Claim]:
+        """Commit a round's transitions; those the batch did not take are committed one by one."""
+        assert isinstance(self.store, BatchCommitStore)
+        keep = self.options.chain and not self._stopping.is_set()
+        try:
+            outcomes = self.store.commit_many(ready, keep=keep) if ready else []
+        except StoreUnavailable:
+            outcomes = [None] * len(ready)
+        following = []
+        for (claim, successor), outcome in zip(ready, outcomes, strict=True):
+            with ticking(claim.name):
+                if outcome is None:
+                    chained = self._settle(claim, successor, result)
+                else:
+                    self._committed(claim, result)
+                    chained = outcome.successor
+            if chained is not None:
+                following.append(chained)
+        return following
+
     def _run_one(self, claim: Claim, result: StepResult) -> Claim | None:
         """Tick ``claim`` and record the outcome; return a chained claim on its successor."""
+        successor = self._tick(claim, result)
+        return None if isinstance(successor, _Settled) else self._settle(claim, successor, result)
+
+    def _tick(self, claim: Claim, result: StepResult) -> Successor | _Settled | None:
+        """Tick ``claim``: its successor (None: the end) to commit, or ``SETTLED`` when the
+        tick's outcome is already written (failed, retried, given back, or the claim lost)."""
         try:
             if claim.attempts >= self.options.retry.max_attempts:
                 # Every attempt so far ended with its worker dying (taken over after its
                 # lease expired): a state that kills its worker must not do so forever.
                 message = f"gave up after {claim.attempts} attempts that ended with their worker lost"
                 self._fail(claim, Failure(TickFailed.code, message, None, claim.attempts, claim.errors), result)
-                return None
+                return SETTLED
             try:
                 successor = self._next(claim)
             except (UnknownState, InvalidPayload, BadReturn, WaitTimedOut) as e:
                 self._fail(claim, Failure(e.code, e.message, None, claim.attempts + 1, claim.errors), result)
-                return None
+                return SETTLED
             except Retry as e:
                 self._reschedule(claim, e, result)
-                return None
+                return SETTLED
             except BaseException as e:
                 # sys.exit(), a stray asyncio.CancelledError or KeyboardInterrupt from a
                 # handler fails its tick, not the worker (Ctrl-C in a main thread still stops).
@@ -196,28 +255,42 @@ class Worker:
                     raise
                 trace = clip(storable_text(traceback.format_exc()), MAX_TRACEBACK_CHARS, keep_end=True)
                 self._retry(claim, describe_error(e), trace, None, result)
-                return None
+                return SETTLED
             if isinstance(successor, _NotYet):
                 # Woken before its event, deadline or children: it waits again.
                 self._release(claim)
-                return None
+                return SETTLED
+            return successor
+        except ClaimLost:
+            self._lost(claim, result)
+            return SETTLED
+
+    def _settle(self, claim: Claim, successor: Successor | None, result: StepResult) -> Claim | None:
+        """Commit one tick's successor; return a chained claim on it."""
+        try:
             try:
                 next_claim = self._commit(claim, successor)
             except CodecError as e:  # the handler returned a payload we cannot write
                 self._fail(claim, Failure(BadReturn.code, e.message, None, claim.attempts + 1, claim.errors), result)
                 return None
-            self._drop(claim)
-            result.committed += 1
-            self._emit(Event.COMMITTED, claim)
-            self.log.debug("committed %s", claim.name, extra={"action": "commit", "state_name": claim.name})
+            self._committed(claim, result)
             return next_claim
         except ClaimLost:
-            self._drop(claim)
-            result.lost += 1
-            self._emit(Event.LOST, claim)
-            self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
-                             extra={"action": "lost", "state_name": claim.name})
+            self._lost(claim, result)
             return None
+
+    def _committed(self, claim: Claim, result: StepResult) -> None:
+        self._drop(claim)
+        result.committed += 1
+        self._emit(Event.COMMITTED, claim)
+        self.log.debug("committed %s", claim.name, extra={"action": "commit", "state_name": claim.name})
+
+    def _lost(self, claim: Claim, result: StepResult) -> None:
+        self._drop(claim)
+        result.lost += 1
+        self._emit(Event.LOST, claim)
+        self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
+                         extra={"action": "lost", "state_name": claim.name})
 
     def _next(self, claim: Claim) -> Successor | _NotYet | None:
         """What follows ``claim``: its handler's tick, or the worker's own step for a waiting entry."""

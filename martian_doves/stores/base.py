@@ -304,6 +304,34 @@ class SupervisedStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Committed:
+    """A transition ``BatchCommitStore.commit_many`` committed."""
+
+    #: The claim on its successor when ``keep`` was honoured (see ``Store.commit``), else None.
+    successor: Claim | None
+
+
+@runtime_checkable
+class BatchCommitStore(Protocol):
+    """A store that commits several claims' transitions in one round trip (and one durable write)."""
+
+    def commit_many(self, commits: Sequence[tuple[Claim, Successor | None]], *,
+                    keep: bool = False) -> list[Committed | None]:
+        """Commit each ``(claim, successor)`` as ``Store.commit`` would, as many as it can together.
+
+        Each transition is atomic on its own (its successor is written exactly once, in
+        the same transaction that settles its parent); together they take one round trip.
+
+        Returns:
+            Per transition, in order, ``Committed``, or None when it was not committed
+            here (a waiting entry, children, a name taken, a lost claim, an outage, a
+            payload that cannot be stored): the caller commits that one with
+            ``Store.commit``, which says why or does it.
+        """
+        ...
+
+
 @runtime_checkable
 class MigratableStore(Protocol):
     """A store with a schema to create or upgrade (``doves migrate``)."""

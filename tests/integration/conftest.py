@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from martian_doves.stores.postgres import PostgresStore
 
 
 @pytest.fixture(params=["folder", "postgres"])
@@ -15,3 +20,15 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     store = tmp_path / "store"
     store.mkdir()
     return str(store)
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[PostgresStore]:
+    """A PostgreSQL store on a fresh schema that never waits long for a NOTIFY."""
+    pytest.importorskip("psycopg")
+    from martian_doves.config import PostgresOptions
+    from martian_doves.stores.postgres import PostgresStore
+
+    opened = PostgresStore(pg_url, PostgresOptions(poll_seconds=60.0))
+    yield opened
+    opened.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,16 +17,8 @@ pytest.importorskip("psycopg")
 
 from pgdb import assert_counters_match, db
 
-from martian_doves.config import PostgresOptions
 from martian_doves.model import Failure, State, Status, Successor
 from martian_doves.stores.postgres import PostgresStore
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    opened = PostgresStore(pg_url, PostgresOptions(poll_seconds=60.0))
-    yield opened
-    opened.close()
 
 
 def reported(pg_url: str) -> Counter[str]:
@@ -39,14 +30,14 @@ def reported(pg_url: str) -> Counter[str]:
     return Counter({status: int(n) for status, n in rows})
 
 
-def check(pg_url: str, store: PostgresStore) -> None:
+def check(pg_url: str, pg_store: PostgresStore) -> None:
     assert_counters_match(pg_url)
     expected = reported(pg_url)
-    report = store.status()
+    report = pg_store.status()
     assert (report.pending, report.scheduled, report.waiting, report.in_progress, report.done, report.failed) == (
         expected["pending"], expected["scheduled"], expected["waiting"], expected["in_progress"],
         expected["done"], expected["failed"])
-    by_state = {(state, status.value): n for state, counts in store.counts_by_state().items()
+    by_state = {(state, status.value): n for state, counts in pg_store.counts_by_state().items()
                 for status, n in counts.items()}
     rows = db(pg_url, """
         SELECT state, CASE WHEN status = 'pending' AND not_before > now()
@@ -55,72 +46,72 @@ def check(pg_url: str, store: PostgresStore) -> None:
     assert by_state == {(state, status): int(n) for state, status, n in rows}
 
 
-def test_counters_follow_every_kind_of_change(pg_url: str, store: PostgresStore) -> None:
-    store.submit([State(f"c{i}.state", "countdown", {"count": 3}) for i in range(6)]
+def test_counters_follow_every_kind_of_change(pg_url: str, pg_store: PostgresStore) -> None:
+    pg_store.submit([State(f"c{i}.state", "countdown", {"count": 3}) for i in range(6)]
                  + [State("g.state", "green", {"cycles": 1})])
-    check(pg_url, store)
-    store.register_worker("w")
-    first, second, third, fourth, fifth, sixth = store.claim("w", 6, {"countdown"})
-    check(pg_url, store)
-    kept = store.commit(first, Successor("countdown", {"count": 2}), keep=True)  # chained: claimed at once
+    check(pg_url, pg_store)
+    pg_store.register_worker("w")
+    first, second, third, fourth, fifth, sixth = pg_store.claim("w", 6, {"countdown"})
+    check(pg_url, pg_store)
+    kept = pg_store.commit(first, Successor("countdown", {"count": 2}), keep=True)  # chained: claimed at once
     assert kept is not None
-    store.commit(kept, None)
-    store.commit(second, Successor("countdown", {"count": 2}))  # left pending for anyone
-    store.commit(third, Successor("countdown", {"count": 2}, not_before=time.time() + 3600))  # a timer
-    check(pg_url, store)
-    store.retry_later(fourth, 3600, "boom")  # scheduled, a failed attempt
-    store.fail(fifth, Failure("tick_failed", "gave up", None, 3, ()))
-    store.release(sixth)
-    check(pg_url, store)
-    assert store.worker_exited("w", "was killed") == 0
-    store.register_worker("w2")
-    claims = store.claim("w2", 10)
-    store.worker_exited("w2", "was killed")  # what it held is pending again, an attempt used
-    check(pg_url, store)
-    assert store.retry_failed() == 1
-    check(pg_url, store)
-    for claim in store.claim("w3", 20):
-        store.fail(claim, Failure("tick_failed", "gave up", None, 1, ()))
-    check(pg_url, store)
-    assert store.forget([claims[0].name]) > 0  # a whole settled machine's rows deleted
-    check(pg_url, store)
+    pg_store.commit(kept, None)
+    pg_store.commit(second, Successor("countdown", {"count": 2}))  # left pending for anyone
+    pg_store.commit(third, Successor("countdown", {"count": 2}, not_before=time.time() + 3600))  # a timer
+    check(pg_url, pg_store)
+    pg_store.retry_later(fourth, 3600, "boom")  # scheduled, a failed attempt
+    pg_store.fail(fifth, Failure("tick_failed", "gave up", None, 3, ()))
+    pg_store.release(sixth)
+    check(pg_url, pg_store)
+    assert pg_store.worker_exited("w", "was killed") == 0
+    pg_store.register_worker("w2")
+    claims = pg_store.claim("w2", 10)
+    pg_store.worker_exited("w2", "was killed")  # what it held is pending again, an attempt used
+    check(pg_url, pg_store)
+    assert pg_store.retry_failed() == 1
+    check(pg_url, pg_store)
+    for claim in pg_store.claim("w3", 20):
+        pg_store.fail(claim, Failure("tick_failed", "gave up", None, 1, ()))
+    check(pg_url, pg_store)
+    assert pg_store.forget([claims[0].name]) > 0  # a whole settled machine's rows deleted
+    check(pg_url, pg_store)
     for worker in ("w", "w2", "w3"):
-        store.unregister_worker(worker)
-    assert store.reset(successors=True) > 0
-    check(pg_url, store)
+        pg_store.unregister_worker(worker)
+    assert pg_store.reset(successors=True) > 0
+    check(pg_url, pg_store)
 
 
-def test_counters_ignore_what_changes_no_count(pg_url: str, store: PostgresStore) -> None:
+def test_counters_ignore_what_changes_no_count(pg_url: str, pg_store: PostgresStore) -> None:
     """Heartbeats, payload edits and a no-op update add no delta (the trigger is selective)."""
-    store.submit([State("h.state", "countdown", {"count": 3})])
-    [claim] = store.claim("w", 1)
+    pg_store.submit([State("h.state", "countdown", {"count": 3})])
+    [claim] = pg_store.claim("w", 1)
     before = db(pg_url, "SELECT count(*) FROM state_count_deltas")
-    store.heartbeat("w", [claim])  # folds the deltas, renews the lease
+    pg_store.heartbeat("w", [claim])  # folds the deltas, renews the lease
     db(pg_url, "UPDATE states SET payload = '{\"count\": 4}', status = status")
     assert db(pg_url, "SELECT count(*) FROM state_count_deltas") == [(0,)] and before != [(0,)]
-    check(pg_url, store)
+    check(pg_url, pg_store)
 
 
-def test_folding_moves_the_deltas_into_the_totals(pg_url: str, store: PostgresStore) -> None:
-    store.submit([State(f"f{i}.state", "countdown", {"count": 1}) for i in range(5)])
-    for claim in store.claim("w", 5):
-        store.commit(claim, None)
+def test_folding_moves_the_deltas_into_the_totals(pg_url: str, pg_store: PostgresStore) -> None:
+    pg_store.submit([State(f"f{i}.state", "countdown", {"count": 1}) for i in range(5)])
+    for claim in pg_store.claim("w", 5):
+        pg_store.commit(claim, None)
     assert db(pg_url, "SELECT count(*) > 0 FROM state_count_deltas") == [(True,)]
-    store.unregister_worker("w")
+    pg_store.unregister_worker("w")
     assert db(pg_url, "SELECT count(*) FROM state_count_deltas") == [(0,)]
     assert db(pg_url, "SELECT state, status, worker, n FROM state_counts WHERE n <> 0") == [
         ("countdown", "done", "w", 5)]
-    assert store.status().done == 5
+    assert pg_store.status().done == 5
 
 
-def test_a_store_migrated_with_states_counts_them(pg_url: str, store: PostgresStore) -> None:
+def test_a_store_migrated_with_states_counts_them(pg_url: str, pg_store: PostgresStore) -> None:
     """Migration 0006 counts the rows already there (a store made by an earlier release)."""
-    store.submit([State(f"m{i}.state", "countdown", {"count": 1}) for i in range(3)])
-    for claim in store.claim("w", 2):
-        store.commit(claim, None)
+    pg_store.submit([State(f"m{i}.state", "countdown", {"count": 1}) for i in range(3)])
+    for claim in pg_store.claim("w", 2):
+        pg_store.commit(claim, None)
     db(pg_url, "DROP TABLE state_counts, state_count_deltas CASCADE; DROP FUNCTION count_states() CASCADE; "
                "DELETE FROM schema_version WHERE version >= 6")
-    store.migrate()
-    check(pg_url, store)
-    assert store.status().done == 2 and store.status().pending == 1
-    assert Status.DONE in store.counts_by_state()["countdown"]
+    pg_store.migrate()
+    check(pg_url, pg_store)
+    assert pg_store.status().done == 2 and pg_store.status().pending == 1
+    assert Status.DONE in pg_store.counts_by_state()["countdown"]

@@ -199,6 +199,27 @@ def test_kill_9_of_a_worker_mid_run_loses_nothing_and_doubles_nothing(pg_url: st
 
 
 @pytest.mark.slow
+def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_doubles_nothing(pg_url: str, fleet: Fleet) -> None:
+    """Workers that claim 8 states at once and commit each round of them together."""
+    submit_countdowns(pg_url, 40, 6, 0.02)
+    batched = {"prefetch": 8, "concurrency": 1}
+    victim = fleet.start("victim", worker=batched)
+    fleet.start("survivor", worker=batched)
+    fleet.go()
+    held_by_victim = "SELECT count(*) FROM states WHERE status = 'in_progress' AND worker = 'victim'"
+    wait_until(lambda: done_count(pg_url) >= 40 and db(pg_url, held_by_victim)[0][0] >= 2,
+               what="progress, and a batch held by the victim")
+    victim.kill()
+    victim.wait()
+    held = db(pg_url, held_by_victim)[0][0]
+    totals = fleet.wait("survivor")
+    assert totals["crashed"] == 0 and totals["lost"] == 0
+    assert_lineages_complete(pg_url, 40, 6)
+    recovered = db(pg_url, "SELECT count(*) FROM states WHERE errors ? 'worker victim stopped renewing its lease'")
+    assert recovered[0][0] >= held > 0  # each claim of its batch was taken over, none lost
+
+
+@pytest.mark.slow
 def test_a_worker_cut_off_mid_tick_cannot_commit_after_its_claim_was_taken_over(
         pg_url: str, fleet: Fleet, tmp_path: Path) -> None:
     submit_countdowns(pg_url, 1, 2, 0, state="gated")

@@ -4,12 +4,16 @@
 ``commit_keep``, ``commit_pass``) and falls back on the general one (``commit``) when the
 first successor name is taken; a commit that makes a waiting entry, spawns children or
 ends a child machine runs in a transaction holding the lock of what wakes that entry.
+Plain commits of several claims run together in one statement (``write_batch``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
+import time
+from collections.abc import Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +26,7 @@ from martian_doves.stores.postgres.machines import join_key, mail_key
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
+    from martian_doves.config import PostgresOptions
     from martian_doves.stores.postgres.connector import Conn
 
 #: Successor names the general commit considers (branches ~2, ~3 ... of the first).
@@ -40,6 +45,39 @@ def storable(max_state_bytes: int, name: str, state: str, payload: JSONDict) -> 
         return json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise InvalidDocument(f"{name}: payload is not storable JSON: {e}") from e
+
+
+def params_for(claim: Claim, successor: Successor | None, keep: bool, options: PostgresOptions,
+               channel: str) -> dict[str, Any]:
+    """The parameters of a commit's statements, every payload checked first.
+
+    Raises:
+        CodecError: the successor (or a child) payload cannot be stored as JSON.
+    """
+    payload = wait = None
+    limit = options.max_state_bytes
+    if successor is not None:
+        payload = storable(limit, f"successor of {claim.name}", successor.state, successor.payload)
+        for index, spawned in enumerate(successor.children):  # all storable before anything is written
+            codec.check_name(next(codec.child_names(claim.name, index)))
+            storable(limit, f"child {index} of {claim.name}", spawned.state, spawned.payload)
+        wait = None if successor.wait is None else json.dumps(successor.wait.as_dict(), allow_nan=False)
+    later = successor is not None and (successor.wait is not None or (successor.not_before or 0.0) > time.time())
+    return {
+        "name": claim.name, "token": claim.token, "state": successor.state if successor else None,
+        "payload": payload, "keep": keep and successor is not None and not later, "worker": claim.worker,
+        "child_token": secrets.token_hex(8), "lease": options.lease_seconds, "channel": channel,
+        "child": next(codec.successor_names(claim.name)), "wait": wait,
+        "not_before": successor.not_before if successor else None,
+    }
+
+
+def kept_claim(claim: Claim, successor: Successor | None, params: dict[str, Any], child: str | None) -> Claim | None:
+    """The claim on a committed successor inserted claimed for us (chaining), or None."""
+    if not params["keep"] or child is None or successor is None:
+        return None
+    return Claim(State(child, successor.state, successor.payload, claim.name, claim.state.machine_name,
+                       None, claim.state.origin), params["child_token"], claim.worker)
 
 
 def lock_for(schema: str, claim: Claim, successor: Successor | None) -> str | None:
@@ -82,3 +120,26 @@ def write(conn: Conn, claim: Claim, params: dict[str, Any], first: str,
             child = conn.execute(Q["kept_child"], params).fetchone()
             return True, child[0] if child else None
     raise UnsafeName(f"no free successor name for {claim.name} among the first {CANDIDATES}")
+
+
+def write_batch(conn: Conn, items: Sequence[dict[str, Any]], lease: float, channel: str) -> dict[str, str | None]:
+    """Plain commits (``PostgresStore.commit``'s parameters, no lock) in one statement.
+
+    Returns:
+        The successor's name (None for a machine's end) of each parent settled, by the
+        parent's name. One left out is not settled: the caller commits it alone, which
+        tells a taken name, a lost claim or an earlier try that did it.
+    """
+    ordered = sorted(items, key=lambda item: item["name"])  # rows locked in one order by every batch
+    params = {key: [item[field] for item in ordered] for key, field in _BATCH_FIELDS.items()}
+    try:
+        rows = conn.execute(Q["commit_batch"], {**params, "lease": lease, "channel": channel}).fetchall()
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+        return {}  # a name taken meanwhile, two takeovers crossing: each commits alone
+    return {parent: child for parent, child in rows}
+
+
+#: ``commit_batch``'s array parameters and the commit parameter each is made of.
+_BATCH_FIELDS = {"names": "name", "tokens": "token", "children": "child", "states": "state",
+                 "payloads": "payload", "keeps": "keep", "workers": "worker", "child_tokens": "child_token",
+                 "not_befores": "not_before"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -21,6 +21,7 @@ import psycopg
 from martian_doves import codec
 from martian_doves.errors import InvalidDocument, MachineEnded, NoSuchMachine
 from martian_doves.model import (
+    INTERNAL_STATES,
     Child,
     ChildOutcome,
     Claim,
@@ -194,3 +195,8 @@ def children(connector: PostgresConnector, claim: Claim) -> list[ChildOutcome] |
         error = None if reason is None else {"code": reason.get("code", "error"), "message": reason.get("message", "")}
         outcomes.append(ChildOutcome(name, state, Status(status), payload, error))
     return outcomes
+
+
+def state_names(states: Collection[str] | None) -> list[str] | None:
+    """The state names a worker claims, as a query parameter (its own steps included); None: every state."""
+    return None if states is None else sorted({*states, *INTERNAL_STATES})

@@ -29,7 +29,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -46,7 +45,6 @@ from martian_doves.errors import (
     workers_alive_error,
 )
 from martian_doves.model import (
-    INTERNAL_STATES,
     MAX_KEPT_ERRORS,
     ChildOutcome,
     Claim,
@@ -57,7 +55,7 @@ from martian_doves.model import (
     Status,
     StatusReport,
 )
-from martian_doves.stores.base import SubmitResult, Successor
+from martian_doves.stores.base import Committed, SubmitResult, Successor
 from martian_doves.stores.postgres import commits, machines, schema, views
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector, Unreadable
 from martian_doves.stores.postgres.export import export as export_to_folder
@@ -192,7 +190,7 @@ class PostgresStore(PostgresInspection):
             return mine
         batch = secrets.token_hex(8)
         params = {"limit": max(limit, self.options.claim_batch), "worker": worker, "batch": batch,
-                  "lease": self.options.lease_seconds, "pattern": f"{batch}.%", "states": _state_names(states)}
+                  "lease": self.options.lease_seconds, "pattern": f"{batch}.%", "states": machines.state_names(states)}
 
         def take(conn: Conn, attempt: int) -> list[tuple[Any, ...]]:
             if attempt:  # the claim may have been made before the connection dropped: adopt it
@@ -320,24 +318,8 @@ class PostgresStore(PostgresInspection):
                 every candidate name is taken by other machines' states.
         """
         successor = None if successor is None else Successor(*successor)  # a plain pair reads as one
-        payload = wait = None
-        limit = self.options.max_state_bytes
-        if successor is not None:
-            payload = commits.storable(limit, f"successor of {claim.name}", successor.state, successor.payload)
-            for index, spawned in enumerate(successor.children):  # all storable before anything is written
-                codec.check_name(next(codec.child_names(claim.name, index)))
-                commits.storable(limit, f"child {index} of {claim.name}", spawned.state, spawned.payload)
-            wait = None if successor.wait is None else json.dumps(successor.wait.as_dict(), allow_nan=False)
-        later = successor is not None and (successor.wait is not None or
-                                           (successor.not_before or 0.0) > time.time())
+        params = commits.params_for(claim, successor, keep, self.options, self.channel)
         key = commits.lock_for(self.schema, claim, successor)
-        params: dict[str, Any] = {
-            "name": claim.name, "token": claim.token, "state": successor.state if successor else None,
-            "payload": payload, "keep": keep and successor is not None and not later, "worker": claim.worker,
-            "child_token": secrets.token_hex(8), "lease": self.options.lease_seconds, "channel": self.channel,
-            "child": next(codec.successor_names(claim.name)), "wait": wait,
-            "not_before": successor.not_before if successor else None,
-        }
         fast = Q["commit_end"] if successor is None else Q["commit_keep"] if params["keep"] else Q["commit_pass"]
         if successor is None and key is not None:  # a child machine's last tick: its end may wake the join
             self._fenced("commit", fast, claim, Status.DONE, {}, key)
@@ -358,10 +340,33 @@ class PostgresStore(PostgresInspection):
         committed, child = self.connector.run("commit", write)
         if not committed:
             raise ClaimLost(f"claim on {claim.name} was taken over before commit")
-        if not params["keep"] or child is None or successor is None:
-            return None
-        return Claim(State(child, successor.state, successor.payload, claim.name, claim.state.machine_name,
-                           None, claim.state.origin), params["child_token"], claim.worker)
+        return commits.kept_claim(claim, successor, params, child)
+
+    def commit_many(self, transitions: Sequence[tuple[Claim, Successor | None]], *,
+                    keep: bool = False) -> list[Committed | None]:
+        """Commit plain transitions together: one statement, one transaction, one WAL flush.
+
+        Each is atomic on its own, as ``commit`` makes it; one with a lock to take (a
+        waiting entry, children, a child machine's end), or that this statement leaves
+        out, is None: the caller commits it with ``commit``.
+        """
+        batch = {}
+        for claim, successor in transitions:
+            successor = None if successor is None else Successor(*successor)
+            if commits.lock_for(self.schema, claim, successor) is None:
+                try:
+                    batch[claim.name] = (claim, successor, commits.params_for(claim, successor, keep, self.options,
+                                                                               self.channel))
+                except CodecError:
+                    continue  # ``commit`` says why
+        items = [params for _, _, params in batch.values()]
+        try:
+            settled = self.connector.run("commit", lambda conn, _: commits.write_batch(
+                conn, items, self.options.lease_seconds, self.channel)) if items else {}
+        except StoreError:
+            return [None] * len(transitions)  # each is committed alone, riding the outage out
+        return [Committed(commits.kept_claim(*batch[claim.name], settled[claim.name]))
+                if claim.name in settled else None for claim, _ in transitions]
 
     def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
         """Give the state back, due after ``delay_seconds``: one attempt used, or (``requested``) one retry.
@@ -427,7 +432,7 @@ class PostgresStore(PostgresInspection):
 
     def is_finished(self, states: Collection[str] | None = None) -> bool:
         """True when no state is pending (due now or later) and none is claimed."""
-        params = {"states": _state_names(states)}
+        params = {"states": machines.state_names(states)}
         row = self.connector.run("is_finished", lambda conn, _: conn.execute(Q["is_finished"], params).fetchone())
         return bool(row and row[0])
 
@@ -492,7 +497,3 @@ class PostgresStore(PostgresInspection):
 
 __all__ = ["PostgresStore"]
 
-
-def _state_names(states: Collection[str] | None) -> list[str] | None:
-    """The state names a worker claims, as a query parameter (its own steps included); None: every state."""
-    return None if states is None else sorted({*states, *INTERNAL_STATES})

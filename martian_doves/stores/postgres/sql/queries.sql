@@ -105,6 +105,42 @@ WITH parent AS (
 )
 SELECT name FROM child WHERE (SELECT count(*) FROM wake) >= 0
 
+-- name: commit_batch
+-- Several plain commits (no waiting entry, no children, no lock) in one statement: one
+-- transaction, one WAL flush (see group.py). Each is commit_end, commit_keep or commit_pass
+-- (%(states)s NULL: the end; %(keeps)s: claimed at once). A parent is settled only while
+-- claimed with its token and only if its successor's first name is free; one left out is
+-- committed by the general path (a taken name, a lost claim, an earlier try that did it).
+WITH item AS (
+    SELECT * FROM unnest(%(names)s::text[], %(tokens)s::text[], %(children)s::text[], %(states)s::text[],
+                         %(payloads)s::text[], %(keeps)s::boolean[], %(workers)s::text[], %(child_tokens)s::text[],
+                         %(not_befores)s::float8[])
+        AS i(name, token, child, state, payload, keep, worker, child_token, not_before)
+), parent AS (
+    UPDATE states AS s SET status = 'done', finished_at = now(), lease_expires = NULL
+    FROM item
+    WHERE s.name = ANY(%(names)s::text[]) AND s.name = item.name AND s.token = item.token AND s.status = 'in_progress'
+      AND (item.state IS NULL OR NOT EXISTS (SELECT 1 FROM states AS taken WHERE taken.name = item.child))
+    RETURNING s.name, s.root, s.step, s.origin_parent, s.origin_index
+), child AS (
+    INSERT INTO states (name, parent, root, step, state, payload, status, worker, token, claimed_at, lease_expires,
+                        not_before, origin_parent, origin_index)
+    SELECT item.child, parent.name, parent.root, parent.step + 1, item.state, item.payload::jsonb,
+           CASE WHEN item.keep THEN 'in_progress' ELSE 'pending' END,
+           CASE WHEN item.keep THEN item.worker END,
+           CASE WHEN item.keep THEN item.child_token END,
+           CASE WHEN item.keep THEN now() END,
+           CASE WHEN item.keep THEN now() + %(lease)s * interval '1 second' END,
+           coalesce(to_timestamp(item.not_before), now()), parent.origin_parent, parent.origin_index
+    FROM parent JOIN item ON item.name = parent.name
+    WHERE item.state IS NOT NULL
+    RETURNING name, parent, status
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM child WHERE status = 'pending' LIMIT 1) AS w
+)
+SELECT parent.name, child.name FROM parent LEFT JOIN child ON child.parent = parent.name
+WHERE (SELECT count(*) FROM wake) >= 0
+
 -- name: commit
 -- Fenced commit: the parent is marked done only while it is still claimed with this
 -- token, and only together with its successor (inserted claimed by the same worker
@@ -267,9 +303,14 @@ WITH seen AS (
     VALUES (%(worker)s, %(host)s, %(pid)s, %(lease)s, %(states)s::text[])
     ON CONFLICT (name) DO UPDATE SET last_seen = now()
 ), renewed AS (
+    -- A row locked now is being committed or given back: it needs no renewal, and skipping
+    -- it means a heartbeat never waits for, nor deadlocks with, a batch of commits.
     UPDATE states AS s SET lease_expires = now() + %(lease)s * interval '1 second'
-    FROM unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token)
-    WHERE s.name = c.name AND s.token = c.token AND s.status = 'in_progress'
+    FROM (SELECT h.name FROM states AS h
+          JOIN unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token) ON h.name = c.name AND h.token = c.token
+          WHERE h.status = 'in_progress'
+          FOR UPDATE OF h SKIP LOCKED) AS mine
+    WHERE s.name = mine.name
 )
 SELECT s.token FROM states AS s
 JOIN unnest(%(names)s::text[], %(tokens)s::text[]) AS c(name, token) ON s.name = c.name AND s.token = c.token

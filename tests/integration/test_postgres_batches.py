@@ -1,0 +1,85 @@
+"""Batched claims and commits on PostgreSQL: ``claim`` of many states, ``commit_many``.
+
+A worker that claims several states at once runs them in rounds and commits each round's
+transitions in one statement (``BatchCommitStore``). Here: no state is handed to two
+claimers, a batch commits exactly what ``commit`` would and leaves the rest to it, and
+(in ``test_postgres_faults.py``) ``kill -9`` in the middle of a batch loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+pytest.importorskip("psycopg")
+
+from pgdb import assert_counters_match, db
+
+from martian_doves.config import PostgresOptions
+from martian_doves.errors import ClaimLost, CodecError
+from martian_doves.model import Claim, State, Successor
+from martian_doves.stores.base import BatchCommitStore, Committed
+from martian_doves.stores.postgres import PostgresStore
+
+
+def test_concurrent_batch_claims_never_hand_a_state_out_twice(pg_url: str, pg_store: PostgresStore) -> None:
+    pg_store.submit([State(f"s{i:04d}.state", "countdown", {"count": 1}) for i in range(600)])
+    other = PostgresStore(pg_url, PostgresOptions(claim_batch=5))
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(opened: PostgresStore, worker: str) -> None:
+        while batch := opened.claim(worker, 7):
+            with lock:
+                claimed.extend(claim.name for claim in batch)
+
+    threads = [threading.Thread(target=claimer, args=(opened, f"w{i}"))
+               for i, opened in enumerate([pg_store, other] * 4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.close()
+    assert len(claimed) == 600 and len(set(claimed)) == 600
+    assert db(pg_url, "SELECT count(DISTINCT token) FROM states WHERE status = 'in_progress'") == [(600,)]
+
+
+def test_commit_many_commits_plain_transitions_together_and_leaves_the_rest(pg_url: str,
+                                                                               pg_store: PostgresStore) -> None:
+    assert isinstance(pg_store, BatchCommitStore)
+    pg_store.submit([State(f"b{i}.state", "countdown", {"count": 3}) for i in range(6)]
+                 + [State("b5.state-1", "other", {})])  # takes the first successor name of b5
+    claims = {claim.name: claim for claim in pg_store.claim("w", 6, {"countdown"})}
+    db(pg_url, "UPDATE states SET token = 'theirs' WHERE name = 'b4.state'")  # taken over meanwhile
+    transitions: list[tuple[Claim, Successor | None]] = [
+        (claims["b0.state"], Successor("countdown", {"count": 2})),  # chained: kept for us
+        (claims["b1.state"], None),  # the machine's end
+        (claims["b2.state"], Successor("countdown", {"count": math.nan})),  # cannot be stored
+        (claims["b3.state"], Successor("countdown", {"count": 2}, not_before=9e9)),  # a timer: not kept
+        (claims["b4.state"], Successor("countdown", {"count": 2})),  # lost
+        (claims["b5.state"], Successor("countdown", {"count": 2})),  # its name is taken
+    ]
+    outcomes = pg_store.commit_many(transitions, keep=True)
+    kept, end, bad, timer, lost, taken = outcomes
+    assert isinstance(kept, Committed) and kept.successor is not None
+    assert (kept.successor.name, kept.successor.state.payload) == ("b0.state-1", {"count": 2})
+    assert end == Committed(None) and timer == Committed(None)
+    assert (bad, lost, taken) == (None, None, None)
+    assert db(pg_url, "SELECT name, status FROM states WHERE name LIKE 'b0%%' OR name LIKE 'b3%%' ORDER BY name") == [
+        ("b0.state", "done"), ("b0.state-1", "in_progress"), ("b3.state", "done"), ("b3.state-1", "pending")]
+    # What the batch left is committed alone, which says why or does it.
+    with pytest.raises(CodecError):
+        pg_store.commit(*transitions[2])
+    with pytest.raises(ClaimLost):
+        pg_store.commit(*transitions[4])
+    pg_store.commit(*transitions[5])
+    assert db(pg_url, "SELECT name FROM states WHERE parent = 'b5.state'") == [("b5.state-1~2",)]
+    # A batch retried after its reply was lost: every one of it is done already.
+    again = pg_store.commit_many([transitions[1]], keep=True)
+    assert again == [None]
+    pg_store.commit(*transitions[1])  # "my earlier try did it": no error, nothing written twice
+    assert_counters_match(pg_url)
