@@ -5,6 +5,7 @@
 - ``fleet.py``: the warm fleet, ``doves run --watch`` in a session of its own.
 - ``probe.py``: the machine of the idle-latency probes, loaded by the fleet.
 - ``procfs.py``: CPU time and resident memory of processes, from ``/proc``.
+- ``ceiling.py``: the peers' file-operation ceiling, on the same filesystem.
 - ``measure.py``: one benchmark (latency, idle CPU, throughput, memory, phases).
 - ``scale.py``: the curves of ``--scale``: worker memory over a long run, rate against the backlog.
 - ``plots.py``: the curves as PNG, when matplotlib is installed (the ``bench`` extra).

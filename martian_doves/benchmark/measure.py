@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -29,10 +30,12 @@ from typing import Any
 
 from martian_doves import phases
 from martian_doves.benchmark import procfs
+from martian_doves.benchmark.ceiling import file_ceiling
 from martian_doves.benchmark.fleet import BenchError, Fleet
 from martian_doves.benchmark.probe import PROBE_STATE
 from martian_doves.benchmark.target import fresh_store
 from martian_doves.benchmark.workload import BenchOptions, Throughput, countdowns, median_rate, percentile
+from martian_doves.errors import ConfigError
 from martian_doves.model import State
 from martian_doves.stores import is_postgres_url, open_store
 from martian_doves.stores.base import Store
@@ -63,6 +66,12 @@ class BenchReport:
     phases: dict[str, dict[str, float]] | None
     #: The stores left in place (``keep``).
     kept: tuple[str, ...] = ()
+    #: The file ceiling's rate after each run (``ceiling``), transitions/s.
+    ceilings: tuple[float, ...] = ()
+
+    @property
+    def ceiling_per_second(self) -> float | None:
+        return statistics.median(self.ceilings) if self.ceilings else None
 
     @property
     def transitions_per_second(self) -> float:
@@ -106,6 +115,10 @@ class BenchReport:
                 name: {"calls": calls, "us_per_transition": None if us is None else round(us, 2)}
                 for name, calls, us in self.phase_rows()},
             "kept": list(self.kept),
+            "file_ceiling": None if self.ceiling_per_second is None else {
+                "runs": [round(rate, 1) for rate in self.ceilings],
+                "transitions_per_second": round(self.ceiling_per_second, 1),
+                "share": round(self.transitions_per_second / self.ceiling_per_second, 3)},
         }
 
 
@@ -272,7 +285,11 @@ def run_bench(where: str | None, mode: str, options: BenchOptions, run_args: Seq
         BenchError: the fleet did not start, a run timed out, or a count was off.
     """
     options.validate()
+    postgres = where is not None and is_postgres_url(where)
+    if options.ceiling and postgres:
+        raise ConfigError("--ceiling measures a folder's filesystem: it does not apply to a postgresql:// store")
     outcomes: list[_RunOutcome] = []
+    ceilings: list[float] = []
     kept: list[str] = []
     timed: list[dict[str, dict[str, float]]] = []
     for run in range(options.runs):
@@ -287,14 +304,18 @@ def run_bench(where: str | None, mode: str, options: BenchOptions, run_args: Seq
                                           progress=progress))
             if phase_dir is not None:
                 timed.extend(_read_phases(phase_dir))
+            if options.ceiling:
+                ceilings.append(file_ceiling(where, options.count, options.steps, options.workers))
+                if progress is not None:
+                    progress(f"file ceiling: {ceilings[-1]:,.0f} transitions/s")
         finally:
             if phase_dir is not None:
                 shutil.rmtree(phase_dir, ignore_errors=True)
     first = outcomes[0]
     return BenchReport(
-        store="postgresql" if where is not None and is_postgres_url(where) else "folder",
-        mode="postgres" if where is not None and is_postgres_url(where) else mode, options=options,
+        store="postgresql" if postgres else "folder", mode="postgres" if postgres else mode, options=options,
         runs=tuple(o.throughput for o in outcomes), latency_ms=tuple(first.latency_ms),
         idle_cpu_percent=first.idle_cpu_percent, peak_rss_mb=tuple(first.peak_rss_mb),
         phases=phases.combine(timed) if options.phase_timings else None, kept=tuple(kept),
+        ceilings=tuple(ceilings),
     )

@@ -24,6 +24,9 @@ def rows(report: BenchReport) -> list[tuple[str, str]]:
                           + (f" (median of {len(report.runs)}: {rates})" if len(report.runs) > 1 else "")),
         ("submit time", ", ".join(f"{run.submit_seconds:.2f} s" for run in report.runs)),
     ]
+    if report.ceiling_per_second is not None:
+        found.append(("file ceiling", f"{report.ceiling_per_second:,.0f} transitions/s on the same filesystem: "
+                                      f"{report.transitions_per_second / report.ceiling_per_second:.0%} of it"))
     if report.latency_ms:
         found.append(("idle submit-to-start", f"p50 {percentile(report.latency_ms, 50):.2f} ms, "
                                               f"p99 {percentile(report.latency_ms, 99):.2f} ms "

@@ -35,6 +35,10 @@ class BenchOptions(Checked):
     phase_timings: bool = setting(False, "Time each phase of a transition in the workers (claim, read, tick, "
                                          "write, commit); adds a little to every transition.",
                                   env="DOVES_BENCH_PHASE_TIMINGS")
+    ceiling: bool = setting(False, "Folder stores: after each run, run the peers' file-operation ceiling (bare "
+                                   "claim/read/write/rename, as many processes as workers, no coordination) on the "
+                                   "same filesystem, and give the rate as a share of it.",
+                            env="DOVES_BENCH_CEILING")
     timeout_seconds: float = setting(600.0, "Longest one run may take before the benchmark gives up.",
                                      minimum=0, above_minimum=True, env="DOVES_BENCH_TIMEOUT_SECONDS")
 

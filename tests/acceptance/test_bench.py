@@ -47,9 +47,11 @@ def test_bench_on_a_folder_store_reports_every_figure_and_leaves_nothing_behind(
                                                                               tmp_path: Path) -> None:
     where = tmp_path / "benches"
     where.mkdir()
-    report = _bench(doves, str(where), "--mode", "lease")
+    report = _bench(doves, str(where), "--mode", "lease", "--ceiling")
     _check_shape(report)
     assert (report["store"], report["mode"]) == ("folder", "lease")
+    ceiling = report["file_ceiling"]
+    assert len(ceiling["runs"]) == 1 and ceiling["transitions_per_second"] > 0 and ceiling["share"] > 0
     assert report["phases"]["read"]["calls"] > 0 and report["phases"]["write"]["calls"] > 0
     assert list(where.iterdir()) == [], "the temporary store is removed"
 
@@ -59,7 +61,7 @@ def test_bench_on_postgresql_counts_every_transition_in_its_own_schema(doves: Do
     [kept] = report["kept"]
     try:
         _check_shape(report)
-        assert report["store"] == "postgresql"
+        assert report["store"] == "postgresql" and report["file_ceiling"] is None
         assert "schema=doves_bench_" in kept
         result = doves("status", kept, "--json")
         assert result.returncode == 0, result.stderr
@@ -98,3 +100,10 @@ def test_bench_refuses_backlog_sizes_that_are_not_numbers_in_one_line(doves: Dov
     result = doves("bench", "--scale", "pending", "--pending", "10,many")
     assert result.returncode == 2
     assert result.stderr.strip() == "doves: error: --pending takes positive numbers separated by commas, not '10,many'"
+
+
+def test_bench_refuses_a_file_ceiling_for_a_database_in_one_line(doves: Doves) -> None:
+    result = doves("bench", "postgresql://nobody@127.0.0.1:1/none", "--ceiling")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("doves: error: --ceiling measures a folder's filesystem: it does not apply to "
+                                     "a postgresql:// store")
