@@ -4,7 +4,8 @@ Off by default, and then free: nothing is wrapped and no clock is read. When ask
 (``doves run --phase-timings DIR``, which ``doves bench --phase-timings`` uses), a
 ``PhaseTimer`` replaces a few methods of the live objects of one worker process with
 wrappers that add the time spent in them (``time.perf_counter``) to their phase: the
-worker's calls to ``store.claim``, ``registry.tick`` and ``store.commit``, and the
+worker's calls to ``store.claim``, ``registry.tick`` and ``store.commit`` (or
+``commit_many``, counted once per transition it commits), and the
 points a store names in its ``phase_points`` (where it reads a state and writes a
 successor, which happen inside its claim and its commit). The totals are written as
 JSON when the worker stops.
@@ -41,13 +42,19 @@ class PhaseTimer:
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.calls: dict[str, int] = dict.fromkeys(PHASES, 0)
 
-    def _add(self, phase: str, seconds: float) -> None:
+    def _add(self, phase: str, seconds: float, calls: int = 1) -> None:
         with self._lock:  # ticks run on several threads
             self.seconds[phase] += seconds
-            self.calls[phase] += 1
+            self.calls[phase] += calls
 
-    def wrap(self, owner: object, method: str, phase: str) -> None:
-        """Replace ``owner.method`` (on that instance only) with a timed wrapper."""
+    def wrap(self, owner: object, method: str, phase: str,
+             count: Callable[[tuple[Any, ...]], int] | None = None) -> None:
+        """Replace ``owner.method`` (on that instance only) with a timed wrapper.
+
+        Args:
+            count: how many calls one call stands for, from its positional arguments
+                (a batch commit of n transitions counts n); one if None.
+        """
         original: Callable[..., Any] = getattr(owner, method)
         add, clock, local, leaf = self._add, time.perf_counter, self._local, phase in _LEAVES
 
@@ -60,7 +67,7 @@ class PhaseTimer:
             try:
                 return original(*args, **kwargs)
             finally:
-                add(phase, clock() - started)
+                add(phase, clock() - started, 1 if count is None else count(args))
                 local.in_leaf = False
 
         setattr(owner, method, timed)
@@ -69,6 +76,8 @@ class PhaseTimer:
         """Time a worker's claims, ticks and commits, and the read and write points ``store`` names."""
         self.wrap(store, "claim", "claim")
         self.wrap(store, "commit", "commit")
+        if callable(getattr(store, "commit_many", None)):  # a round of transitions in one call
+            self.wrap(store, "commit_many", "commit", count=lambda args: len(args[0]))
         self.wrap(registry, "tick", "tick")
         points: Iterable[PhasePoint] = getattr(store, "phase_points", ())
         for path, method, phase in points:

@@ -49,6 +49,18 @@ def test_wrapped_methods_return_as_before_and_count_once_in_the_innermost_timed_
     assert calls == {"claim": 1, "read": 1, "tick": 1, "write": 1, "commit": 1}
 
 
+def test_a_batch_commit_counts_once_per_transition_it_commits() -> None:
+    class _BatchStore(_Store):
+        def commit_many(self, transitions: list[int], *, keep: bool = False) -> list[int]:
+            return [t + 1 for t in transitions]
+
+    timer = PhaseTimer()
+    store = _BatchStore()
+    timer.instrument(store, _Registry())
+    assert store.commit_many([1, 2, 3], keep=True) == [2, 3, 4]
+    assert timer.as_dict()["commit"]["calls"] == 3
+
+
 def test_exclusive_seconds_take_the_read_out_of_the_claim_and_the_write_out_of_the_commit() -> None:
     totals: dict[str, Any] = {phase: {"calls": 1, "seconds": 1.0} for phase in PHASES}
     totals["claim"]["seconds"], totals["commit"]["seconds"] = 3.0, 5.0
