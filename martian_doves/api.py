@@ -82,27 +82,33 @@ def require_folder(config: StoreConfig) -> None:
                       f"doves submit {config.target} FILES... do it)")
 
 
-def open_existing(config: StoreConfig) -> Store:
+def open_existing(config: StoreConfig, *, read_only: bool = False) -> Store:
     """Open a store that must exist already: a folder that is there, a schema that is there.
 
     For commands that only read or change existing states: a mistyped folder or schema
     is then an error rather than a new, empty store.
 
+    Args:
+        read_only: only read it (status, history ...): create, migrate or clean nothing;
+            a folder with no state files and no store folders is no store.
+
     Raises:
         ConfigError: there is no such store (one line).
     """
     require_folder(config)
-    return open_store(config.with_options(create_schema=False) if config.is_postgres else config)
+    return open_store(config.with_options(create_schema=False) if config.is_postgres else config,
+                      read_only=read_only)
 
 
 @contextlib.contextmanager
-def opened(config: StoreConfig, *, existing: bool = True) -> Iterator[Store]:
+def opened(config: StoreConfig, *, existing: bool = True, read_only: bool = False) -> Iterator[Store]:
     """``with opened(config) as store:`` the store, closed afterwards.
 
     Args:
         existing: the store must exist already (see ``open_existing``); False creates it.
+        read_only: see ``open_existing``.
     """
-    store = open_existing(config) if existing else open_store(config)
+    store = open_existing(config, read_only=read_only) if existing else open_store(config)
     try:
         yield store
     finally:

@@ -168,7 +168,7 @@ def export(args: Sequence[str], **params: Any) -> int:
     STORE may be left out when DOVES_STORE is set.
     """
     target, (directory,) = split_store(args, 1)
-    with api.opened(store_config(target, params)) as store:
+    with api.opened(store_config(target, params), read_only=True) as store:
         if not isinstance(store, ExportableStore):
             raise ConfigError(f"{store.description} cannot export: it already is a folder of state files "
                               "(copy it instead)")

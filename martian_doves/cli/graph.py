@@ -97,7 +97,7 @@ def graph(store: str | None, machines: Sequence[str], states: Sequence[str], out
     if output_format == FORMATS[0] and output and not _from_command_line("output_format"):
         output_format = _FORMAT_OF_SUFFIX.get(os.path.splitext(output)[1].lower(), output_format)
     if store is not None and not machines_given:
-        with api.opened(store_config(store, params)) as opened:
+        with api.opened(store_config(store, params), read_only=True) as opened:
             drawn = observed_graph(opened, limit=limit, states=states or None, title=title)
             where = opened.description  # never the URL itself: it may hold a password
         if len(drawn.nodes) == 1:

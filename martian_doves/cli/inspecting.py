@@ -48,7 +48,7 @@ def status(store: str | None, as_json: bool, by_state: bool, watch: bool, watch_
     recent failures; --by-state per state name, --watch live."""
     if watch and as_json:
         raise click.UsageError("--watch shows a live view; use --json without it")
-    with api.opened(store_config(store, params)) as opened:
+    with api.opened(store_config(store, params), read_only=True) as opened:
         if watch:
             return _watch(opened, watch_seconds)
         result = opened.status()
@@ -103,7 +103,7 @@ def list_states(store: str | None, offset: int, as_json: bool, **params: Any) ->
     doves list ./store --code tick_failed --text timeout
     """
     query = query_from(params, offset=offset)
-    with api.opened(store_config(store, params)) as opened:
+    with api.opened(store_config(store, params), read_only=True) as opened:
         records = inspectable(opened).find(query)
     show(as_json, listing.list_dicts(records), listing.list_renderable(records), listing.list_text(records))
     return EXIT_OK
@@ -120,7 +120,7 @@ def show_state(args: Sequence[str], as_json: bool, **params: Any) -> int:
     STORE may be left out when DOVES_STORE is set. Exits 1 if there is no such state.
     """
     target, (name,) = split_store(args, 1)
-    with api.opened(store_config(target, params)) as opened:
+    with api.opened(store_config(target, params), read_only=True) as opened:
         record = inspectable(opened).show(os.path.basename(name))
         where = opened.description  # never the URL itself: it may hold a password
     if record is None:
@@ -143,7 +143,7 @@ def history(args: Sequence[str], as_json: bool, **params: Any) -> int:
     a failed one). STORE may be left out when DOVES_STORE is set.
     """
     target, (name,) = split_store(args, 1)
-    with api.opened(store_config(target, params)) as store:
+    with api.opened(store_config(target, params), read_only=True) as store:
         entries = store.history(os.path.basename(name))
         where = store.description  # never the URL itself: it may hold a password
     if not entries:
@@ -173,7 +173,7 @@ def dashboard(store: str | None, **params: Any) -> int:
 
     logs, options = options_from(LogOptions, params), options_from(DashboardOptions, params)
     setup_logging(logs.log_level.lower(), logs.log_format, worker="dashboard")
-    with api.opened(store_config(store, params)) as opened:
+    with api.opened(store_config(store, params), read_only=True) as opened:
         serve_dashboard(opened, options.host, options.port, options.refresh_seconds, options.allowed_hosts,
                         token=options.token, read_only=options.read_only)
     return EXIT_OK

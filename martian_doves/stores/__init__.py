@@ -23,7 +23,7 @@ __all__ = ["DIRECTORY_MODES", "StoreConfig", "is_directory_store", "is_postgres_
 
 
 def open_store(target: str | StoreConfig, mode: str = DIRECTORY_MODES[0], *, clock: Clock | None = None,
-               **options: Any) -> Store:
+               read_only: bool = False, **options: Any) -> Store:
     """Open the store at ``target``: a directory path or a ``postgresql://`` URL.
 
     ``open_store("./store")``, ``open_store(url, lease_seconds=5)``, or
@@ -33,12 +33,15 @@ def open_store(target: str | StoreConfig, mode: str = DIRECTORY_MODES[0], *, clo
         target: folder (created if missing), PostgreSQL URL, or a whole ``StoreConfig``.
         mode: ``lease`` or ``semaphore`` for a folder; ignored for PostgreSQL.
         clock: the store's clock (tests run stores on fake or offset clocks).
+        read_only: open the store as it is, to read it: nothing is created, migrated,
+            cleaned up or probed, and a target that holds no store is refused.
         options: options of that store family by field name (``DirectoryOptions``,
             ``SemaphoreOptions``, ``PostgresOptions``); not with a ``StoreConfig``.
 
     Raises:
         ConfigError: the target or mode is unusable, a name is no option of that store
-            family, or a value is out of range (one clear line).
+            family, or a value is out of range (one clear line); with ``read_only``, the
+            target holds no store.
     """
     if isinstance(target, StoreConfig):
         if options:
@@ -53,15 +56,16 @@ def open_store(target: str | StoreConfig, mode: str = DIRECTORY_MODES[0], *, clo
             raise ConfigError(
                 "PostgreSQL support is not installed: pip install 'martian-doves[postgres]'"
             ) from e
-        return PostgresStore(config.target, config.options, clock=clock, explicit=config.explicit)
+        return PostgresStore(config.target, config.options, clock=clock, explicit=config.explicit,
+                             read_only=read_only)
     if isinstance(config.options, SemaphoreOptions):
         from martian_doves.stores.directory import SemaphoreStore
 
-        return SemaphoreStore(config.target, config.options, clock=clock)
+        return SemaphoreStore(config.target, config.options, clock=clock, read_only=read_only)
     assert isinstance(config.options, DirectoryOptions)
     from martian_doves.stores.directory import LeaseStore
 
-    return LeaseStore(config.target, config.options, clock=clock)
+    return LeaseStore(config.target, config.options, clock=clock, read_only=read_only)
 
 
 def is_directory_store(path: str) -> bool:

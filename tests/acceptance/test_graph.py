@@ -113,6 +113,10 @@ def test_mistakes_are_one_line(doves: Doves, store_dir: Path, machines_py: Path,
     missing = doves("graph", str(tmp_path / "typo"))
     assert missing.returncode == 2 and "no store at" in one_line(missing.stderr)
 
+    plain = doves("graph", str(store_dir))
+    assert plain.returncode == 2 and "not a store" in one_line(plain.stderr)
+
+    (store_dir / "pending").mkdir()  # a store with nothing in it
     empty = doves("graph", str(store_dir))
     assert empty.returncode == 1
     assert one_line(empty.stderr) == f"doves: no machine found in {store_dir}"

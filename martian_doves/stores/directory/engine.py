@@ -40,20 +40,28 @@ log = logging.getLogger(__name__)
 PHASE_POINTS = (("leases.files", "read_state", "read"), ("leases", "write_successor", "write"))
 
 
-def open_folder(root: str | os.PathLike[str], options: DirectoryOptions) -> Layout:
+def open_folder(root: str | os.PathLike[str], options: DirectoryOptions, *, read_only: bool = False) -> Layout:
     """The layout of the store at ``root``, its folders created if missing.
+
+    Args:
+        read_only: create nothing; the folder must hold a store (state files or store folders).
 
     Raises:
         ConfigError: ``root`` is a file, cannot be created, or a store folder in it is
-            a link, not a folder, or not the store's.
+            a link, not a folder, or not the store's; with ``read_only``, ``root`` holds
+            no store.
     """
     path = os.path.abspath(os.fspath(root))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"store {path} exists and is not a directory")
     try:
-        return Layout(path, create=True, durable=options.durable, max_state_bytes=options.max_state_bytes)
+        files = Layout(path, create=not read_only, durable=options.durable, max_state_bytes=options.max_state_bytes)
     except OSError as e:
         raise ConfigError(f"cannot use {path} as a store: {e.strerror}") from e
+    if read_only and not files.is_store():
+        files.close()
+        raise ConfigError(f"not a store (no state files and no store folders): {path}")
+    return files
 
 
 class LeaseEngine:
@@ -75,10 +83,12 @@ class LeaseEngine:
         stamp_every_hint: stamp every hint with this host's clock (the semaphore's
             cycles list hints by their stamps); otherwise a plain hint gets the
             filesystem's own timestamp and only a delayed one is stamped explicitly.
+        read_only: the store was opened to be read: no cleanup of stale temporary files.
     """
 
     def __init__(self, files: Layout, options: DirectoryOptions, clock: Clock, filesystem_time: Callable[[], float],
-                 watcher: Watcher, *, mode: str, liveness_seconds: float, stamp_every_hint: bool) -> None:
+                 watcher: Watcher, *, mode: str, liveness_seconds: float, stamp_every_hint: bool,
+                 read_only: bool = False) -> None:
         self.files = files
         self.options = options
         self.clock = clock
@@ -91,7 +101,8 @@ class LeaseEngine:
         #: Reads the folder for people (status, history, find ...), keeping what never changes.
         self.reader = views.Reader(files)
         self._next_takeover = 0.0
-        self.remove_stale_tmp()
+        if not read_only:
+            self.remove_stale_tmp()
 
     # -- submitting ------------------------------------------------------------------------
 

@@ -194,6 +194,11 @@ class Layout:
             folder.close()
         self.top.close()
 
+    def is_store(self) -> bool:
+        """Whether the root holds a store: one of its folders, or a state file (copied in, never run)."""
+        return any(folder.exists for folder in self.folders.values()) or \
+            any(codec.is_state_file_name(name) for name in fsops.listdir_quiet(self.top))
+
     def has_folder(self, name: str) -> bool:
         """Whether the store folder ``name`` is still in the root, as a folder (not removed or unmounted)."""
         found = fsops.lstat_quiet(self.top.at(name))

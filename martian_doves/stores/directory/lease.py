@@ -32,6 +32,8 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         options: the store's options (defaults if None).
         clock: this host's clock.
         filesystem_time: the shared filesystem's clock; by default read from a probe file.
+        read_only: open it to be read: create, clean up and probe nothing; a folder that
+            holds no store is refused.
 
     Raises:
         ConfigError: ``root`` is unusable, or an option is out of range.
@@ -42,17 +44,19 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
     phase_points = PHASE_POINTS
 
     def __init__(self, root: str | os.PathLike[str], options: DirectoryOptions | None = None,
-                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
+                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None, *,
+                 read_only: bool = False) -> None:
         self.options = (options or DirectoryOptions()).validate()
         self.clock = clock or SystemClock()
-        self.files = open_folder(root, self.options)
+        self.files = open_folder(root, self.options, read_only=read_only)
         # The location only: a folder does not record its mode, and commands such as
         # submit open it in the default mode whatever mode its workers run in.
         self.description = self.files.root
-        self._watcher = Watcher(arrivals=[self.files.pending.path], written=[self.files.root])
+        self._watcher = Watcher() if read_only else Watcher(arrivals=[self.files.pending.path],
+                                                            written=[self.files.root])
         self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
                                   self._watcher, mode=self.mode, liveness_seconds=self.options.lease_seconds,
-                                  stamp_every_hint=False)
+                                  stamp_every_hint=False, read_only=read_only)
         self.admission = self.leases.admission
         #: Hints listed and not yet tried, in this worker's own (random) order.
         self._candidates: deque[str] = deque()

@@ -104,6 +104,8 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
         options: the store's options and phases (the seed's if None).
         clock: this host's clock (phases are derived from it).
         filesystem_time: the shared filesystem's clock; by default read from a probe file.
+        read_only: open it to be read: create, clean up and probe nothing (``status`` then
+            reports no skew); a folder that holds no store is refused.
 
     Raises:
         ConfigError: ``root`` is unusable, or an option is out of range.
@@ -114,17 +116,19 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
     phase_points = PHASE_POINTS
 
     def __init__(self, root: str | os.PathLike[str], options: SemaphoreOptions | None = None,
-                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None) -> None:
+                 clock: Clock | None = None, filesystem_time: Callable[[], float] | None = None, *,
+                 read_only: bool = False) -> None:
         self.options = (options or SemaphoreOptions()).validate()
         self.clock = clock or SystemClock()
         self.phases = self.options.phases
-        self.files = open_folder(root, self.options)
+        self.files = open_folder(root, self.options, read_only=read_only)
         self.description = self.files.root
+        self._read_only = read_only
         # Only files copied into the root wake anything: hints are looked at once a cycle.
-        self._watcher = Watcher(written=[self.files.root])
+        self._watcher = Watcher(written=[] if read_only else [self.files.root])
         self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
                                   self._watcher, mode=self.mode, liveness_seconds=3 * self.phases.cycle_seconds,
-                                  stamp_every_hint=True)
+                                  stamp_every_hint=True, read_only=read_only)
         self.admission = self.leases.admission
         self._lock = threading.RLock()
         #: Claims taken for this worker in a commitment phase, not yet handed out.
@@ -346,8 +350,8 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
             "cycle_seconds": self.phases.cycle_seconds,
             "max_skew_seconds": self.options.skew_limit_seconds,
         }
-        reading = read_skew(self.clock.time, self.leases.filesystem_time)
-        details["skew_seconds"] = round(reading.skew_seconds, 4)
+        if not self._read_only:  # reading the filesystem's clock writes a probe file
+            details["skew_seconds"] = round(read_skew(self.clock.time, self.leases.filesystem_time).skew_seconds, 4)
         return StatusReport(report.pending, report.in_progress, report.done, report.failed, report.workers,
                             report.oldest_pending_at, report.recent_failures, details)
 

@@ -335,13 +335,25 @@ class Reader:
             now, liveness_seconds: as for ``workers``.
         """
         files = self.files
-        missing = [name + "/" for name in (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR) if not files.has_folder(name)]
+        # Folders that were there when the store was opened (a store never run may have none).
+        missing = [name + "/" for name in (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR)
+                   if files.folders[name].exists and not files.has_folder(name)]
         if missing:
             # Gone (a volume unmounted, the folder removed): an outage to report, not an empty store.
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "
                                    "(the store was removed or its volume unmounted?)")
-        stamps = [mtime for _, mtime in fsops.stamped_entries(files.pending)]
+        hints = dict(fsops.stamped_entries(files.pending))
+        claimed = list(fsops.stamped_entries(files.in_progress))
+        done = fsops.listdir_quiet(files.done)
         failed = files.failed_names()
+        # State files no marker knows (copied in and not admitted yet, in a store never run
+        # perhaps) are pending too; only those few are looked at one by one.
+        known = {*hints, *(split_claim(entry)[0] for entry, _ in claimed), *done, *failed}
+        arrived = [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in
+                                                fsops.listdir_quiet(files.top)
+                                                if name not in known and codec.is_state_file_name(name))
+                   if found is not None]
+        stamps = [*hints.values(), *arrived]
         recent = []
         for failed_name in failed[-RECENT_FAILURES:]:
             reason = files.read_reason(failed_name) or {}
@@ -350,11 +362,10 @@ class Reader:
         # Both modes share these folders: report the mode the live workers run in.
         modes = sorted({mode if registration.mode is None else registration.mode
                         for worker, registration in registered if worker.alive}) or [mode]
-        claimed = list(fsops.stamped_entries(files.in_progress))
         return StatusReport(
             pending=len(stamps),
             in_progress=len(claimed),
-            done=len(fsops.listdir_quiet(files.done)),
+            done=len(done),
             failed=len(failed),
             workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed]),
             oldest_pending_at=min(stamps, default=None),

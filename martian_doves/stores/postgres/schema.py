@@ -19,16 +19,28 @@ from martian_doves.text import first_line
 log = logging.getLogger(__name__)
 
 
-def require(connector: PostgresConnector) -> None:
-    """Raise ``ConfigError`` unless the store's schema exists (see ``create_schema``)."""
+def require(connector: PostgresConnector, *, current: bool = False) -> None:
+    """Raise ``ConfigError`` unless the store's schema exists (see ``create_schema``).
+
+    Args:
+        current: it must also be at this release's version (it is read as it is, never migrated).
+    """
+    latest = migrations()[-1][0]
     try:
         with connector.connect() as conn:
             found = conn.execute(Q["has_versions"], {"table": f"{connector.schema}.schema_version"}).fetchone()
+            row = conn.execute(Q["version"]).fetchone() if current and found != (None,) else None
     except psycopg.Error as e:
         raise StoreError(f"cannot read {connector.description}: {first_line(e)}") from e
     if found == (None,):
-        raise ConfigError(f"no store at {connector.description}: schema {connector.schema} does not exist "
-                          "(doves submit or doves migrate creates it)")
+        raise ConfigError(f"not a store (schema {connector.schema} does not exist; doves submit or doves migrate "
+                          f"creates it): {connector.description}")
+    if current and (row is None or row[0] != latest):
+        version = 0 if row is None else int(row[0])
+        fix = "doves migrate upgrades it" if version < latest else "upgrade martian-doves"
+        raise ConfigError(f"schema {connector.schema} is at version {version}, this release reads version {latest} "
+                          f"({fix}): {connector.description}")
+
 
 def migrate(connector: PostgresConnector) -> int:
     """Create the schema or bring it to the latest version; safe to run concurrently.

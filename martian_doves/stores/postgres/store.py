@@ -75,7 +75,7 @@ class PostgresStore(PostgresInspection):
     mode = "postgres"
 
     def __init__(self, url: str, options: PostgresOptions | None = None, clock: Clock | None = None,
-                 explicit: Collection[str] | None = None) -> None:
+                 explicit: Collection[str] | None = None, *, read_only: bool = False) -> None:
         """Connect, create or migrate the schema, and open the connection pool.
 
         Args:
@@ -83,6 +83,7 @@ class PostgresStore(PostgresInspection):
             options: tuning; options given here win over the URL's.
             clock: stamps failure reasons; leases use the database's clock, waits real time.
             explicit: the fields of ``options`` that were given (see ``parse_url``).
+            read_only: change nothing: the schema must exist, at this release's version.
 
         Raises:
             ConfigError: bad URL, schema name or options.
@@ -100,14 +101,11 @@ class PostgresStore(PostgresInspection):
         self._spare_lock = threading.Lock()
         #: The state names each worker of this process registered with (None: all), for heartbeats.
         self._worker_states: dict[str, list[str] | None] = {}
-        if not self.options.create_schema:
-            self._require_schema()
-        self.migrate()
+        if read_only or not self.options.create_schema:
+            schema.require(self.connector, current=read_only)
+        if not read_only:
+            self.migrate()
         self.connector.open()
-
-    def _require_schema(self) -> None:
-        """Raise ``ConfigError`` unless this store's schema exists (see ``create_schema``)."""
-        schema.require(self.connector)
 
     def migrate(self) -> int:
         """Create the schema or bring it to the latest version; safe to run concurrently.
