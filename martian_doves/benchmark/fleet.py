@@ -66,6 +66,11 @@ class Fleet:
                 pids.append(int(pid))
         return pids
 
+    def check(self) -> None:
+        """Raise ``BenchError`` if the fleet's ``doves run`` has exited (it runs until stopped)."""
+        if self.process.poll() is not None:
+            raise BenchError(f"the fleet (doves run) exited with status {self.process.returncode}")
+
     def wait_started(self, store: Store, timeout_seconds: float = 120.0) -> list[int]:
         """Wait until every worker is registered and alive; their process ids.
 
@@ -74,8 +79,7 @@ class Fleet:
         """
         deadline = time.monotonic() + timeout_seconds
         while True:
-            if self.process.poll() is not None:
-                raise BenchError(f"the fleet (doves run) exited with status {self.process.returncode}")
+            self.check()
             pids = self.worker_pids(store)
             if len(pids) >= self.workers:
                 return pids

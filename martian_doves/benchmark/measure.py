@@ -128,16 +128,17 @@ def host() -> dict[str, Any]:
             "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def wait_finished(store: Store, timeout_seconds: float) -> None:
+def wait_finished(store: Store, timeout_seconds: float, fleet: Fleet) -> None:
     """Wait until ``store`` has nothing pending or in progress.
 
     Raises:
-        BenchError: not within ``timeout_seconds``.
+        BenchError: not within ``timeout_seconds``, or the fleet exited meanwhile.
     """
     deadline = time.monotonic() + timeout_seconds
     while not store.is_finished():
         if time.monotonic() > deadline:
             raise BenchError(f"the store was not finished after {timeout_seconds:g} s")
+        fleet.check()
         time.sleep(_POLL_SECONDS)
 
 
@@ -160,7 +161,7 @@ def _started_at(channel: Path, probe_id: int) -> float | None:
     return next((started for found, started, _ in _channel(channel) if found == str(probe_id)), None)
 
 
-def warm_up(store: Store, channel: Path, pids: Sequence[int], timeout_seconds: float = 60.0) -> None:
+def warm_up(store: Store, fleet: Fleet, channel: Path, pids: Sequence[int], timeout_seconds: float = 60.0) -> None:
     """Submit probes ten at a time until every worker in ``pids`` has run one (as the peers' harness does).
 
     Raises:
@@ -172,7 +173,7 @@ def warm_up(store: Store, channel: Path, pids: Sequence[int], timeout_seconds: f
             raise BenchError(f"not every worker ran a warm-up state within {timeout_seconds:g} s")
         store.submit([_probe_state(f"warm{batch}-{i}.state", -1, channel) for i in range(10)])
         batch += 1
-        wait_finished(store, timeout_seconds)
+        wait_finished(store, timeout_seconds, fleet)
 
 
 def idle_latency(store: Store, channel: Path, probes: int, gap_seconds: float) -> list[float]:
@@ -204,7 +205,7 @@ def idle_cpu_percent(fleet: Fleet, seconds: float) -> float:
     return 100 * used / elapsed
 
 
-def throughput(store: Store, options: BenchOptions) -> Throughput:
+def throughput(store: Store, fleet: Fleet, options: BenchOptions) -> Throughput:
     """Submit M countdowns of K and wait for the end; checks the store counts M x K more done.
 
     Raises:
@@ -215,7 +216,7 @@ def throughput(store: Store, options: BenchOptions) -> Throughput:
     started = time.perf_counter()
     store.submit(states)
     submitted = time.perf_counter()
-    wait_finished(store, options.timeout_seconds)
+    wait_finished(store, options.timeout_seconds, fleet)
     finished = time.perf_counter()
     done = store.status().done - done_before
     expected = options.count * options.steps
@@ -242,18 +243,18 @@ def _run_once(target: str, mode: str, options: BenchOptions, run_args: Sequence[
     try:
         say(f"starting {options.workers} worker(s) on {store.description}")
         pids = fleet.wait_started(store)
-        warm_up(store, channel, pids)
+        warm_up(store, fleet, channel, pids)
         latency: list[float] = []
         cpu = None
         if first and options.probes:
             say(f"idle latency: {options.probes} probes, {options.idle_gap_seconds:g} s apart")
             latency = idle_latency(store, channel, options.probes, options.idle_gap_seconds)
-            wait_finished(store, 60)  # the last probe's tick has started; let it commit
+            wait_finished(store, 60, fleet)  # the last probe's tick has started; let it commit
         if first and options.idle_seconds:
             say(f"idle CPU over {options.idle_seconds:g} s")
             cpu = idle_cpu_percent(fleet, options.idle_seconds)
         say(f"throughput: {options.count} x countdown({options.steps})")
-        result = throughput(store, options)
+        result = throughput(store, fleet, options)
         say(f"{result.per_second:,.0f} transitions/s")
         rss = [mb for mb in (procfs.memory_mb(pid) for pid in pids) if mb is not None]
         return _RunOutcome(result, latency, cpu, rss)

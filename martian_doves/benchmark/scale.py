@@ -147,10 +147,9 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
                     submit_all(store, count, options.steps, options.tick_seconds, f"b{submitted}-")
                     submitted += count
                     continue
-                if fleet.process.poll() is not None:
-                    raise BenchError(f"the fleet exited with status {fleet.process.returncode}")
+                fleet.check()
                 time.sleep(_LOOK_SECONDS)
-            wait_finished(store, options.timeout_seconds)
+            wait_finished(store, options.timeout_seconds, fleet)
             done = store.status().done
             rss = tuple(procfs.memory_mb(pid, "VmRSS") or 0.0 for pid in pids)
             if curve[-1].transitions < done:  # the last sample may be the end already
@@ -186,8 +185,7 @@ def _pending_point(where: str | None, mode: str, options: BenchOptions, pending:
                     report, asked, _ = _timed_status(store)
                     if report.done > 0:
                         break
-                    if fleet.process.poll() is not None:
-                        raise BenchError(f"the fleet exited with status {fleet.process.returncode}")
+                    fleet.check()
                     if asked - started > options.timeout_seconds:
                         raise BenchError(f"no commit within {options.timeout_seconds:g} s of the start")
                     time.sleep(0.05)
