@@ -13,8 +13,9 @@ import martian_doves.stores.directory as package
 
 PACKAGE = "martian_doves.stores.directory"
 FOLDER = Path(package.__file__).parent
-#: Modules allowed to join paths: the layout, and the primitives that act on a folder's entries.
-PATH_FORMERS = {"layout", "fsops"}
+#: Modules allowed to join paths: the layout, the primitives that act on a folder's entries,
+#: and the held-open folders (whose paths are only ever shown in messages).
+PATH_FORMERS = {"layout", "fsops", "folders"}
 
 
 def _modules() -> dict[str, ast.Module]:

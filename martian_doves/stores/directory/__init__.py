@@ -9,8 +9,10 @@ Two modes over one layout:
 Both compose ``engine.py``'s ``LeaseEngine``: the lease protocol (atomic claims,
 heartbeats, takeovers, fenced commits) and everything else they do alike.
 
-Beneath them: ``layout.py`` (every path, and the store's own small files),
-``fsops.py`` (atomic file primitives), ``admission.py`` (files copied into the root),
+Beneath them: ``layout.py`` (every entry, and the store's own small files),
+``records.py`` (what those files say), ``folders.py`` (the store's folders, verified
+and held open), ``fsops.py`` (atomic file primitives relative to them, no links
+followed), ``admission.py`` (files copied into the root),
 ``views.py`` (status and history), ``watch.py`` (inotify wake-ups).
 """
 

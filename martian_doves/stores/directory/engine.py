@@ -31,7 +31,9 @@ from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusRepor
 from martian_doves.stores.base import SubmitResult, Successor, require_plain
 from martian_doves.stores.directory import fsops, views
 from martian_doves.stores.directory.admission import Admission
-from martian_doves.stores.directory.layout import ClaimRecord, Layout, new_token, split_claim
+from martian_doves.stores.directory.folders import Entry
+from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.directory.records import ClaimRecord, new_token, split_claim
 from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -348,7 +350,7 @@ class LeaseEngine:
         raise UnsafeName(f"no free successor name for {parent.name}")
 
     def _mark_successor(self, parent: Claim, name: str, successor: Successor,
-                        keep: bool) -> tuple[fsops.Entry, Claim | None]:
+                        keep: bool) -> tuple[Entry, Claim | None]:
         """Create the hint for a new successor, or this worker's claim on it; return that entry."""
         if not keep:
             self.create_hint(name)

@@ -28,12 +28,21 @@ import secrets
 import socket
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from martian_doves import codec
 from martian_doves.errors import CodecError
 from martian_doves.model import JSONDict, State, Status
 from martian_doves.stores.directory import fsops
+from martian_doves.stores.directory.folders import Entry, Folder, open_folder, open_root
+from martian_doves.stores.directory.records import (
+    TOKEN_SEP,
+    ClaimRecord,
+    Registration,
+    as_count,
+    as_time,
+    claim_record,
+    split_claim,
+)
 
 PENDING_DIR = "pending"
 IN_PROGRESS_DIR = "in_progress"
@@ -50,8 +59,6 @@ STORE_FOLDERS: tuple[str, ...] = (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR, FAILED
                                   ADMITTED_DIR)
 #: How the name of a quarantined root entry whose own name is unsafe begins in ``failed/``.
 QUARANTINED_PREFIX = "unsafe-name-"
-#: Separates a state name from its claim token in ``in_progress/``.
-TOKEN_SEP = "@"
 #: Suffix of the machine-readable reason next to a failed state.
 REASON_SUFFIX = ".reason.json"
 #: Largest hint or claim file read back (they hold a few attempts' errors).
@@ -62,87 +69,12 @@ _REPORT_MAX_BYTES = 65536
 _REASON_MAX_BYTES = 1 << 22
 
 
-def new_token() -> str:
-    """A fresh fencing token for a claim's name."""
-    return secrets.token_hex(8)
-
-
-def split_claim(entry: str) -> tuple[str, str]:
-    """``x.state@TOKEN`` (an entry of ``in_progress/``) → ``("x.state", "TOKEN")``; no token → ``""``."""
-    name, _, token = entry.rpartition(TOKEN_SEP)
-    return name, token
-
-
-def as_count(value: object) -> int:
-    """A count from one of our JSON files; 0 for anything a person's edit left there."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def as_time(value: object) -> float | None:
-    """A time (epoch seconds) or duration from one of our JSON files; None if it is none."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-@dataclass(frozen=True)
-class ClaimRecord:
-    """What a claim file says (and a done marker, which is the claim file moved)."""
-
-    #: The worker holding the claim; ``?`` when the file does not say.
-    worker: str | None
-    #: Failed attempts so far (carried over from the hint on a retried state).
-    attempts: int = 0
-    #: Each failed attempt's error, oldest first.
-    errors: tuple[str, ...] = ()
-    #: The claim's fencing token (it is in the file name too).
-    token: str | None = None
-    #: When the claim was taken, epoch seconds.
-    claimed_at: float | None = None
-    #: Retries the handler asked for so far (``raise Retry``).
-    retries: int = 0
-
-    def encode(self) -> bytes:
-        return json.dumps({"worker": self.worker, "token": self.token, "attempts": self.attempts,
-                           "errors": list(self.errors), "claimed_at": self.claimed_at,
-                           "retries": self.retries}).encode()
-
-
-def claim_record(info: JSONDict) -> ClaimRecord:
-    """A claim file's, hint's or done marker's contents as a ``ClaimRecord``; defaults for what is
-    missing or not of its kind (worker ``?``, no attempts, no errors)."""
-    errors = info.get("errors", [])
-    token = info.get("token")
-    return ClaimRecord(str(info.get("worker", "?")), as_count(info.get("attempts", 0)),
-                       tuple(str(e) for e in errors) if isinstance(errors, list) else (),
-                       token if isinstance(token, str) else None, as_time(info.get("claimed_at")),
-                       as_count(info.get("retries", 0)))
-
-
-@dataclass(frozen=True)
-class Registration:
-    """A worker's registration in ``workers/``, as far as it is readable."""
-
-    #: The worker's name (the file's name).
-    name: str
-    #: Last stamp (heartbeat, or the semaphore's update phase), epoch seconds.
-    seen_at: float
-    host: str
-    pid: int
-    #: The mode the worker runs in; None if the file does not say.
-    mode: str | None
-    #: How long after ``seen_at`` the worker counts as alive; None if the file does not say.
-    liveness_seconds: float | None
-    #: When the worker registered, epoch seconds; None if the file does not say.
-    started_at: float | None = None
-    #: Why it is known dead (its supervisor said so); None while nobody has.
-    ended: str | None = None
-
-
 class Layout:
     """The folders of one directory store, every entry in it, and its own small files.
 
     Opening it holds the root and each of ``STORE_FOLDERS`` open, verified to be the
-    store's own real folders (``fsops.open_folder``); every entry is then reached
-    through them (``fsops.Entry``), never by a path that a planted link could redirect.
+    store's own real folders (``folders.open_folder``); every entry is then reached
+    through them (``folders.Entry``), never by a path that a planted link could redirect.
 
     Args:
         root: the store's folder (made absolute).
@@ -164,12 +96,12 @@ class Layout:
         if create:
             os.makedirs(self.root, exist_ok=True)
         #: The root, held open: state files.
-        self.top = fsops.open_root(self.root)
+        self.top = open_root(self.root)
         #: Each of ``STORE_FOLDERS`` by name, held open.
-        self.folders: dict[str, fsops.Folder] = {}
+        self.folders: dict[str, Folder] = {}
         try:
             for name in STORE_FOLDERS:
-                self.folders[name] = fsops.open_folder(self.top, name, create=create)
+                self.folders[name] = open_folder(self.top, name, create=create)
         except BaseException:
             self.close()
             raise
@@ -206,35 +138,35 @@ class Layout:
 
     # -- entries -------------------------------------------------------------------------
 
-    def state_at(self, name: str) -> fsops.Entry:
+    def state_at(self, name: str) -> Entry:
         return self.top.at(name)
 
-    def failed_state_at(self, name: str) -> fsops.Entry:
+    def failed_state_at(self, name: str) -> Entry:
         return self.failed.at(name)
 
-    def hint_at(self, name: str) -> fsops.Entry:
+    def hint_at(self, name: str) -> Entry:
         return self.pending.at(name)
 
-    def claim_at(self, name: str, token: str) -> fsops.Entry:
+    def claim_at(self, name: str, token: str) -> Entry:
         return self.in_progress.at(f"{name}{TOKEN_SEP}{token}")
 
-    def claim_entry_at(self, entry: str) -> fsops.Entry:
+    def claim_entry_at(self, entry: str) -> Entry:
         """An entry listed in ``in_progress/`` (with or without a token)."""
         return self.in_progress.at(entry)
 
-    def done_at(self, name: str) -> fsops.Entry:
+    def done_at(self, name: str) -> Entry:
         return self.done.at(name)
 
-    def reason_at(self, name: str) -> fsops.Entry:
+    def reason_at(self, name: str) -> Entry:
         return self.failed.at(name + REASON_SUFFIX)
 
-    def worker_at(self, worker: str) -> fsops.Entry:
+    def worker_at(self, worker: str) -> Entry:
         return self.workers.at(worker)
 
-    def ticket_at(self, name: str) -> fsops.Entry:
+    def ticket_at(self, name: str) -> Entry:
         return self.admitted.at(name)
 
-    def new_tmp(self) -> fsops.Entry:
+    def new_tmp(self) -> Entry:
         """A fresh name in ``.doves-tmp/``: this process's id (for whoever cleans up) and random bits."""
         return self.tmp.at(f"{os.getpid()}-{secrets.token_hex(8)}")
 
@@ -317,13 +249,13 @@ class Layout:
         owner = self.parent_in(name)
         return owner if owner is not None else self.parent_in(name, failed=True)
 
-    def write_tmp(self, data: bytes) -> fsops.Entry:
+    def write_tmp(self, data: bytes) -> Entry:
         """Write ``data`` to a fresh temporary file (see ``publish_state``) and return it."""
         tmp = self.new_tmp()
         fsops.write_tmp(tmp, data, durable=self.durable)
         return tmp
 
-    def publish_state(self, tmp: fsops.Entry, name: str) -> bool:
+    def publish_state(self, tmp: Entry, name: str) -> bool:
         """Give the temporary file ``tmp`` the state name ``name``, unless it is taken.
 
         Returns:
@@ -334,7 +266,7 @@ class Layout:
         self.sync(self.top)
         return True
 
-    def write_new(self, target: fsops.Entry, data: bytes, *, mtime: float | None = None) -> bool:
+    def write_new(self, target: Entry, data: bytes, *, mtime: float | None = None) -> bool:
         """Atomically create ``target`` (an entry of this layout) holding ``data``; never replaces a file.
 
         Returns:
@@ -342,7 +274,7 @@ class Layout:
         """
         return fsops.write_new(self.new_tmp(), target, data, durable=self.durable, mtime=mtime)
 
-    def sync(self, folder: fsops.Folder) -> None:
+    def sync(self, folder: Folder) -> None:
         """Make new names in ``folder`` survive power loss, if this layout is durable."""
         if self.durable:
             fsops.fsync_dir(folder)
@@ -377,7 +309,7 @@ class Layout:
         """
         return claim_record(fsops.read_json_object(self.claim_at(name, token), _CLAIM_MAX_BYTES) or {})
 
-    def create_claim(self, name: str, token: str, record: ClaimRecord) -> fsops.Entry:
+    def create_claim(self, name: str, token: str, record: ClaimRecord) -> Entry:
         """Create the claim file ``NAME@TOKEN`` holding ``record`` (exclusively); return it."""
         claim = self.claim_at(name, token)
         fsops.create_with(claim, record.encode())

@@ -34,18 +34,8 @@ from martian_doves.model import (
     WorkerInfo,
 )
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import (
-    DONE_DIR,
-    IN_PROGRESS_DIR,
-    PENDING_DIR,
-    REASON_SUFFIX,
-    Layout,
-    Registration,
-    as_count,
-    as_time,
-    claim_record,
-    split_claim,
-)
+from martian_doves.stores.directory.layout import DONE_DIR, IN_PROGRESS_DIR, PENDING_DIR, REASON_SUFFIX, Layout
+from martian_doves.stores.directory.records import Registration, as_count, as_time, claim_record, split_claim
 
 #: How many of the latest failures ``status`` lists.
 RECENT_FAILURES = 5
