@@ -219,3 +219,31 @@ def test_entries_planted_in_pending_never_stop_the_fleet_nor_move_a_store_folder
     # A folder with entries is never looked into: it is left where the claim put it.
     assert [entry.split("@")[0] for entry in os.listdir(store / "in_progress")] == ["full-folder.state"]
     assert _snapshot(victim) == before
+
+
+def test_a_store_folder_of_another_owner_on_another_filesystem_or_not_a_folder_is_refused(
+        doves: Doves, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user and mounting one need root (the tests run unprivileged)")
+    store = tmp_path / "store"
+    _submitted(doves, tmp_path, store, "a.state")
+    done = store / "done"
+    os.chown(done, 65534, 65534)
+    result = doves("status", str(store))
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith(f"doves: error: refusing store folder {done}: it is owned by uid 65534")
+    os.chown(done, 0, 0)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(done)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = doves("run", str(store))
+        assert result.returncode == 2
+        assert f"refusing store folder {done}: it is on another filesystem" in one_line(result.stderr)
+    finally:
+        subprocess.run(["umount", str(done)], check=True)
+    done.rmdir()
+    done.write_text("")
+    result = doves("submit", str(store), str(tmp_path / "a.state"))
+    assert result.returncode == 2
+    assert f"refusing store folder {done}: it is not a folder" in one_line(result.stderr)

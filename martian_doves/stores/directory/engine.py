@@ -419,6 +419,11 @@ class LeaseEngine:
             fsops.rename(files.state_at(claim.name), files.failed_state_at(claim.name))
         except FileNotFoundError:
             pass
+        except OSError as e:
+            # Something planted in failed/ under its name (a folder): the state stays in the
+            # root, failed all the same (its reason says so).
+            log.warning("%s failed but stays in the folder: failed/%s is in the way (%s)", claim.name, claim.name,
+                        e.strerror, extra={"action": "fail", "state_name": claim.name})
         files.remove_claim(claim.name, claim.token)
 
     # -- reporting ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import stat
 from collections.abc import Sequence
 
 from martian_doves import codec
-from martian_doves.errors import CodecError
+from martian_doves.errors import CodecError, NotARegularFile
 from martian_doves.model import JSONDict, State, Status
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.folders import Entry, Folder, open_folder, open_root
@@ -318,7 +318,10 @@ class Layout:
     def rewrite_claim(self, name: str, token: str, record: ClaimRecord) -> None:
         """Write ``record`` into the claim file ``NAME@TOKEN``, in place; nothing if the claim is gone."""
         # In place: the claim file is ours, and a taker rewrites its own copy.
-        fsops.rewrite(self.claim_at(name, token), record.encode())
+        try:
+            fsops.rewrite(self.claim_at(name, token), record.encode())
+        except NotARegularFile:
+            pass  # swapped for something else since it was checked: never written through
 
     def touch_claim(self, name: str, token: str) -> bool:
         """Renew a claim (its ctime is the last heartbeat); False if it was taken over."""
