@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from procs import (
     Fleet,
+    WorkerProc,
     check_complete,
     check_executions,
     counting_document,
@@ -130,14 +131,41 @@ def test_watching_worker_with_idle_threads_picks_up_new_states(tmp_path: Path, m
         for i in range(10):
             drop_file(store, f"c{i}.state", json.dumps(counting_document(f"c{i}", 3, log)), in_place=True)
             machines[f"c{i}.state"] = 3
-
-        def finished() -> bool:
-            assert watcher.alive(), f"the worker exited early:\n{watcher.log()[-3000:]}"
-            return len(read_executions(log)) >= 90 and not snapshot(store).in_progress
-
-        wait_until(finished, "all 90 transitions")
-        watcher.terminate()
-        watcher.wait()
-        fleet.assert_healthy()
+        _stop_after(fleet, watcher, 90, log, store)
     check_complete(store, machines)
     check_executions(log, machines, exactly_once=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_file_moved_in_runs_at_once_not_at_the_next_root_scan(tmp_path: Path, mode: str) -> None:
+    """A state file renamed into the root (``mv``) of a watching worker's store runs at once.
+
+    The root scan and the grace for young files are an hour away here: only inotify's
+    report of the rename (a moved-in file is complete) can admit it in time. The
+    store's own renames into the root (submits, successors) come along and run once.
+    """
+    store = tmp_path / "store"
+    store.mkdir()
+    log = tmp_path / "executions.log"
+    options = store_options(mode, scan_seconds=3600.0, admission_grace_seconds=3600.0)
+    with Fleet(tmp_path, store, mode, store_options=options, worker_options=worker_options(mode)) as fleet:
+        watcher = fleet.start(exit_when_finished=False, poll_seconds=0.5)
+        machines = submit_counting(store, mode, ["first"], 2, log, store_options=options)
+        wait_until(lambda: len(read_executions(log)) >= 2, "the submitted machine to run")
+        drop_file(store, "moved.state", json.dumps(counting_document("moved", 3, log)))
+        machines["moved.state"] = 3
+        _stop_after(fleet, watcher, 5, log, store)
+    check_complete(store, machines)
+    check_executions(log, machines, exactly_once=True)
+
+
+def _stop_after(fleet: Fleet, watcher: WorkerProc, transitions: int, log: Path, store: Path) -> None:
+    """Wait until ``transitions`` ticks ran and nothing is claimed, then stop the watching worker."""
+    def finished() -> bool:
+        assert watcher.alive(), f"the worker exited early:\n{watcher.log()[-3000:]}"
+        return len(read_executions(log)) >= transitions and not snapshot(store).in_progress
+
+    wait_until(finished, f"{transitions} transitions")
+    watcher.terminate()
+    watcher.wait()
+    fleet.assert_healthy()

@@ -43,7 +43,7 @@ def test_a_new_hint_wakes_a_waiting_worker_and_leaves_no_names_behind(tmp_path: 
         for i in range(50):  # hints come and go all day: nothing of them may pile up in memory
             (arrivals / f"h{i}.state").touch()
         watcher.take_events(str(arrivals))
-        assert watcher.names(str(arrivals)) == []
+        assert watcher.names(str(arrivals)) == {}
     finally:
         watcher.close()
 
@@ -53,8 +53,40 @@ def test_files_written_in_the_root_wake_and_are_named_once(tmp_path: Path) -> No
     try:
         assert _woken_by(watcher, lambda: (written / "copied.state").write_text("{}"))
         assert watcher.take_events(str(written))
-        assert watcher.names(str(written)) == ["copied.state"]
-        assert watcher.names(str(written)) == []
+        assert watcher.names(str(written)) == {"copied.state": False}
+        assert watcher.names(str(written)) == {}
         assert not watcher.take_events(str(written))
+    finally:
+        watcher.close()
+
+
+def test_a_file_moved_in_wakes_and_is_named_as_moved(tmp_path: Path) -> None:
+    watcher, _, written = _watcher(tmp_path)
+    try:
+        outside = tmp_path / "outside.state"
+        outside.write_text("{}")
+        assert _woken_by(watcher, lambda: os.rename(outside, written / "moved.state"))
+        assert watcher.take_events(str(written))
+        assert watcher.names(str(written)) == {"moved.state": True}
+    finally:
+        watcher.close()
+
+
+def test_the_stores_own_renames_into_the_root_are_not_named(tmp_path: Path) -> None:
+    root, own = tmp_path / "root", tmp_path / "root" / ".tmp"
+    own.mkdir(parents=True)
+    watcher = Watcher(written=[str(root)], own=[str(own)])
+    if not watcher.active:
+        pytest.skip("no inotify here")
+    try:
+        for i in range(200):  # successors come all day: nothing of them may pile up
+            (own / f"s{i}").write_text("{}")
+            os.rename(own / f"s{i}", root / f"s{i}.state")
+        assert not watcher.take_events(str(root))
+        assert watcher.names(str(root)) == {}
+        (tmp_path / "x.state").write_text("{}")
+        os.rename(tmp_path / "x.state", root / "x.state")
+        assert watcher.take_events(str(root))
+        assert watcher.names(str(root)) == {"x.state": True}
     finally:
         watcher.close()

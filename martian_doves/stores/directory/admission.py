@@ -2,8 +2,9 @@
 
 Files copied in by hand (the seed's ``docker cp``), moved in, or orphaned by a
 crashed commit have no hint. A root scan (on start, on inotify events, every
-``scan_seconds``) admits each once it is old enough that its writer is done, and
-quarantines entries that can never run. Exactly one worker admits a file: the one
+``scan_seconds``) admits each once it is old enough that its writer is done (a file
+inotify saw moved in is complete: it is admitted at once), and quarantines entries
+that can never run. Exactly one worker admits a file: the one
 that hard-links it into ``.doves-admitted/``. Both directory modes use it.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from martian_doves import codec
 from martian_doves.clock import Clock
@@ -95,8 +96,12 @@ class Admission:
 
     # -- admitting ---------------------------------------------------------------------------
 
-    def _admit(self, names: Iterable[str]) -> int:
-        """Create hints for root files that have none (copied in by hand, or orphaned)."""
+    def _admit(self, names: Iterable[str], complete: Collection[str] = ()) -> int:
+        """Create hints for root files that have none (copied in by hand, or orphaned).
+
+        Args:
+            complete: names known to be whole already (moved in): admitted however young.
+        """
         files = self.files
         now = self._filesystem_time()  # a file's age by the clock that stamped it
         admitted = 0
@@ -110,7 +115,7 @@ class Admission:
             if info is None:
                 self._deferred.discard(name)
                 continue
-            young = 0 <= now - info.st_mtime < self.options.admission_grace_seconds
+            young = name not in complete and 0 <= now - info.st_mtime < self.options.admission_grace_seconds
             if young and not files.is_settled(name):
                 self._deferred.add(name)  # its writer may still be busy, or mid-commit
                 continue
@@ -171,7 +176,8 @@ class Admission:
         with self._lock:
             mono = self.clock.monotonic()
             if self._watcher.take_events(self.files.root):
-                self._admit(self._watcher.names(self.files.root))
+                arrived = self._watcher.names(self.files.root)
+                self._admit(arrived, [name for name, moved in arrived.items() if moved])
             if mono >= self._next_root_scan:
                 self.scan_root()
             elif self._deferred and mono >= self._next_deferred_check:

@@ -446,7 +446,7 @@ class LeaseEngine:
         if admission.scan_due:
             admission.scan_root()
         elif self._looks_finished():
-            # Files moved into the root (mv, rsync) raise no wake-up and wait for the slow
+            # Files moved or copied in on another host (NFS) raise no wake-up here and wait for the slow
             # scan: before saying nothing is left, look at the root once more.
             admission.scan_root()
         return self._looks_finished()

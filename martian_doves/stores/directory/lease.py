@@ -53,7 +53,7 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         # submit open it in the default mode whatever mode its workers run in.
         self.description = self.files.root
         self._watcher = Watcher() if read_only else Watcher(arrivals=[self.files.pending.path],
-                                                            written=[self.files.root])
+                                                            written=[self.files.root], own=[self.files.tmp.path])
         self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
                                   self._watcher, mode=self.mode, liveness_seconds=self.options.lease_seconds,
                                   stamp_every_hint=False, read_only=read_only)

@@ -125,7 +125,7 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
         self.description = self.files.root
         self._read_only = read_only
         # Only files copied into the root wake anything: hints are looked at once a cycle.
-        self._watcher = Watcher(written=[] if read_only else [self.files.root])
+        self._watcher = Watcher() if read_only else Watcher(written=[self.files.root], own=[self.files.tmp.path])
         self.leases = LeaseEngine(self.files, self.options, self.clock, filesystem_time or self.files.filesystem_time,
                                   self._watcher, mode=self.mode, liveness_seconds=3 * self.phases.cycle_seconds,
                                   stamp_every_hint=True, read_only=read_only)
