@@ -43,10 +43,11 @@ def _worker(url: str, name: str, ready: Any, options: dict[str, Any], worker_opt
 
 
 def run_fleet(url: str, machines: int, ticks: int, procs: int, options: dict[str, Any],
-              worker_options: dict[str, Any]) -> float:
-    """Submit the machines, run ``procs`` worker processes to the end; return seconds taken."""
+              worker_options: dict[str, Any], prefix: str = "m") -> float:
+    """Submit the machines (named ``prefix``NNNNN.state), run ``procs`` worker processes to the end;
+    return seconds taken (also used by ``bench/pg_history.py``)."""
     store = open_store(url, **options)
-    store.submit([State(f"m{i:05d}.state", "countdown", {"count": ticks, "tick_seconds": 0})
+    store.submit([State(f"{prefix}{i:05d}.state", "countdown", {"count": ticks, "tick_seconds": 0})
                   for i in range(machines)])
     store.close()
     # spawn, not fork: the parent may hold threads and connections a child must not inherit.

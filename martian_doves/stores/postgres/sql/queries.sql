@@ -22,7 +22,11 @@ INSERT INTO schema_version (version) VALUES (%(version)s)
 -- Takes over expired leases first (one attempt used, an error recorded), then the
 -- oldest due pending states; SKIP LOCKED lets concurrent claimers pass each other.
 -- Only states named in %(states)s (the machines the worker has; NULL: every state) are taken.
-WITH expired AS (
+-- A claim need not wait for its WAL flush: a server crash that undoes it undoes only a
+-- claim (the state is pending again, and the tick's commit, fenced, is refused).
+WITH quick AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), expired AS (
     SELECT name FROM states
     WHERE status = 'in_progress' AND lease_expires < now()
       AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
@@ -51,7 +55,7 @@ UPDATE states AS s SET
     claimed_at = now(),
     lease_expires = now() + %(lease)s * interval '1 second'
 FROM picked
-WHERE s.name = picked.name
+WHERE s.name = picked.name AND (SELECT count(*) FROM quick) = 1
 RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s.retries, picked.taken_over,
     extract(epoch FROM s.not_before)::float8, s.root, s.wait, s.origin_parent, s.origin_index
 
@@ -60,7 +64,7 @@ RETURNING s.name, s.state, s.payload, s.parent, s.token, s.attempts, s.errors, s
 SELECT name, state, payload, parent, token, attempts, errors, retries, false AS taken_over,
     extract(epoch FROM not_before)::float8, root, wait, origin_parent, origin_index
 FROM states
-WHERE status = 'in_progress' AND token LIKE %(pattern)s
+WHERE status = 'in_progress' AND lease_expires IS NOT NULL AND token LIKE %(pattern)s
 
 -- name: commit_end
 -- The fast paths of a commit (the general one follows). A machine's last tick: the
@@ -292,7 +296,7 @@ SELECT status, token FROM states WHERE name = %(name)s
 -- name: kept_child
 -- The successor an earlier attempt of this commit inserted already claimed for us
 -- (tokens are unique; only the few claimed rows are looked at).
-SELECT name FROM states WHERE status = 'in_progress' AND token = %(child_token)s AND parent = %(name)s
+SELECT name FROM states WHERE status = 'in_progress' AND lease_expires IS NOT NULL AND token = %(child_token)s AND parent = %(name)s
 
 -- name: heartbeat
 -- Renews the leases still held with these tokens and returns every token still on
@@ -367,7 +371,7 @@ WITH gone AS (
 ), given AS (
     -- A waiting entry too is due at once: whoever claims it next waits again if nothing came.
     UPDATE states SET status = 'pending', not_before = now(), lease_expires = NULL
-    WHERE status = 'in_progress' AND worker = %(worker)s
+    WHERE status = 'in_progress' AND lease_expires IS NOT NULL AND worker = %(worker)s
     RETURNING name
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM given LIMIT 1) AS g
@@ -451,7 +455,7 @@ FROM workers ORDER BY name
 -- name: worker_claims
 -- What every worker holds now (few rows: only claimed ones), oldest claim first.
 SELECT worker, name, state, extract(epoch FROM claimed_at)::float8
-FROM states WHERE status = 'in_progress' ORDER BY claimed_at, name
+FROM states WHERE status = 'in_progress' AND lease_expires IS NOT NULL ORDER BY claimed_at, name
 
 -- name: worker_outcomes
 -- The outcomes the registered workers committed or failed that the table still holds (the counters).
@@ -482,7 +486,7 @@ WITH marked AS (
             SELECT e, i FROM jsonb_array_elements(errors || jsonb_build_array(%(error)s::text))
                 WITH ORDINALITY AS kept(e, i)
             ORDER BY i DESC LIMIT %(kept)s) AS newest)
-    WHERE status = 'in_progress' AND worker = %(worker)s
+    WHERE status = 'in_progress' AND lease_expires IS NOT NULL AND worker = %(worker)s
     RETURNING name
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM given LIMIT 1) AS g
@@ -595,7 +599,7 @@ SELECT root FROM states WHERE name = %(name)s
 -- can end (no deadline: not_before is 'infinity') does not count.
 SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending' AND not_before < 'infinity'
                    AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
-   AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress'
+   AND NOT EXISTS (SELECT 1 FROM states WHERE status = 'in_progress' AND lease_expires IS NOT NULL
                    AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[])))
 
 -- name: next_due
@@ -604,7 +608,7 @@ SELECT NOT EXISTS (SELECT 1 FROM states WHERE status = 'pending' AND not_before 
 -- Both are the first entry of a partial index: as cheap with a million timers as with none.
 SELECT extract(epoch FROM least(
     (SELECT min(not_before) FROM states WHERE status = 'pending' AND not_before < 'infinity'),
-    (SELECT min(lease_expires) FROM states WHERE status = 'in_progress')
+    (SELECT min(lease_expires) FROM states WHERE status = 'in_progress' AND lease_expires IS NOT NULL)
 ) - now())::float8
 
 -- name: live_workers
