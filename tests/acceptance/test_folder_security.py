@@ -216,8 +216,9 @@ def test_entries_planted_in_pending_never_stop_the_fleet_nor_move_a_store_folder
     assert "removed 'fifo.state' from pending/: not a plain file" in result.stderr
     assert os.listdir(store / "failed") == []
     assert os.listdir(pending) == []
-    # A folder with entries is never looked into: it is left where the claim put it.
+    # A folder with entries is never looked into: it is left where the claim put it, and is no claim.
     assert [entry.split("@")[0] for entry in os.listdir(store / "in_progress")] == ["full-folder.state"]
+    assert doves.status(store)["in_progress"] == 0
     assert _snapshot(victim) == before
 
 

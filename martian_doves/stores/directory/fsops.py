@@ -378,6 +378,13 @@ def stamped_entries(folder: Folder, *, changed: bool = False) -> Iterator[tuple[
         yield name, info.st_ctime if changed else info.st_mtime
 
 
+def stamped_files(folder: Folder) -> Iterator[tuple[str, float]]:
+    """(name, mtime) of each plain file of ``folder``: what a folder planted there holds is no claim."""
+    for name, info in stat_entries(folder):
+        if stat.S_ISREG(info.st_mode):
+            yield name, info.st_mtime
+
+
 def identified_entries(folder: Folder) -> Iterator[tuple[str, tuple[int, int]]]:
     """(name, (inode number, ctime in ns)) of each entry of ``folder``; entries that vanish are skipped.
 

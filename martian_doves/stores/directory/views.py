@@ -89,7 +89,7 @@ class Markers:
     @classmethod
     def read(cls, files: Layout) -> Markers:
         hints = dict(fsops.stamped_entries(files.pending))
-        claims = {split_claim(entry)[0]: (entry, mtime) for entry, mtime in fsops.stamped_entries(files.in_progress)}
+        claims = {split_claim(entry)[0]: (entry, mtime) for entry, mtime in fsops.stamped_files(files.in_progress)}
         done = dict(fsops.stamped_entries(files.done, changed=True))
         failed = {entry[: -len(REASON_SUFFIX)]: mtime for entry, mtime in fsops.stamped_entries(files.failed)
                   if entry.endswith(REASON_SUFFIX)}
@@ -333,7 +333,7 @@ class Reader:
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "
                                    "(the store was removed or its volume unmounted?)")
         hints = dict(fsops.stamped_entries(files.pending))
-        claimed = list(fsops.stamped_entries(files.in_progress))
+        claimed = list(fsops.stamped_files(files.in_progress))
         done = fsops.listdir_quiet(files.done)
         failed = files.failed_names()
         # State files no marker knows (copied in and not admitted yet, in a store never run
