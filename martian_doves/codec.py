@@ -319,8 +319,12 @@ def to_document(state: State) -> dict[str, Any]:
     return doc
 
 
-def encode(state: State, max_bytes: int | None = None) -> bytes:
+def encode(state: State, max_bytes: int | None = None, *, not_before: float | None = None) -> bytes:
     """Serialise a state the way the seed's files look (4-space indented JSON).
+
+    Args:
+        not_before: for a timer's successor, when it may run (epoch seconds), kept in the
+            file as ``"not_before"`` so a reader sees when it is due.
 
     Raises:
         InvalidDocument: the payload is not JSON.
@@ -332,7 +336,10 @@ def encode(state: State, max_bytes: int | None = None) -> bytes:
     except InvalidDocument as e:
         raise InvalidDocument(f"{state.name or 'successor'}: {e.message}") from e
     try:
-        data = (json.dumps(to_document(state), indent=4, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        document = to_document(state)
+        if not_before is not None:
+            document["not_before"] = not_before
+        data = (json.dumps(document, indent=4, ensure_ascii=False, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as e:
         raise InvalidDocument(f"{state.name or 'successor'}: payload is not JSON-serialisable: {e}") from e
     if max_bytes is not None and len(data) > max_bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from martian_doves.cli.options import fields_options, option, options_from
 from martian_doves.cli.output import show
 from martian_doves.cli.running import display_options, supervise
 from martian_doves.config import LogOptions, ProgressOptions, StoreConfig, SupervisorOptions, WorkerOptions
-from martian_doves.errors import ConfigError
+from martian_doves.errors import ConfigError, DovesError
 from martian_doves.model import State
 from martian_doves.supervisor import WorkerSpec
 
@@ -59,12 +60,51 @@ def _example_states(fast: bool) -> list[State]:
     return states
 
 
+#: The machine model's demo: an order that is paid (the demo sends its event), one that is not
+#: (its wait times out), and a batch of child machines joined at the end.
+PAID_ORDER = "order-1.state"
+#: Seconds the demo waits before it sends the paid order its ``payment`` event.
+PAYMENT_AFTER_SECONDS = 1.0
+
+
+def _machine_model_states(fast: bool) -> list[State]:
+    """The shop orders and the thumbnail batch (``builtin.py``), with short waits when ``fast``."""
+    tick = {"tick_seconds": DEMO_FAST_TICK_SECONDS} if fast else {}
+    unpaid_within = 3 if fast else 20
+    return [
+        State(PAID_ORDER, "shop-order-placed", {"order": "1", "pay_within_seconds": 60, "ship_after_seconds": 1,
+                                                 **tick}),
+        State("order-2.state", "shop-order-placed", {"order": "2", "pay_within_seconds": unpaid_within, **tick}),
+        State("thumbnails.state", "thumbnails", {"images": ["cat.jpg", "dog.jpg", "owl.jpg"], **tick}),
+    ]
+
+
+def _send_payment_later(config: StoreConfig) -> threading.Thread:
+    """Send ``payment`` to the paid order from another thread while the workers run (as a shop would)."""
+    def send() -> None:
+        time.sleep(PAYMENT_AFTER_SECONDS)
+        try:
+            with api.opened(config) as store:
+                store.send(PAID_ORDER, "payment", {"amount": 42, "card": "demo"})
+            click.echo(f"Sent the event payment to {PAID_ORDER} (as `doves send STORE {PAID_ORDER} payment` does)",
+                       err=True)
+        except (DovesError, OSError) as e:  # the demo goes on; the order is then cancelled
+            click.echo(f"Could not send payment to {PAID_ORDER}: {e}", err=True)
+
+    thread = threading.Thread(target=send, name="demo-payment", daemon=True)
+    thread.start()
+    return thread
+
+
 def _where_to_look(folder: Path) -> None:
     hints = [
         (f"ls {folder}", "every state file, successors included (countdown.state-1 ...)"),
         (f"ls {folder}/done", "one marker per finished state: who ran it"),
         (f"doves status {folder}", "this summary again"),
         (f"doves history {folder} countdown.state", "one machine's lineage, worker by worker"),
+        (f"doves history {folder} {PAID_ORDER}", "an order that waited for its payment event, then a timer"),
+        (f"ls {folder}/mailboxes/{PAID_ORDER}", "the events sent to it (00..01@order-1.state-1: taken by that wait)"),
+        (f"doves history {folder} thumbnails.state", "a fan-out: three child machines, then their join"),
         (f"doves reset {folder} --successors", f"start over, then: doves run {folder} --workers {DEMO_WORKERS}"),
     ]
     click.echo("\nWhere to look:")
@@ -85,12 +125,14 @@ def _where_to_look(folder: Path) -> None:
 def demo(workers: int, directory: str | None, fast: bool, **params: Any) -> int:
     """See it work: copy the packaged example states into a fresh store and run them.
 
-    Runs the seed's examples (three simple machines, a countdown, a slow countdown) and
-    a traffic light with several workers, shows their output and progress, then the
-    store's status and where to look next.
+    Runs the seed's examples (three simple machines, a countdown, a slow countdown), a
+    traffic light, two shop orders (one waits for the payment event the demo sends, then
+    ships after a timer; the other is never paid and is cancelled when its wait times out)
+    and a batch of thumbnails made by child machines and joined at the end, with several
+    workers; shows their output and progress, then the store's status and where to look next.
     """
     folder = _demo_folder(directory).resolve()
-    states = _example_states(fast)
+    states = _example_states(fast) + _machine_model_states(fast)
     logs = options_from(LogOptions, params)
     spec = WorkerSpec(store=StoreConfig.of(str(folder)), worker=WorkerOptions(name="set-in-each-process"),
                       log_level=logs.log_level.lower(), log_format=logs.log_format)
@@ -101,6 +143,7 @@ def demo(workers: int, directory: str | None, fast: bool, **params: Any) -> int:
     click.echo(f"Running them with {workers} workers"
                + (f" ({DEMO_FAST_TICK_SECONDS:g} s per tick; --seed-timing for the original timing)" if fast
                   else " (seed timing: about a minute)") + " ...")
+    _send_payment_later(spec.store)
     code = supervise(spec, SupervisorOptions(workers=workers).validate(), options_from(ProgressOptions, params),
                      title="doves demo")
     with api.opened(spec.store) as store:

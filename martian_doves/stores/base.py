@@ -18,7 +18,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from martian_doves.errors import InvalidDocument, StoreError
 from martian_doves.model import (
     ChildOutcome,
     Claim,
@@ -356,34 +355,3 @@ class ExportableStore(Protocol):
             How many state files were written.
         """
         ...
-
-
-def require_plain(successor: Successor | None, store: str) -> None:
-    """Refuse a timer, a wait or children on a store that cannot keep them yet (one clear line).
-
-    Raises:
-        InvalidDocument: the successor is not a plain ``(state, payload)`` (the tick fails
-            with ``bad_return`` and says why).
-    """
-    if successor is None:
-        return
-    successor = Successor(*successor)  # a plain (state, payload) pair reads as one
-    if not (successor.not_before or successor.wait or successor.children):
-        return
-    raise InvalidDocument(f"the {store} store does not keep timers, waits or children yet (Next(after=...), "
-                          "Wait, Spawn): use the memory store, or a release that has them")
-
-
-class WithoutMachineModel:
-    """``send``, ``take_event`` and ``children`` for a store that keeps no timers, waits or children yet."""
-
-    description: str
-
-    def send(self, machine: str, event: str, data: Any) -> None:
-        raise StoreError(f"{self.description} does not keep events yet")
-
-    def take_event(self, claim: Claim) -> MachineEvent | None:
-        return None
-
-    def children(self, claim: Claim) -> list[ChildOutcome] | None:
-        return None

@@ -172,7 +172,7 @@ class Doves:
         return subprocess.run(command(*args), env=environment(env), cwd=self.cwd, capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
-    def status(self, store: Path) -> dict[str, Any]:
+    def status(self, store: Path | str) -> dict[str, Any]:
         result = self("status", str(store), "--json")
         assert result.returncode == 0, result.stderr
         status: dict[str, Any] = json.loads(result.stdout)

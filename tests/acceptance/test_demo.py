@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from acceptance_helpers import Doves
@@ -25,6 +26,16 @@ def test_demo_runs_the_examples_in_a_fresh_folder(doves: Doves, tmp_path: Path) 
     assert any(line.split() == ["pending:", "0"] for line in result.stdout.splitlines()), result.stdout
     assert f"doves history {demo} countdown.state" in result.stdout
     assert doves.status(demo)["done"] >= 13
+    # The machine model: the paid order waited for the payment the demo sent, then a timer; the
+    # unpaid one timed out; the thumbnails were child machines, joined once.
+    assert "Sent the event payment to order-1.state" in result.stderr
+    assert " * Order 1 shipped" in result.stderr and " * Order 2 cancelled: no payment in time" in result.stderr
+    assert " * 3 of 3 thumbnails made" in result.stderr
+    history = doves("history", str(demo), "order-1.state", "--json")
+    paid = json.loads(history.stdout)
+    assert [step["state"] for step in paid] == ["shop-order-placed", "doves.wait", "shop-order-paid",
+                                                "shop-order-shipped"]
+    assert paid[1]["event"]["name"] == "payment" and paid[1]["event"]["data"]["amount"] == 42
 
 
 def test_demo_into_a_chosen_folder(doves: Doves, tmp_path: Path) -> None:

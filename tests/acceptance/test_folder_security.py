@@ -109,7 +109,10 @@ def _submitted(doves: Doves, tmp_path: Path, store: Path, *names: str) -> None:
 #: The commands that, on a store with that folder linked, once deleted, emptied or wrote
 #: into the link's target (or moved an attacker's files into it).
 HARMED_BY = {"pending": ["run"], "in_progress": ["run"], "done": ["run", "reset"], "failed": ["reset"],
-             "workers": ["run", "reset"], ".doves-tmp": ["status", "history"], ".doves-admitted": ["reset"]}
+             "workers": ["run", "reset"], ".doves-tmp": ["status", "history"], ".doves-admitted": ["reset"],
+             # The machine model's: where timers and waits are moved from, events and ends counted.
+             "scheduled": ["run", "status"], "waiting": ["run", "status"], "mailboxes": ["run", "history"],
+             "joins": ["run"]}
 assert set(HARMED_BY) == set(STORE_FOLDERS)  # a folder added to the layout is tested too
 _COMMANDS = {"status": ["status"], "history": ["history", "a.state", "--json"], "run": ["run"],
              "reset": ["reset", "--yes"]}

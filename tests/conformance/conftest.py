@@ -122,8 +122,11 @@ class PhaseDriven(SemaphoreStore):
     """
 
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
-        if self._worker != worker:
-            self.register_worker(worker)  # waits (in test time) for the update phase
+        machines = None if states is None else sorted(states)
+        if self._worker != worker or getattr(self, "_machines", None) != machines:
+            # A real worker registers once, with the machines it has; a test may ask for others.
+            self._machines = machines
+            self.register_worker(worker, states)  # waits (in test time) for the update phase
         for _ in range(4 * len(self.phases.starts())):  # at most four cycles
             claims = super().claim(worker, limit, states)
             if claims:
@@ -156,9 +159,12 @@ def _postgres(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureReques
 
 BACKENDS: dict[str, Backend] = {
     "memory": Backend(_memory, machine_model=True),
-    "lease": Backend(_lease, write_successor_only=_lease_write_successor),
+    # Its leases are judged by the kernel's ctimes, which test time cannot move: a delay shorter
+    # than the lease keeps a claim taken after it alive, as it would be.
+    "lease": Backend(_lease, write_successor_only=_lease_write_successor, machine_model=True,
+                     delay_seconds=LEASE_SECONDS / 3),
     "semaphore": Backend(_semaphore, lease_seconds=SEMAPHORE_LEASE_SECONDS, write_successor_only=_lease_write_successor,
-                         claims_whole_share=True),
+                         claims_whole_share=True, machine_model=True),
     "postgres": Backend(_postgres, lease_seconds=1.0, follows_clock=False, delay_seconds=1.5, machine_model=True),
 }
 

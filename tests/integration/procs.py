@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 #: The user machine file the workers load (``counted-countdown``).
 MACHINES_FILE = HERE / "counting_machines.py"
 #: Store folders that are not states.
-LAYOUT_DIRS = frozenset({"pending", "in_progress", "done", "failed", "workers", ".doves-tmp", ".doves-admitted"})
+LAYOUT_DIRS = frozenset({"pending", "in_progress", "done", "failed", "workers", ".doves-tmp", ".doves-admitted",
+                         "scheduled", "waiting", "mailboxes", "joins"})
 #: Suffix of a failed state's machine-readable reason.
 REASON_SUFFIX = ".reason.json"
 #: Upper bound on any single wait in these tests; it only guards against hangs

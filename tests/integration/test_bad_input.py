@@ -197,8 +197,9 @@ OPENERS: dict[str, Callable[[Path], Store]] = {
 
 def _run_to_completion(store: Store) -> None:
     """Run one real worker (two threads) until the store is finished; fail if it hangs or crashes."""
+    # fail_unknown_states: unknown.state is to fail, not wait for a worker with its machine.
     worker = Worker(store, _registry(), WorkerOptions(name="bad-input-worker", concurrency=2, poll_seconds=0.1,
-                                                      heartbeat_seconds=0.5))
+                                                      heartbeat_seconds=0.5, fail_unknown_states=True))
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -306,7 +307,8 @@ def test_bad_input_dropped_while_a_worker_runs(store_dir: Path, outside: Path) -
         (store_dir / "first.state").write_bytes(GOOD["good-countdown.state"][0])
         past = time.time() - AGE_SECONDS
         os.utime(store_dir / "first.state", (past, past))
-        worker = Worker(store, _registry(), WorkerOptions(name="w", exit_when_finished=False, poll_seconds=0.05))
+        worker = Worker(store, _registry(), WorkerOptions(name="w", exit_when_finished=False, poll_seconds=0.05,
+                                                          fail_unknown_states=True))
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         try:

@@ -11,9 +11,7 @@ run again, which the execution log shows and the test reports.
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +19,18 @@ import pytest
 
 pytest.importorskip("psycopg")
 
+from order_chaos import PAID_STATES, STORE_OPTIONS, UNPAID_STATES, attack, orders, report
 from order_machines import ITEMS
 from pgdb import assert_counters_match, db
-from procs import HANG_GUARD_SECONDS, Fleet
-from test_chaos import CHAOS_RETRY
 
-from martian_doves.model import JOIN_STATE, WAIT_STATE, State
 from martian_doves.stores import open_store
 
-MACHINES_FILE = Path(__file__).resolve().parent / "order_machines.py"
 ORDERS = 24
 #: Orders nobody pays: their wait times out and they are cancelled.
 UNPAID = 6
-#: The lineage of a paid order: order, its wait, paid, shipped (after a timer), the join, collected.
-PAID_STATES = ["order", WAIT_STATE, "paid", "shipped", JOIN_STATE, "collected"]
-UNPAID_STATES = ["order", WAIT_STATE, "cancelled"]
-STORE_OPTIONS = {"lease_seconds": 1.0}
-WORKER_OPTIONS = {"heartbeat_seconds": 0.2, "poll_seconds": 0.2, "retry": CHAOS_RETRY}
 
 
-def _send_payments(url: str, paid: list[str], rng: random.Random, errors: list[BaseException]) -> None:
+def _send_payments(url: str, paid: list[str], rng: random.Random, errors: list[Any]) -> None:
     opened = open_store(url)
     try:
         for root in paid:
@@ -64,45 +54,16 @@ def test_kill_9_while_machines_wait_listen_spawn_and_join(pg_url: str, tmp_path:
     unpaid = [f"u{i:02d}.state" for i in range(UNPAID)]
     opened = open_store(pg_url, **STORE_OPTIONS)
     try:
-        results = opened.submit(
-            [State(root, "order", {"id": root.removesuffix(".state"), "log": str(log), "timeout": 600, "sleep": 0.05})
-             for root in paid]
-            + [State(root, "order", {"id": root.removesuffix(".state"), "log": str(log), "timeout": 2, "sleep": 0.05})
-               for root in unpaid])
-        assert all(result.added for result in results)
+        assert all(result.added for result in opened.submit(orders(log, paid, unpaid)))
     finally:
         opened.close()
-    rng = random.Random(9)
-    errors: list[BaseException] = []
-    _send_payments(pg_url, paid[: ORDERS // 2], rng, errors)  # these events wait for their waits
-    kills = 0
-    with Fleet(tmp_path, pg_url, "postgres", store_options=STORE_OPTIONS, worker_options=WORKER_OPTIONS,
-               machines=[MACHINES_FILE]) as fleet:
-        fleet.start_many(3)
-        sender = threading.Thread(target=_send_payments, args=(pg_url, paid[ORDERS // 2:], rng, errors))
-        sender.start()
-        deadline = time.monotonic() + 8.0
-        while time.monotonic() < deadline:
-            held = _holders(pg_url)
-            victims = [proc for proc in fleet.running() if proc.name in held]
-            if victims:
-                rng.choice(victims).kill()
-                kills += 1
-                fleet.start()
-            time.sleep(rng.uniform(0.2, 0.5))
-        sender.join(HANG_GUARD_SECONDS)
-        assert not errors, errors
-        survivors = fleet.running()
-        for proc in survivors:
-            proc.wait()
-        fleet.assert_healthy(exited=[proc.name for proc in survivors])
+
+    def send(roots: list[str], rng: random.Random, errors: list[Any]) -> None:
+        _send_payments(pg_url, roots, rng, errors)
+
+    kills = attack(tmp_path, pg_url, "postgres", paid, send, lambda: _holders(pg_url))
     _check_store(pg_url, paid, unpaid)
-    executions = Counter(tuple(line.split()[:2]) + tuple(line.split()[3:])
-                         for line in log.read_text().splitlines())
-    duplicates = sum(count - 1 for count in executions.values())
-    with capsys.disabled():
-        print(f"\n    postgres: {kills} workers killed holding claims; {duplicates} tick(s) ran again", end="")
-    assert kills >= 3, f"only {kills} kill(s) landed on a worker holding claims: the attack did not happen"
+    report(log, capsys, "postgres", kills)
 
 
 def _lineage(url: str, root: str) -> list[tuple[str, str, dict[str, Any]]]:

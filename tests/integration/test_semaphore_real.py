@@ -173,7 +173,9 @@ def test_malformed_files_land_in_failed(tmp_path: Path, store: Path, log: Path, 
     drop_file(store, "broken.state", '{"state": "counted-countdown", "payload": ')
     drop_file(store, "list.state", "[1, 2, 3]")
     drop_file(store, "unknown.state", json.dumps({"state": "no-such-machine", "payload": {}}))
-    with Fleet(tmp_path, store, mode, store_options=options, worker_options=WORKER) as fleet:
+    # Asked for: without it, unknown.state would wait for a worker that has its machine.
+    with Fleet(tmp_path, store, mode, store_options=options,
+               worker_options={**WORKER, "fail_unknown_states": True}) as fleet:
         fleet.start_many(2)
         wait_until(lambda: read_executions(log), "the first transitions")
         drop_file(store, "late.state", b"\xff\xfe\x00garbage")

@@ -61,7 +61,8 @@ def test_a_lease_store_reads_and_runs_exported_states(store_dir: Path) -> None:
     store = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
     try:
         report = store.status()
-        assert (report.pending, report.in_progress, report.done, report.failed) == (3, 0, 2, 1)
+        # later.state is not due for an hour: scheduled, not pending.
+        assert (report.pending, report.scheduled, report.in_progress, report.done, report.failed) == (2, 1, 0, 2, 1)
         assert report.recent_failures == [("bad.state", "tick_failed", "broke")]
         lineage = store.history("done.state-1")
         assert [(e.name, e.status, e.worker) for e in lineage] == [
@@ -77,10 +78,10 @@ def test_a_lease_store_reads_and_runs_exported_states(store_dir: Path) -> None:
         assert store.retry_failed(["bad.state"]) == 1
         worker = Worker(store, default_registry(), WorkerOptions(name="w2"))
         deadline = time.monotonic() + 60
-        while store.status().done < 2 + 3 and time.monotonic() < deadline:  # later.state stays pending
+        while store.status().done < 2 + 3 and time.monotonic() < deadline:  # later.state stays scheduled
             worker.step()
         report = store.status()
-        assert (report.pending, report.done, report.failed) == (1, 2 + 3, 0)  # held, wait and bad ran
+        assert (report.pending, report.scheduled, report.done, report.failed) == (0, 1, 2 + 3, 0)  # held, wait, bad ran
     finally:
         store.close()
 

@@ -25,7 +25,7 @@ def test_clobbered_hints_registrations_and_reasons_break_nothing(store_dir: Path
     for name in ("s0.state", "s1.state"):
         (store_dir / "pending" / name).write_text(garbage)  # a hint, overwritten by hand
     (store_dir / "workers" / "ghost").write_text(garbage)  # a registration
-    worker = Worker(store, default_registry(), WorkerOptions(name="w", poll_seconds=0.05,
+    worker = Worker(store, default_registry(), WorkerOptions(name="w", poll_seconds=0.05, fail_unknown_states=True,
                                                              retry=RetryPolicy(max_attempts=1)))
     totals = worker.run()
     assert not worker.crashed

@@ -18,6 +18,7 @@ are admitted by a root scan (``admission.py``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
@@ -27,12 +28,23 @@ from martian_doves import codec
 from martian_doves.clock import Clock
 from martian_doves.config import DirectoryOptions
 from martian_doves.errors import ClaimLost, CodecError, ConfigError, NameTaken, UnsafeName, workers_alive_error
-from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport, WorkerInfo, with_error
-from martian_doves.stores.base import SubmitResult, Successor, require_plain
+from martian_doves.model import (
+    INTERNAL_STATES,
+    JOIN_STATE,
+    Claim,
+    Failure,
+    HistoryEntry,
+    State,
+    StatusReport,
+    WorkerInfo,
+    with_error,
+)
+from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops, views
 from martian_doves.stores.directory.admission import Admission
 from martian_doves.stores.directory.folders import Entry
 from martian_doves.stores.directory.layout import Layout
+from martian_doves.stores.directory.machines import Machines
 from martian_doves.stores.directory.records import ClaimRecord, new_token, split_claim
 from martian_doves.stores.directory.watch import Watcher
 
@@ -100,9 +112,15 @@ class LeaseEngine:
         self.liveness_seconds = liveness_seconds
         self._stamp_every_hint = stamp_every_hint
         self.admission = Admission(files, options, clock, filesystem_time, watcher, self.create_hint)
+        #: Timers, waits, events and children.
+        self.machines = Machines(files, clock, self.create_hint)
         #: Reads the folder for people (status, history, find ...), keeping what never changes.
         self.reader = views.Reader(files)
         self._next_takeover = 0.0
+        #: The states each worker registered through this handle has machines for.
+        self._registered_states: dict[str, frozenset[str]] = {}
+        #: State names of state files read for claims' filters (files never change; bounded).
+        self._state_names: dict[str, str] = {}
         if not read_only:
             self.remove_stale_tmp()
 
@@ -257,6 +275,7 @@ class LeaseEngine:
             if claim is not None:
                 claims.append(claim)
         self.remove_stale_tmp()
+        self.machines.sweep_joins()
         return claims
 
     def remove_stale_tmp(self) -> None:
@@ -264,14 +283,24 @@ class LeaseEngine:
 
     # -- workers and leases ------------------------------------------------------------------
 
-    def register(self, worker: str) -> None:
-        """Write ``worker``'s registration afresh and prune those of long-dead workers."""
+    def register(self, worker: str, states: Collection[str] | None = None) -> None:
+        """Write ``worker``'s registration afresh and prune those of long-dead workers.
+
+        Args:
+            states: the state names it has machines for (None: all), published with it.
+        """
         codec.check_name(worker)
+        if states is not None:
+            self._registered_states[worker] = frozenset(states)
         # Its own liveness window goes with it: whoever reads the registration (status,
         # reset) may have opened the store with other options than this worker's.
         self.files.write_registration(worker, mode=self.mode, started_at=self.clock.time(),
-                                      liveness_seconds=self.liveness_seconds)
+                                      liveness_seconds=self.liveness_seconds,
+                                      machines=self._registered_states.get(worker))
         self.files.remove_registrations_before(self.clock.time() - 10 * self.options.lease_seconds)
+        # A worker that died between committing and waking a waiting machine left it parked.
+        self.machines.sweep_mailboxes()
+        self.machines.sweep_joins()
 
     def unregister(self, worker: str) -> None:
         self.files.remove_registration(worker)
@@ -323,9 +352,10 @@ class LeaseEngine:
             pending, claimed or settled already).
         """
         files = self.files
+        successor = Successor(*successor)  # a plain (state, payload) pair reads as one
         # Too large, it would only be quarantined unread: fail the tick that made it instead.
-        data = codec.encode(State(f"successor of {parent.name}", successor[0], successor[1], parent=parent.name),
-                            self.options.max_state_bytes)
+        data = codec.encode(self._successor_state(parent, f"successor of {parent.name}", successor),
+                            self.options.max_state_bytes, not_before=self._timer_due(successor))
         tmp = files.write_tmp(data)
         try:
             for name in codec.successor_names(parent.name):
@@ -339,7 +369,11 @@ class LeaseEngine:
                         return name, child, True
                     # Taken between the look and the move (a submit of that very name):
                     # withdraw the marker and look at the newcomer.
-                    fsops.unlink_quiet(marker)
+                    if marker is None:
+                        self.machines.unpark(name, self._successor_state(parent, name, successor),
+                                             self._timer_due(successor))
+                    else:
+                        fsops.unlink_quiet(marker)
                     owner = files.parent_in(name)
                 if owner == parent.name:
                     return name, None, False  # an earlier attempt of this tick already wrote it
@@ -349,29 +383,50 @@ class LeaseEngine:
             fsops.unlink_quiet(tmp)
         raise UnsafeName(f"no free successor name for {parent.name}")
 
+    def _successor_state(self, parent: Claim, name: str, successor: Successor) -> State:
+        """The successor's state: of the parent's machine (and child machine), waiting if it waits."""
+        return State(name, successor.state, successor.payload, parent.name, self.machines.machine_of(parent.state),
+                     successor.wait, parent.state.origin)
+
+    def _timer_due(self, successor: Successor) -> float | None:
+        """When a timer's successor is due; None for a successor runnable at once (or a waiting entry)."""
+        due = successor.not_before
+        return due if due is not None and successor.wait is None and due > self.clock.time() else None
+
     def _mark_successor(self, parent: Claim, name: str, successor: Successor,
-                        keep: bool) -> tuple[Entry, Claim | None]:
-        """Create the hint for a new successor, or this worker's claim on it; return that entry."""
+                        keep: bool) -> tuple[Entry | None, Claim | None]:
+        """Create the hint for a new successor, its timer or wait, or this worker's claim on it; return
+        that entry (None: a parked marker)."""
+        due = self._timer_due(successor)
+        if successor.wait is not None or due is not None:
+            self.machines.park(name, self._successor_state(parent, name, successor), due)
+            return None, None
         if not keep:
             self.create_hint(name)
             return self.files.hint_at(name), None
         token = new_token()
         claim = self.files.create_claim(name, token, ClaimRecord(parent.worker, 0, (), token, self.clock.time()))
-        return claim, Claim(State(name, successor[0], successor[1], parent.name), token, parent.worker)
+        return claim, Claim(self._successor_state(parent, name, successor), token, parent.worker)
 
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
-        require_plain(successor, "folder")
+        successor = None if successor is None else Successor(*successor)  # a plain pair reads as one
         files = self.files
         if not files.has_claim(claim.name, claim.token):
             raise ClaimLost(f"claim on {claim.name} was taken over")
+        origin = claim.state.origin
         child: Claim | None = None
+        child_name: str | None = None
+        if successor is not None and successor.wait is not None and successor.wait.is_join:
+            self.machines.create_children(claim.name, successor.children, self.options.max_state_bytes)
+        if successor is None and origin is not None:
+            self.machines.record_end(origin)  # before the end is committed: a count never short
         if successor is not None:
             child_name, child, created = self.write_successor(claim, successor, keep)
             self.admission.note(child_name)  # ours: the root scan need not look at it
             if not created and not files.has_marker(child_name):
                 # Written by an earlier run of this tick (a crash, a reset) whose marker is
-                # gone: it may have been claimed meanwhile, so only a missing hint is added.
-                self.create_hint(child_name)
+                # gone: it may have been claimed meanwhile, so only a missing marker is added.
+                self._mark_again(claim, child_name, successor)
         try:
             # The fencing point: the claim file moves to done/ only if it is still ours.
             committed = fsops.move_noreplace(files.claim_at(claim.name, claim.token), files.done_at(claim.name))
@@ -382,7 +437,26 @@ class LeaseEngine:
         if not committed:
             files.remove_claim(claim.name, claim.token)  # committed already by an attempt we lost track of
         files.sync(files.done)
+        self._after_commit(claim, successor, child_name)
         return child
+
+    def _mark_again(self, parent: Claim, name: str, successor: Successor) -> None:
+        due = self._timer_due(successor)
+        if successor.wait is not None or due is not None:
+            self.machines.park(name, self._successor_state(parent, name, successor), due)
+        else:
+            self.create_hint(name)
+
+    def _after_commit(self, claim: Claim, successor: Successor | None, written: str | None) -> None:
+        """Wake-ups a commit owes: a wait whose event is in, a join whose children ended, a parent's join."""
+        if claim.state.state == JOIN_STATE:
+            self.machines.joined(claim.state)
+        if successor is None:
+            if claim.state.origin is not None:
+                self.machines.wake_join(claim.state.origin.parent)
+            return
+        if successor.wait is not None and written is not None:
+            self.machines.wake_if_ready(written, self._successor_state(claim, written, successor))
 
     def _give_back(self, name: str, token: str, *, fenced: bool, attempts: int = 0, errors: Sequence[str] = (),
                    delay_seconds: float = 0.0, retries: int = 0) -> None:
@@ -405,13 +479,26 @@ class LeaseEngine:
                         errors=with_error(claim.errors, error), delay_seconds=delay_seconds, retries=claim.retries)
 
     def release(self, claim: Claim) -> None:
-        self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors,
-                        retries=claim.retries)
+        if claim.state.wait is None:
+            self._give_back(claim.name, claim.token, fenced=True, attempts=claim.attempts, errors=claim.errors,
+                            retries=claim.retries)
+            return
+        # A waiting entry given back waits again; parked first, then looked at, so an event or
+        # a child's end that arrived meanwhile wakes it.
+        if not self.files.has_claim(claim.name, claim.token):
+            raise ClaimLost(f"claim on {claim.name} was taken over")
+        self.machines.park(claim.name, claim.state, None, attempts=claim.attempts, errors=claim.errors,
+                           retries=claim.retries)
+        self.files.remove_claim(claim.name, claim.token)
+        self.machines.wake_if_ready(claim.name, claim.state)
 
     def fail(self, claim: Claim, failure: Failure) -> None:
         files = self.files
         if not files.has_claim(claim.name, claim.token):
             raise ClaimLost(f"claim on {claim.name} was taken over")
+        origin = claim.state.origin
+        if origin is not None:
+            self.machines.record_end(origin)  # before the end is committed: a count never short
         claimed_at = files.read_claim(claim.name, claim.token).claimed_at  # for the tick's duration
         files.write_reason(claim.name, {"name": claim.name, "worker": claim.worker, "claimed_at": claimed_at,
                                         "failed_at": self.clock.time(), **failure.as_dict()})
@@ -425,6 +512,10 @@ class LeaseEngine:
             log.warning("%s failed but stays in the folder: failed/%s is in the way (%s)", claim.name, claim.name,
                         e.strerror, extra={"action": "fail", "state_name": claim.name})
         files.remove_claim(claim.name, claim.token)
+        if origin is not None:
+            self.machines.wake_join(origin.parent)
+        if claim.state.state == JOIN_STATE:
+            self.machines.joined(claim.state)
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -441,18 +532,52 @@ class LeaseEngine:
         return views.machine_names(self.files, limit)
 
     def is_finished(self, states: Collection[str] | None = None) -> bool:
-        """Nothing pending, due later, claimed or waiting for admission (files copied in count)."""
+        """Nothing pending, due later, claimed or waiting for admission (files copied in count).
+
+        Args:
+            states: only states of these names (and the worker's own steps) count.
+        """
         admission = self.admission
         if admission.scan_due:
             admission.scan_root()
-        elif self._looks_finished():
+        elif self._looks_finished(states):
             # Files moved or copied in on another host (NFS) raise no wake-up here and wait for the slow
             # scan: before saying nothing is left, look at the root once more.
             admission.scan_root()
-        return self._looks_finished()
+        return self._looks_finished(states)
 
-    def _looks_finished(self) -> bool:
-        return not self.admission.waiting and not self.files.has_work()
+    def _looks_finished(self, states: Collection[str] | None) -> bool:
+        if self.admission.waiting:
+            return False
+        if states is None:
+            return not self.files.has_work() and not self.machines.has_timers()
+        if self.machines.has_timers(deadlines_only=True):
+            return False  # a wait's deadline is the worker's own step, whatever machines it has
+        wanted = frozenset(states) | INTERNAL_STATES
+        files = self.files
+        claimed = (split_claim(entry)[0] for entry in fsops.listdir_quiet(files.in_progress))
+        names = itertools.chain(fsops.listdir_quiet(files.pending), claimed, self.machines.timer_names())
+        return not any(self.state_name(name) in wanted for name in names)
+
+    def state_name(self, name: str) -> str | None:
+        """The state name in the state file ``name``; None if it cannot be read."""
+        found = self._state_names.get(name)
+        if found is None:
+            state = self.machines.read_anywhere(name)
+            if state is None:
+                return None
+            if len(self._state_names) >= 100_000:
+                self._state_names.clear()
+            found = self._state_names[name] = state.state
+        return found
+
+    def wants(self, claim: Claim, states: frozenset[str] | None) -> bool:
+        """Whether a worker that runs ``states`` (None: all) may keep ``claim``; if not, it is given back."""
+        if states is None or claim.state.state in states or claim.state.state in INTERNAL_STATES:
+            return True
+        self._give_back(claim.name, claim.token, fenced=False, attempts=claim.attempts, errors=claim.errors,
+                        retries=claim.retries)
+        return False
 
     # -- maintenance ---------------------------------------------------------------------------
 

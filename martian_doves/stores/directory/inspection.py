@@ -1,4 +1,5 @@
-"""What operators read and do beyond running a folder store: ``InspectableStore`` and ``SupervisedStore``.
+"""What operators read and do beyond running a folder store: ``InspectableStore`` and ``SupervisedStore``;
+and the machine model's calls (``send``, ``take_event``, ``children``).
 
 Both modes mix ``FolderInspection`` in; reading is ``views.Reader``'s, giving back a dead
 worker's claims the lease protocol's (``LeaseEngine.worker_exited``). Forgetting removes
@@ -8,8 +9,9 @@ only settled states, whole machines at a time (see ``InspectableStore.forget``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from martian_doves.model import StateQuery, StateRecord, Status
+from martian_doves.model import ChildOutcome, Claim, MachineEvent, StateQuery, StateRecord, Status
 from martian_doves.stores.directory.engine import LeaseEngine
 
 #: Statuses a state no longer leaves by itself.
@@ -48,6 +50,21 @@ class FolderInspection:
 
     def worker_exited(self, worker: str, reason: str) -> int:
         return self.leases.worker_exited(worker, reason)
+
+
+class FolderMachineModel:
+    """``send``, ``take_event`` and ``children`` for a folder store (``machines.py`` keeps them)."""
+
+    leases: LeaseEngine
+
+    def send(self, machine: str, event: str, data: Any) -> None:
+        self.leases.machines.send(machine, event, data)
+
+    def take_event(self, claim: Claim) -> MachineEvent | None:
+        return self.leases.machines.take_event(claim)
+
+    def children(self, claim: Claim) -> list[ChildOutcome] | None:
+        return self.leases.machines.children(claim)
 
 
 def _may_forget(lineage: Sequence[StateRecord], lineage_of: Callable[[str], Sequence[StateRecord]]) -> bool:

@@ -8,6 +8,12 @@ The layout (all plain folders, readable with ``ls``)::
     STORE/done/x.state             committed: the claim file, moved (who ran it; ctime = when)
     STORE/failed/x.state           a failed state, next to x.state.reason.json
     STORE/workers/NAME             a worker's registration; mtime = last heartbeat
+    STORE/scheduled/DUE/x.state    a timer (``Next(after=...)``): x.state may run from its mtime on;
+                                   DUE is the due time rounded down to ``BUCKET_SECONDS`` (epoch)
+    STORE/waiting/DUE/x.state      a machine waiting for an event (until its deadline) or for its
+                                   children; DUE is ``forever`` for a wait with no deadline
+    STORE/mailboxes/M/N            the Nth event sent to the machine M; ``N@x.state`` once taken
+    STORE/joins/x.state/I          child I of the state x.state (that spawned it) has ended
     STORE/.doves-tmp/              files being written, never visible as states
     STORE/.doves-admitted/x.state  the ticket of the one worker that admitted a copied-in file
 
@@ -27,10 +33,11 @@ import os
 import secrets
 import socket
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, NotARegularFile
+from martian_doves.errors import CodecError, ConfigError, NotARegularFile
 from martian_doves.model import JSONDict, State, Status
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.folders import Entry, Folder, open_folder, open_root
@@ -40,6 +47,7 @@ from martian_doves.stores.directory.records import (
     Registration,
     as_count,
     as_time,
+    carried,
     claim_record,
     split_claim,
 )
@@ -53,10 +61,25 @@ WORKERS_DIR = "workers"
 TMP_DIR = ".doves-tmp"
 #: Folder of admission tickets for files that arrived in the root without ``submit``.
 ADMITTED_DIR = ".doves-admitted"
+#: Timers, in folders named by their due time (``BUCKET_SECONDS`` wide).
+SCHEDULED_DIR = "scheduled"
+#: Waiting entries (events, children), in folders named by their deadline (or ``FOREVER``).
+WAITING_DIR = "waiting"
+#: Events sent to machines, one folder per machine.
+MAILBOXES_DIR = "mailboxes"
+#: Which children of a spawning state have ended, one folder per spawning state.
+JOINS_DIR = "joins"
 #: Every folder of a store. Each is verified to be the store's own real folder and held
 #: open when the store is opened (``Layout``); a folder added to the layout goes here.
+#: The folders inside the machine model's (time buckets, mailboxes, joins) are verified
+#: the same way each time they are opened (``Layout.inner``).
 STORE_FOLDERS: tuple[str, ...] = (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR, FAILED_DIR, WORKERS_DIR, TMP_DIR,
-                                  ADMITTED_DIR)
+                                  ADMITTED_DIR, SCHEDULED_DIR, WAITING_DIR, MAILBOXES_DIR, JOINS_DIR)
+#: Width of the time buckets of ``scheduled/`` and ``waiting/``, seconds: a worker finds the next
+#: due time by listing bucket names, never every timer.
+BUCKET_SECONDS = 10
+#: The bucket of ``waiting/`` that holds waits with no deadline.
+FOREVER = "forever"
 #: How the name of a quarantined root entry whose own name is unsafe begins in ``failed/``.
 QUARANTINED_PREFIX = "unsafe-name-"
 #: Suffix of the machine-readable reason next to a failed state.
@@ -67,6 +90,11 @@ _CLAIM_MAX_BYTES = 1 << 20
 _REPORT_MAX_BYTES = 65536
 #: Largest failure reason read back (it holds a traceback and every attempt's error).
 _REASON_MAX_BYTES = 1 << 22
+
+
+def bucket_of(due: float | None) -> str:
+    """The bucket folder of a due time (its start, epoch seconds), or ``FOREVER``."""
+    return FOREVER if due is None else str(int(due // BUCKET_SECONDS) * BUCKET_SECONDS)
 
 
 class Layout:
@@ -119,6 +147,14 @@ class Layout:
         self.tmp = self.folders[TMP_DIR]
         #: Tickets (hard links) of files admitted from the root: one admitter per file.
         self.admitted = self.folders[ADMITTED_DIR]
+        #: Timers, in time buckets.
+        self.scheduled = self.folders[SCHEDULED_DIR]
+        #: Waiting entries, in time buckets.
+        self.waiting = self.folders[WAITING_DIR]
+        #: Events, one folder per machine.
+        self.mailboxes = self.folders[MAILBOXES_DIR]
+        #: Ended children, one folder per spawning state.
+        self.joins = self.folders[JOINS_DIR]
 
     def close(self) -> None:
         """Let go of the folders (nothing is reachable through this layout afterwards)."""
@@ -209,9 +245,11 @@ class Layout:
         # after the one before, so a concurrent move cannot slip past; a move backwards
         # (release) is caught by O_EXCL. A listing of in_progress/ taken before the look at
         # the hint would miss a claim made in between, and the state would run twice.
+        # A timer or a waiting entry (parked) moves on to pending/ only: after the hint, look there.
         if self.is_settled(name):
             return True
-        return self.has_hint(name) or name in self.claimed_names() or self.is_settled(name)
+        return self.has_hint(name) or self.parked_marker(name) is not None or name in self.claimed_names() \
+            or self.is_settled(name)
 
     def failed_names(self) -> list[str]:
         """The states that failed (those with a reason in ``failed/``), oldest reason first."""
@@ -292,15 +330,54 @@ class Layout:
         Returns:
             False if a hint already exists (it is left as it is).
         """
-        data = b""
-        if attempts or retries:
-            carried: dict[str, object] = {"attempts": attempts, "errors": list(errors)}
-            if retries:
-                carried["retries"] = retries
-            data = json.dumps(carried).encode()
+        data = carried(attempts, errors, retries)
         if not data and not_before is None:
             return fsops.create_empty(self.hint_at(name))
         return self.write_new(self.hint_at(name), data, mtime=not_before)
+
+    # -- the machine model's folders ---------------------------------------------------------
+
+    @contextmanager
+    def inner(self, parent: Folder, name: str, *, create: bool = False) -> Iterator[Folder]:
+        """The folder ``name`` inside the store folder ``parent`` (a time bucket, a mailbox, a join),
+        verified as the store's folders are and held open while in use; a missing one holds nothing.
+
+        Raises:
+            ConfigError: it is a link, not a folder, or not the store's.
+            FileNotFoundError: ``create`` and it was removed between its creation and its opening.
+        """
+        if not parent.exists:
+            folder = Folder(parent.at(name).path, -1)
+        else:
+            folder = open_folder(parent, name, create=create)
+        try:
+            yield folder
+        finally:
+            folder.close()
+
+    def parked_marker(self, name: str) -> tuple[bool, float | None] | None:
+        """Where ``name`` is parked: (a timer?, its due time or deadline); None if it is not.
+
+        Where to look is in its state file: a waiting entry's deadline, a timer's ``not_before``.
+        """
+        try:
+            raw = fsops.read_regular(self.state_at(name), self.max_state_bytes)
+            state = codec.decode(raw, name)
+        except (OSError, CodecError):
+            return None
+        due: float | None
+        if state.wait is not None:
+            timer, due = False, state.wait.deadline
+        else:
+            found = json.loads(raw).get("not_before")
+            if not isinstance(found, int | float) or isinstance(found, bool):
+                return None
+            timer, due = True, float(found)
+        try:
+            with self.inner(self.scheduled if timer else self.waiting, bucket_of(due)) as bucket:
+                return (timer, due) if fsops.exists(bucket.at(name)) else None
+        except ConfigError:
+            return None
 
     def read_claim(self, name: str, token: str) -> ClaimRecord:
         """Worker, attempts and errors of a claim (or of the hint it was renamed from).
@@ -371,10 +448,12 @@ class Layout:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def write_registration(self, worker: str, *, mode: str, started_at: float, liveness_seconds: float) -> None:
-        """Register ``worker`` afresh (host, pid, mode, and how long a stamp keeps it alive)."""
+    def write_registration(self, worker: str, *, mode: str, started_at: float, liveness_seconds: float,
+                           machines: Collection[str] | None = None) -> None:
+        """Register ``worker`` afresh (host, pid, mode, how long a stamp keeps it alive, the state
+        names it has machines for: None for all)."""
         info = {"host": socket.gethostname(), "pid": os.getpid(), "mode": mode, "started_at": started_at,
-                "liveness_seconds": liveness_seconds}
+                "liveness_seconds": liveness_seconds, "machines": None if machines is None else sorted(machines)}
         registration = self.worker_at(worker)
         fsops.unlink_quiet(registration)
         fsops.write_new(self.new_tmp(), registration, json.dumps(info).encode(), durable=False)
@@ -419,9 +498,11 @@ class Layout:
             mode = None if info is None or "mode" not in info else str(info["mode"])
             info = info or {}
             ended = info.get("ended")
+            machines = info.get("machines")
             found.append(Registration(entry, seen_at, str(info.get("host", "?")), as_count(info.get("pid")), mode,
                                       as_time(info.get("liveness_seconds")), as_time(info.get("started_at")),
-                                      None if ended is None else str(ended)))
+                                      None if ended is None else str(ended),
+                                      frozenset(str(m) for m in machines) if isinstance(machines, list) else None))
         return found
 
     # -- single files for people (status, list, show) ------------------------------------------

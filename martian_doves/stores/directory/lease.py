@@ -16,15 +16,25 @@ from collections.abc import Callable, Collection, Sequence
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import DirectoryOptions
-from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
-from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
+from martian_doves.model import (
+    INTERNAL_STATES,
+    Claim,
+    Failure,
+    HistoryEntry,
+    State,
+    StatusReport,
+)
+from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
-from martian_doves.stores.directory.inspection import FolderInspection
+from martian_doves.stores.directory.inspection import FolderInspection, FolderMachineModel
 from martian_doves.stores.directory.watch import Watcher
 
+#: Longest a worker goes without looking for due timers (the timers of other workers included).
+PROMOTE_SECONDS = 0.5
 
-class LeaseStore(WithoutMachineModel, FolderInspection):
+
+class LeaseStore(FolderMachineModel, FolderInspection):
     """Directory store with lease-based claims. See the module docstring for the protocol.
 
     Args:
@@ -62,6 +72,10 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         self._candidates: deque[str] = deque()
         #: When the earliest hint that was not due yet becomes due (wakes ``wait_for_work``).
         self._next_due: float | None = None
+        #: When to look for due timers and deadlines again (``scheduled/``, ``waiting/``).
+        self._next_promote = 0.0
+        #: Hints this worker has met before (only their state files are read to filter claims).
+        self._looked_at: set[str] = set()
 
     @property
     def lease_seconds(self) -> float:
@@ -85,20 +99,35 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
         self._candidates.extend(entries)
 
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
-        claims = self.leases.takeovers(worker, limit)
+        wanted = None if states is None else frozenset(states)
+        leases = self.leases
+        claims = [claim for claim in leases.takeovers(worker, limit) if leases.wants(claim, wanted)]
         self.admission.maintain()
         now = self.clock.time()
+        if now >= self._next_promote:
+            due = self.leases.machines.promote_due(now)
+            self._next_promote = now + PROMOTE_SECONDS if due is None else min(due, now + PROMOTE_SECONDS)
         if not self._candidates:
             self._refill(now)
         while self._candidates and len(claims) < limit:
             name = self._candidates.popleft()
-            token = self.leases.take_hint(name)
+            if wanted is not None and self._foreign(name, wanted):
+                continue  # another worker's machine: left for it, never claimed
+            token = leases.take_hint(name)
             if token is None or not self._still_due(name, token, now):
                 continue
-            claim = self.leases.open_claim(name, token, worker)
-            if claim is not None:
+            claim = leases.open_claim(name, token, worker)
+            if claim is not None and leases.wants(claim, wanted):
                 claims.append(claim)
         return claims
+
+    def _foreign(self, name: str, wanted: frozenset[str]) -> bool:
+        """Whether ``name`` is known (from an earlier look) to be a state this worker has no machine for."""
+        known = self.leases.state_name(name) if name in self._looked_at else None
+        self._looked_at.add(name)
+        if len(self._looked_at) > 100_000:
+            self._looked_at.clear()
+        return known is not None and known not in wanted and known not in INTERNAL_STATES
 
     def _still_due(self, name: str, token: str, now: float) -> bool:
         """Whether the hint just claimed is due; if not, put it back untouched.
@@ -122,14 +151,16 @@ class LeaseStore(WithoutMachineModel, FolderInspection):
     def wait_for_work(self, timeout_seconds: float) -> None:
         if self._candidates:
             return
+        now = self.clock.time()
         if self._next_due is not None:
-            timeout_seconds = min(timeout_seconds, max(0.0, self._next_due - self.clock.time()))
+            timeout_seconds = min(timeout_seconds, max(0.0, self._next_due - now))
+        timeout_seconds = min(timeout_seconds, max(0.0, self._next_promote - now))
         self._watcher.wait(timeout_seconds)
 
     # -- leases ----------------------------------------------------------------------------------
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
-        self.leases.register(worker)
+        self.leases.register(worker, states)
 
     def unregister_worker(self, worker: str) -> None:
         self.leases.unregister(worker)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from martian_doves.model import JSONDict
@@ -60,6 +61,16 @@ class ClaimRecord:
                            "retries": self.retries}).encode()
 
 
+def carried(attempts: int, errors: Sequence[str], retries: int) -> bytes:
+    """What a hint carries to the next claim: failed attempts and requested retries (empty: none)."""
+    if not (attempts or retries):
+        return b""
+    found: dict[str, object] = {"attempts": attempts, "errors": list(errors)}
+    if retries:
+        found["retries"] = retries
+    return json.dumps(found).encode()
+
+
 def claim_record(info: JSONDict) -> ClaimRecord:
     """A claim file's, hint's or done marker's contents as a ``ClaimRecord``; defaults for what is
     missing or not of its kind (worker ``?``, no attempts, no errors)."""
@@ -89,3 +100,5 @@ class Registration:
     started_at: float | None = None
     #: Why it is known dead (its supervisor said so); None while nobody has.
     ended: str | None = None
+    #: The state names it has machines for; None: every state.
+    machines: frozenset[str] | None = None

@@ -34,6 +34,7 @@ never contend (counted in ``contended``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -44,11 +45,19 @@ from dataclasses import dataclass
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import Phase, SemaphoreOptions
-from martian_doves.model import Claim, Failure, HistoryEntry, State, StatusReport
-from martian_doves.stores.base import SubmitResult, Successor, WithoutMachineModel
+from martian_doves.model import (
+    INTERNAL_STATES,
+    Claim,
+    Failure,
+    HistoryEntry,
+    State,
+    StatusReport,
+)
+from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
-from martian_doves.stores.directory.inspection import FolderInspection
+from martian_doves.stores.directory.inspection import FolderInspection, FolderMachineModel
+from martian_doves.stores.directory.records import Registration
 from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -96,7 +105,7 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
-class SemaphoreStore(WithoutMachineModel, FolderInspection):
+class SemaphoreStore(FolderMachineModel, FolderInspection):
     """The temporal semaphore over the lease protocol's files. See the module docstring.
 
     Args:
@@ -172,9 +181,9 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
 
     # -- registration --------------------------------------------------------------------
 
-    def _registrations(self) -> dict[str, float]:
-        """The stamps of the registrations of semaphore-mode workers."""
-        return {found.name: found.seen_at for found in self.files.registrations() if found.mode == self.mode}
+    def _registrations(self) -> dict[str, Registration]:
+        """The registrations of semaphore-mode workers, by name."""
+        return {found.name: found for found in self.files.registrations() if found.mode == self.mode}
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         """Wait for the update phase (as the seed does), then register."""
@@ -185,7 +194,7 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
             if phase is Phase.UPDATE:
                 break
             self.clock.sleep(max(0.001, self.phases.next_boundary(now) - now))
-        self.leases.register(worker)
+        self.leases.register(worker, states)
         with self._lock:
             self._stamp_registration(worker, cycle)
 
@@ -238,6 +247,9 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
         now = self.clock.time()
         cycle, phase, _ = self.phases.at(now)
         if phase is Phase.UPDATE and self._stamped_cycle != cycle:
+            # Timers and deadlines due by now become hints stamped before the next cycle: its
+            # assignment lists them, on every worker alike.
+            self.leases.machines.promote_due(now)
             self._stamp_registration(worker, cycle)
         elif phase in (Phase.ASSIGNMENT, Phase.COMMITMENT) and self._assigned_cycle != cycle:
             self._assigned_cycle = cycle
@@ -250,11 +262,25 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
     def _assign(self, worker: str, cycle: int) -> list[str]:
         """This worker's share of the hints stamped before ``cycle`` began."""
         start = self.phases.cycle_start(cycle)
-        workers = available_workers(self._registrations(), start, self.phases.cycle_seconds)
+        registrations = self._registrations()
+        workers = available_workers({name: found.seen_at for name, found in registrations.items()}, start,
+                                    self.phases.cycle_seconds)
         if worker not in workers:
             return []
-        return sorted(name for name, stamp in fsops.stamped_entries(self.files.pending)
-                      if stamp < start and rendezvous_owner(name, workers) == worker)
+        machines = {name: registrations[name].machines for name in workers}
+        mixed = any(found is not None for found in machines.values())
+        mine = []
+        for name, stamp in fsops.stamped_entries(self.files.pending):
+            if stamp >= start:
+                continue
+            able = workers
+            state = self.leases.state_name(name) if mixed else None
+            if state is not None and state not in INTERNAL_STATES:
+                # Only to a worker that has the state's machine; none: it waits for one.
+                able = [w for w in workers if (found := machines[w]) is None or state in found]
+            if rendezvous_owner(name, able) == worker:
+                mine.append(name)
+        return sorted(mine)
 
     def _claim_assignment(self, worker: str) -> list[Claim]:
         claims = []
@@ -281,11 +307,14 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
             self._idle_claimers.add(thread)
             self._on_phase(worker)
             claims: list[Claim] = []
+            wanted = None if states is None else frozenset(states)
             if not self.refusing:
-                claims = self.leases.takeovers(worker, limit)
+                claims = [claim for claim in self.leases.takeovers(worker, limit) if self.leases.wants(claim, wanted)]
                 self.admission.maintain()
             while self._queue and len(claims) < limit:
-                claims.append(self._queue.popleft())
+                claim = self._queue.popleft()
+                if self.leases.wants(claim, wanted):
+                    claims.append(claim)
             if claims:
                 self._idle_claimers.discard(thread)
             return claims
@@ -352,8 +381,7 @@ class SemaphoreStore(WithoutMachineModel, FolderInspection):
         }
         if not self._read_only:  # reading the filesystem's clock writes a probe file
             details["skew_seconds"] = round(read_skew(self.clock.time, self.leases.filesystem_time).skew_seconds, 4)
-        return StatusReport(report.pending, report.in_progress, report.done, report.failed, report.workers,
-                            report.oldest_pending_at, report.recent_failures, details)
+        return dataclasses.replace(report, details=details)
 
     def close(self) -> None:
         self._watcher.close()

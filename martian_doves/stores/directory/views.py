@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from martian_doves import codec
+from martian_doves.clock import SystemClock
 from martian_doves.errors import CodecError, StoreUnavailable, UnsafeName
 from martian_doves.model import (
+    JOIN_STATE,
+    RESERVED_PREFIX,
     Failure,
     JSONDict,
     State,
@@ -35,6 +38,7 @@ from martian_doves.model import (
 )
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.layout import DONE_DIR, IN_PROGRESS_DIR, PENDING_DIR, REASON_SUFFIX, Layout
+from martian_doves.stores.directory.machines import Machines
 from martian_doves.stores.directory.records import Registration, as_count, as_time, claim_record, split_claim
 
 #: How many of the latest failures ``status`` lists.
@@ -46,6 +50,8 @@ MEMO_ENTRIES = 200_000
 OUTCOMES_PER_STATUS = 5000
 #: How much older than ``StateQuery.since`` a marker may look and still be read (hosts' clocks differ).
 SINCE_SLACK_SECONDS = 60.0
+#: Most pending states whose state files one ``status`` reads to tell which no live worker can run.
+NO_WORKER_READS = 20_000
 #: Longest lineage walked up to find a state's machine.
 MAX_LINEAGE_STEPS = 100_000
 #: The state name shown for a state file that cannot be read.
@@ -85,15 +91,22 @@ class Markers:
     done: dict[str, float]
     #: Failure reasons: name → mtime (when it failed).
     failed: dict[str, float]
+    #: Timers (``scheduled/``): name → when due.
+    timers: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Waiting entries (``waiting/``): name → deadline (or when it began waiting).
+    waits: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, files: Layout) -> Markers:
+        # Parked first: a timer or a waiting entry moves on to pending/, then as any state.
+        parked = Machines(files, SystemClock(), _never)
+        timers, waits = parked.parked(timers=True), parked.parked(timers=False)
         hints = dict(fsops.stamped_entries(files.pending))
         claims = {split_claim(entry)[0]: (entry, mtime) for entry, mtime in fsops.stamped_files(files.in_progress)}
         done = dict(fsops.stamped_entries(files.done, changed=True))
         failed = {entry[: -len(REASON_SUFFIX)]: mtime for entry, mtime in fsops.stamped_entries(files.failed)
                   if entry.endswith(REASON_SUFFIX)}
-        return cls(hints, claims, done, failed)
+        return cls(hints, claims, done, failed, timers, waits)
 
     def status_of(self, name: str, now: float) -> Status:
         """Where ``name`` stands (a state file with no marker yet waits for admission: pending)."""
@@ -103,8 +116,12 @@ class Markers:
             return Status.FAILED
         if name in self.claims:
             return Status.IN_PROGRESS
-        if self.hints.get(name, 0.0) > now:
+        if name in self.hints:
+            return Status.SCHEDULED if self.hints[name] > now else Status.PENDING
+        if name in self.timers:
             return Status.SCHEDULED
+        if name in self.waits:
+            return Status.WAITING
         return Status.PENDING
 
     def time_of(self, name: str, default: float = 0.0) -> float:
@@ -114,7 +131,15 @@ class Markers:
                 return found[name]
         if name in self.claims:
             return self.claims[name][1]
-        return self.hints.get(name, default)
+        for parked in (self.hints, self.timers, self.waits):
+            if name in parked:
+                return parked[name]
+        return default
+
+
+def _never(name: str) -> bool:
+    """Makes no hint: readers never write."""
+    return False
 
 
 def _registered(files: Layout, now: float, liveness_seconds: float) -> list[tuple[WorkerInfo, Registration]]:
@@ -124,8 +149,9 @@ def _registered(files: Layout, now: float, liveness_seconds: float) -> list[tupl
         # opened the store with other options than that worker.
         liveness = registration.liveness_seconds or liveness_seconds
         alive = registration.ended is None and now - registration.seen_at < liveness
+        machines = None if registration.machines is None else tuple(sorted(registration.machines))
         found.append((WorkerInfo(registration.name, registration.host, registration.pid, registration.seen_at, alive,
-                                 registration.started_at, ended=registration.ended), registration))
+                                 registration.started_at, machines, ended=registration.ended), registration))
     return found
 
 
@@ -169,6 +195,8 @@ class Reader:
         self._state_names = _Memo()
         #: The worker of each outcome (done marker, or reason under ``failed/NAME``), by (name, identity).
         self._outcomes = _Memo()
+        #: Reads mailboxes and children (never writes: it has no hints to make).
+        self.machines = Machines(files, SystemClock(), _never)
 
     # -- single states -----------------------------------------------------------------------
 
@@ -235,6 +263,19 @@ class Reader:
                                          retries=hint.retries)
             if status is Status.SCHEDULED:
                 record = dataclasses.replace(record, not_before=markers.hints[name])
+        elif status is Status.SCHEDULED:
+            record = dataclasses.replace(record, status=status, not_before=markers.timers[name])
+        elif status is Status.WAITING:
+            record = dataclasses.replace(record, status=status)
+        return record
+
+    def _with_machine_model(self, record: StateRecord, following: StateRecord | None) -> StateRecord:
+        """``record`` with the event its wait took, and the children its tick started."""
+        if record.wait is not None and not record.wait.is_join:
+            record = dataclasses.replace(record, event=self.machines.taken_event(record.machine_name, record.name))
+        if following is not None and following.state == JOIN_STATE and following.wait is not None:
+            children = self.machines.child_names_of(record.name, following.wait.children)
+            record = dataclasses.replace(record, children=tuple(children or ()))
         return record
 
     def _machine(self, state: State, roots: dict[str, str] | None) -> str | None:
@@ -332,18 +373,20 @@ class Reader:
             # Gone (a volume unmounted, the folder removed): an outage to report, not an empty store.
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "
                                    "(the store was removed or its volume unmounted?)")
+        timers, waits = self.machines.parked(timers=True), self.machines.parked(timers=False)
         hints = dict(fsops.stamped_entries(files.pending))
+        due = {name: mtime for name, mtime in hints.items() if mtime <= now}
         claimed = list(fsops.stamped_files(files.in_progress))
         done = fsops.listdir_quiet(files.done)
         failed = files.failed_names()
         # State files no marker knows (copied in and not admitted yet, in a store never run
         # perhaps) are pending too; only those few are looked at one by one.
-        known = {*hints, *(split_claim(entry)[0] for entry, _ in claimed), *done, *failed}
+        known = {*hints, *(split_claim(entry)[0] for entry, _ in claimed), *done, *failed, *timers, *waits}
         arrived = [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in
                                                 fsops.listdir_quiet(files.top)
                                                 if name not in known and codec.is_state_file_name(name))
                    if found is not None]
-        stamps = [*hints.values(), *arrived]
+        stamps = [*due.values(), *arrived]
         recent = []
         for failed_name in failed[-RECENT_FAILURES:]:
             reason = files.read_reason(failed_name) or {}
@@ -352,16 +395,42 @@ class Reader:
         # Both modes share these folders: report the mode the live workers run in.
         modes = sorted({mode if registration.mode is None else registration.mode
                         for worker, registration in registered if worker.alive}) or [mode]
+        details: JSONDict = {"store": files.root, "mode": ", ".join(modes)}
+        unrunnable = self._no_worker_for([worker for worker, _ in registered if worker.alive], due)
+        if unrunnable:
+            details["no_worker_for"] = unrunnable
         return StatusReport(
             pending=len(stamps),
+            scheduled=len(hints) - len(due) + len(timers),
+            waiting=len(waits),
             in_progress=len(claimed),
             done=len(done),
             failed=len(failed),
             workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed]),
             oldest_pending_at=min(stamps, default=None),
             recent_failures=recent,
-            details={"store": files.root, "mode": ", ".join(modes)},
+            details=details,
         )
+
+    def _no_worker_for(self, alive: list[WorkerInfo], due: dict[str, float]) -> list[JSONDict]:
+        """The runnable states no live worker has a machine for: ``{"state", "count", "oldest_pending_at"}``
+        per state name (the first ``NO_WORKER_READS`` hints are read; a fleet of workers that run
+        every state has none)."""
+        if not alive or any(worker.machines is None for worker in alive):
+            return []
+        runnable = frozenset(machine for worker in alive for machine in worker.machines or ())
+        found: dict[str, tuple[int, float]] = {}
+        for name, mtime in list(due.items())[:NO_WORKER_READS]:
+            written = self.files.state_stat(name)
+            if written is None:
+                continue
+            state = self.state_name(name, (written.st_ino, written.st_ctime_ns))
+            if state in runnable or state == UNREADABLE or state.startswith(RESERVED_PREFIX):
+                continue
+            count, oldest = found.get(state, (0, mtime))
+            found[state] = (count + 1, min(oldest, mtime))
+        return [{"state": state, "count": count, "oldest_pending_at": oldest}
+                for state, (count, oldest) in sorted(found.items())]
 
     def _worker_details(self, found: list[WorkerInfo], claimed: list[str]) -> list[WorkerInfo]:
         """``found`` with each worker's claims and outcomes."""
@@ -436,16 +505,9 @@ class Reader:
             if found is None:
                 break
             entries.append(found)
-            following = None
-            for candidate in codec.successor_names(current):
-                owner = files.parent_of(candidate)
-                if owner is None:
-                    break
-                if owner == current:
-                    following = candidate
-                    break
-            current = following
-        return entries
+            current = self.machines.successor_of(current)
+        return [self._with_machine_model(entry, entries[index + 1] if index + 1 < len(entries) else None)
+                for index, entry in enumerate(entries)]
 
 
 def _failure_fields(reason: JSONDict | None) -> JSONDict:
