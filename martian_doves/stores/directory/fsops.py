@@ -295,12 +295,6 @@ def exists(entry: Entry) -> bool:
     return lstat_quiet(entry) is not None
 
 
-def is_regular(entry: Entry) -> bool:
-    """Whether ``entry`` is a plain file (not a link, FIFO, device or folder)."""
-    found = lstat_quiet(entry)
-    return found is not None and stat.S_ISREG(found.st_mode)
-
-
 def utime(entry: Entry, times: tuple[float, float] | None = None) -> bool:
     """Stamp the entry itself (now, or ``times``: atime, mtime); a link's own times, never its
     target's. False if it is gone."""
