@@ -17,6 +17,7 @@ timeout that only guards against hangs: nothing here asserts how fast anything i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -484,3 +485,40 @@ def _worker_main(config: dict[str, Any]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_worker_main(json.loads(sys.argv[1])))
+
+
+# -- doves run through a store outage ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def doves_run(output: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``doves run ARGS`` in the background, its output in ``output``; killed if still running after the block."""
+    with open(output, "wb") as sink:
+        run = subprocess.Popen([sys.executable, "-m", "martian_doves", "run", *args], stdout=sink,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def doves_json(*args: str) -> dict[str, object]:
+    """What ``doves ARGS --json`` prints (it must succeed)."""
+    result = subprocess.run([sys.executable, "-m", "martian_doves", *args, "--json"], capture_output=True,
+                            text=True, timeout=HANG_GUARD_SECONDS, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def check_ridden_out(output: Path, code: int | None, processes: int) -> str:
+    """Assert a run that met a store outage ended well: exit 0, no traceback, no worker given up
+    on, and each of at most ``processes`` processes logged the outage once when it began and once
+    when it ended. Returns the run's output."""
+    text = output.read_text(errors="replace")
+    assert code == 0, text[-4000:]
+    assert "Traceback" not in text and "giving up" not in text and "crashed" not in text, text[-4000:]
+    began, ended = text.count("is unavailable ("), text.count("is available again after")
+    assert 1 <= began <= processes and began == ended, text[-4000:]
+    return text

@@ -10,10 +10,7 @@ supervisor that never gives up; ``status`` says so while it lasts.
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +24,10 @@ from procs import (  # noqa: E402
     HANG_GUARD_SECONDS,
     MACHINES_FILE,
     check_executions,
+    check_ridden_out,
     counting_payload,
+    doves_json,
+    doves_run,
     read_executions,
     wait_until,
 )
@@ -57,13 +57,6 @@ def admin(pg_server_url: str, *statements: str) -> None:
             conn.execute(statement)
 
 
-def doves_json(*args: str) -> dict[str, object]:
-    result = subprocess.run([sys.executable, "-m", "martian_doves", *args, "--json"], capture_output=True,
-                            text=True, timeout=HANG_GUARD_SECONDS, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
-
-
 @pytest.mark.slow
 def test_a_database_made_read_only_mid_run_is_ridden_out(pg_server_url: str, database: tuple[str, str],
                                                          tmp_path: Path) -> None:
@@ -77,11 +70,7 @@ def test_a_database_made_read_only_mid_run_is_ridden_out(pg_server_url: str, dat
     finally:
         store.close()
     output = tmp_path / "run.log"
-    with open(output, "wb") as sink:
-        run = subprocess.Popen([sys.executable, "-m", "martian_doves", "run", url, "--workers", "2",
-                                "--machines", str(MACHINES_FILE)], stdout=sink, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    try:
+    with doves_run(output, url, "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
         wait_until(lambda: len(read_executions(log)) >= 20, "the first transitions")
         admin(pg_server_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on',
               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -96,16 +85,8 @@ def test_a_database_made_read_only_mid_run_is_ridden_out(pg_server_url: str, dat
         assert stalled < MACHINES * TICKS, "the run had finished before the outage"
         admin(pg_server_url, f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
         code = run.wait(HANG_GUARD_SECONDS)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    text = output.read_text(errors="replace")
-    assert code == 0, text[-4000:]
-    assert "Traceback" not in text and "giving up" not in text, text[-4000:]
     # Each process (two workers, the supervisor's progress reads) logs an outage once, and its end once.
-    began, ended = text.count("is unavailable ("), text.count("is available again after")
-    assert 1 <= began <= 3 and began == ended, text[-4000:]
+    text = check_ridden_out(output, code, processes=3)
     assert "discarding closed connection" not in text
 
     after = doves_json("status", url)

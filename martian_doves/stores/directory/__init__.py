@@ -13,7 +13,8 @@ Beneath them: ``layout.py`` (every entry, and the store's own small files),
 ``records.py`` (what those files say), ``folders.py`` (the store's folders, verified
 and held open), ``fsops.py`` (atomic file primitives relative to them, no links
 followed), ``admission.py`` (files copied into the root),
-``views.py`` (status and history), ``watch.py`` (inotify wake-ups).
+``views.py`` (status and history), ``watch.py`` (inotify wake-ups), ``outage.py`` (a
+full disk or a failing volume: an outage ridden out, not a crash).
 """
 
 from __future__ import annotations

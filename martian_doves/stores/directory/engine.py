@@ -18,6 +18,8 @@ are admitted by a root scan (``admission.py``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -45,6 +47,8 @@ from martian_doves.stores.directory.admission import Admission
 from martian_doves.stores.directory.folders import Entry
 from martian_doves.stores.directory.layout import Layout
 from martian_doves.stores.directory.machines import Machines
+from martian_doves.stores.directory.outage import FolderOutages
+from martian_doves.stores.directory.outage import describe as describe_outage
 from martian_doves.stores.directory.records import ClaimRecord, new_token, split_claim
 from martian_doves.stores.directory.watch import Watcher
 
@@ -116,6 +120,8 @@ class LeaseEngine:
         self.machines = Machines(files, clock, self.create_hint)
         #: Reads the folder for people (status, history, find ...), keeping what never changes.
         self.reader = views.Reader(files)
+        #: This process's outages of the store (a full disk ...), logged once each.
+        self.outages = FolderOutages(files)
         self._next_takeover = 0.0
         #: The states each worker registered through this handle has machines for.
         self._registered_states: dict[str, frozenset[str]] = {}
@@ -205,8 +211,14 @@ class LeaseEngine:
             self.admission.quarantine(name, e.code, e.message)
             files.remove_claim(name, token)
             return None
-        files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time(),
-                                                     found.retries))
+        try:
+            files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time(),
+                                                         found.retries))
+        except OSError:
+            # Not run yet, and the record unchanged (a full disk): give the state back as it
+            # was (a rename needs no space) for whoever claims it once the store can be written.
+            self._return_hint(name, token)
+            raise
         return Claim(state, token, worker, attempts, errors, found.retries, due_at)
 
     def _is_ours(self, name: str, token: str) -> bool:
@@ -229,6 +241,14 @@ class LeaseEngine:
             log.warning("ignoring %r from pending/: %s, and a folder that is not empty (left in in_progress/, "
                         "never looked into)", name, why, extra={"action": "quarantine", "code": "not_a_hint"})
         return False
+
+    def _return_hint(self, name: str, token: str) -> None:
+        """Turn the claim ``NAME@TOKEN`` back into the hint it was made of, as it is (best effort:
+        on a read-only store it stays a claim, and is taken over when its lease runs out)."""
+        claim = self.files.claim_at(name, token)
+        with contextlib.suppress(OSError):
+            if not fsops.move_noreplace(claim, self.files.hint_at(name)):
+                fsops.unlink_quiet(claim)  # a hint is there already
 
     def takeovers(self, worker: str, limit: int) -> list[Claim]:
         """Take over the claims whose lease expired (at most every quarter lease); ``limit`` of them for ``worker``.
@@ -523,7 +543,12 @@ class LeaseEngine:
         return views.workers(self.files, self.clock.time(), self.liveness_seconds)
 
     def status(self) -> StatusReport:
-        return self.reader.status(self.clock.time(), self.mode, self.liveness_seconds)
+        now = self.clock.time()
+        report = self.reader.status(now, self.mode, self.liveness_seconds)
+        outage = describe_outage(self.files, now)
+        if outage is None:
+            return report
+        return dataclasses.replace(report, details={**report.details, "outage": outage})
 
     def history(self, name: str) -> list[HistoryEntry]:
         return self.reader.history(name, self.clock.time())

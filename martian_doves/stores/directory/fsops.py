@@ -69,13 +69,17 @@ def write_tmp(entry: Entry, data: bytes, *, durable: bool, mtime: float | None =
     """
     fd = _create(entry)
     try:
-        _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-        if mtime is not None:
-            os.utime(fd, (mtime, mtime))
-    finally:
-        os.close(fd)
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quiet(entry)  # half written (a full disk): never left behind
+        raise
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -185,9 +189,13 @@ def create_with(entry: Entry, data: bytes) -> bool:
     except FileExistsError:
         return False
     try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quiet(entry)  # created but not written (a full disk): it must not stand as a claim
+        raise
     return True
 
 
@@ -203,12 +211,18 @@ def rewrite(entry: Entry, data: bytes) -> bool:
     except FileNotFoundError:
         return False
     except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENODEV):
+            raise  # the store's own fault (a read-only volume ...), not the entry's
         raise NotARegularFile(f"{entry.name}: not a regular file ({e.strerror})") from e
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotARegularFile(f"{entry.name}: not a regular file")
-        os.ftruncate(fd, 0)
-        _write_all(fd, data)
+        # Written over the old contents, then cut to length, never truncated first: when the
+        # disk is full the write fails and the old contents (a hint's attempts) are kept.
+        written = os.pwrite(fd, data, 0)
+        if written < len(data):
+            os.pwrite(fd, data[written:], written)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
     return True

@@ -28,12 +28,14 @@ from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
 from martian_doves.stores.directory.inspection import FolderInspection, FolderMachineModel
+from martian_doves.stores.directory.outage import rides_out_outages
 from martian_doves.stores.directory.watch import Watcher
 
 #: Longest a worker goes without looking for due timers (the timers of other workers included).
 PROMOTE_SECONDS = 0.5
 
 
+@rides_out_outages
 class LeaseStore(FolderMachineModel, FolderInspection):
     """Directory store with lease-based claims. See the module docstring for the protocol.
 

@@ -57,6 +57,7 @@ from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
 from martian_doves.stores.directory.inspection import FolderInspection, FolderMachineModel
+from martian_doves.stores.directory.outage import rides_out_outages
 from martian_doves.stores.directory.records import Registration
 from martian_doves.stores.directory.watch import Watcher
 
@@ -105,6 +106,7 @@ def read_skew(local_time: Callable[[], float], filesystem_time: Callable[[], flo
     return SkewReading(remote - (before + after) / 2, (after - before) / 2)
 
 
+@rides_out_outages
 class SemaphoreStore(FolderMachineModel, FolderInspection):
     """The temporal semaphore over the lease protocol's files. See the module docstring.
 

@@ -1,0 +1,98 @@
+"""A folder store whose disk fills up mid-run is an outage the fleet rides out.
+
+The store lives on a small tmpfs of its own. ``doves run`` works through countdowns that
+fit on it; mid-run a ballast file takes every block left, so each write the workers make
+meets ``ENOSPC``. The workers must neither crash nor be given up on by the supervisor:
+each logs one line when the outage begins, backs off, and ``status`` says so; once the
+ballast is deleted they log one line when it ends and the run finishes by itself, every
+machine's lineage whole and each transition run exactly once, no traceback anywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from procs import (
+    HANG_GUARD_SECONDS,
+    MACHINES_FILE,
+    check_complete,
+    check_executions,
+    check_ridden_out,
+    doves_json,
+    doves_run,
+    read_executions,
+    submit_counting,
+    wait_until,
+)
+
+#: Machines and ticks each: on the disk below they take about 420 of its 512 pages.
+MACHINES, TICKS = 40, 5
+DISK_BYTES = 2 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of ``DISK_BYTES`` mounted for this test (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill up needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(path: Path) -> int:
+    """Append to ``path`` until the disk is full; the bytes it holds."""
+    chunk = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_mid_run_is_ridden_out(small_disk: Path, tmp_path: Path) -> None:
+    store = small_disk / "store"
+    log = tmp_path / "executions.log"
+    machines = submit_counting(store, "lease", [f"m{i:02d}" for i in range(MACHINES)], TICKS, log, 0.02)
+    output = tmp_path / "run.log"
+    ballast = small_disk / "ballast"
+    with doves_run(output, str(store), "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
+        wait_until(lambda: len(read_executions(log)) >= 20, "the first transitions")
+        fill(ballast)
+        wait_until(lambda: "is unavailable (" in output.read_text(errors="replace"),
+                   "the workers to meet the full disk")
+        fill(ballast)  # whatever a worker freed meanwhile (a half-written file it removed)
+        during = doves_json("status", str(store))
+        assert "disk is full" in str(during.get("outage")), during
+        stalled = len(read_executions(log))
+        time.sleep(2.0)  # the outage lasts a while: workers back off and retry meanwhile
+        assert run.poll() is None, output.read_text(errors="replace")[-4000:]
+        assert stalled < MACHINES * TICKS, "the run had finished before the disk was full"
+        ballast.unlink()
+        code = run.wait(HANG_GUARD_SECONDS)
+    # Each worker process logs the outage once when it begins, and once when it ends.
+    check_ridden_out(output, code, processes=2)
+    assert "outage" not in doves_json("status", str(store))
+    check_complete(store, machines)
+    check_executions(log, machines, exactly_once=True)
+    # No half-written file left behind, and no marker of the outage once it is over.
+    assert not [name for name in os.listdir(store / ".doves-tmp") if not name.startswith("clock-probe-")]
