@@ -114,6 +114,17 @@ def is_successor_name(name: str, parent: str) -> bool:
     return max(branch, 2) <= int(suffix) < branch + MAX_BRANCHES
 
 
+def first_parent_name(name: str) -> str | None:
+    """The state whose first successor name is ``name`` (``x.state-1`` → ``x.state``,
+    ``x.state-3`` → ``x.state-2``), the seed's only naming; None for any other name (a
+    root's, a branch's)."""
+    base, step, branch = _lineage_parts(name)
+    if step < 1 or branch != 1:
+        return None
+    parent = base if step == 1 else f"{base}-{step - 1}"
+    return parent if is_successor_name(name, parent) else None
+
+
 def is_root_name(name: str) -> bool:
     """Whether a state file's name is a lineage root's as stores name them (``x.state``, a child's
     ``x.state-1+0.state``), not a successor's (``x.state-1``, ``x.state-1~2``).

@@ -457,7 +457,11 @@ class Worker:
         with self._held_lock:
             if self._busy_threads or self._held:
                 return False
-        return self.store.is_finished(self._states)
+        try:
+            return self.store.is_finished(self._states)
+        except StoreUnavailable as e:  # an outage the store logged: not known to be finished
+            self.log.debug("store unavailable (%s); not finished", e.message, extra={"action": "store_unavailable"})
+            return False
 
     def _guarded(self, loop: Callable[[], None], what: str) -> Callable[[], None]:
         """``loop`` for a thread: whatever ends it unexpectedly stops the whole worker.

@@ -191,10 +191,11 @@ def test_commit_after_takeover_raises_claim_lost_and_writes_nothing(any_store: S
 
 def test_a_taken_over_claim_cannot_commit_where_its_successor_must_branch(any_store: Store, peer_store: Store,
                                                                          travel: TimeTravel) -> None:
-    """Fencing on the path that names a branch: the successor's first name belongs to another machine,
-    so the commit must pick ``x.state-1~2``; a claim taken over meanwhile is refused there too, and
-    writes no branch."""
-    _submit(any_store, _state("x.state", 2), _state("x.state-1", 1))
+    """Fencing on the path that names a branch: the successor's first name belongs to another machine
+    (another document than the tick's: a folder store adopts a file holding the very document, as
+    the seed's own successor), so the commit must pick ``x.state-1~2``; a claim taken over meanwhile
+    is refused there too, and writes no branch."""
+    _submit(any_store, _state("x.state", 2), _state("x.state-1", 5))
     claims = {c.name: c for c in any_store.claim("A", 2)}
     old = claims["x.state"]
     any_store.commit(claims["x.state-1"], None)
@@ -577,7 +578,7 @@ def test_machines_named_like_successors_are_never_clobbered(any_store: Store, st
 def test_branch_when_the_other_machine_moved_first(any_store: Store) -> None:
     """If the machine ``x.state-1`` has already written ``x.state-2``, ``x.state`` branches at once
     and its branch keeps to itself."""
-    _submit(any_store, _state("x.state", 3), _state("x.state-1", 2))
+    _submit(any_store, _state("x.state", 3), _state("x.state-1", 4))  # another document than x.state's tick's
     claims = {c.name: c for c in any_store.claim("w", 2)}
     any_store.commit(claims["x.state-1"], ("count", {"count": 1}))  # writes x.state-2
     any_store.commit(claims["x.state"], ("count", {"count": 2}))  # x.state-1 is taken: branch
@@ -591,7 +592,7 @@ def test_branch_when_the_other_machine_moved_first(any_store: Store) -> None:
     any_store.commit(last, None)
     assert _lineage(any_store, "x.state") == [("x.state", Status.DONE, 3), ("x.state-1~2", Status.DONE, 2),
                                               ("x.state-2~2", Status.DONE, 1)]
-    assert _lineage(any_store, "x.state-1") == [("x.state-1", Status.DONE, 2), ("x.state-2", Status.DONE, 1)]
+    assert _lineage(any_store, "x.state-1") == [("x.state-1", Status.DONE, 4), ("x.state-2", Status.DONE, 1)]
 
 
 # -- guarantees through the worker loop ---------------------------------------------------------------

@@ -504,6 +504,19 @@ def doves_run(output: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
             run.wait()
 
 
+def wait_while_running(run: subprocess.Popen[bytes], output: Path, predicate: Callable[[], Any], what: str) -> None:
+    """``wait_until(predicate)`` while ``run`` (a ``doves_run``) runs; if it ends first, or the
+    wait times out, fail with the end of its output."""
+    def check() -> Any:
+        return predicate() or run.poll() is not None
+    try:
+        wait_until(check, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the run's output:\n{output.read_text(errors='replace')[-4000:]}") from None
+    tail = output.read_text(errors="replace")[-4000:]
+    assert predicate(), f"the run ended (exit {run.poll()}) before {what}:\n{tail}"
+
+
 def doves_json(*args: str) -> dict[str, object]:
     """What ``doves ARGS --json`` prints (it must succeed)."""
     result = subprocess.run([sys.executable, "-m", "martian_doves", *args, "--json"], capture_output=True,

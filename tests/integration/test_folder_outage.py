@@ -28,7 +28,7 @@ from procs import (
     doves_run,
     read_executions,
     submit_counting,
-    wait_until,
+    wait_while_running,
 )
 
 #: Machines and ticks each: on the disk below they take about 420 of its 512 pages.
@@ -76,10 +76,10 @@ def test_a_disk_that_fills_up_mid_run_is_ridden_out(small_disk: Path, tmp_path: 
     output = tmp_path / "run.log"
     ballast = small_disk / "ballast"
     with doves_run(output, str(store), "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
-        wait_until(lambda: len(read_executions(log)) >= 20, "the first transitions")
+        wait_while_running(run, output, lambda: len(read_executions(log)) >= 20, "the first transitions")
         fill(ballast)
-        wait_until(lambda: "is unavailable (" in output.read_text(errors="replace"),
-                   "the workers to meet the full disk")
+        wait_while_running(run, output, lambda: "is unavailable (" in output.read_text(errors="replace"),
+                           "the workers to meet the full disk")
         fill(ballast)  # whatever a worker freed meanwhile (a half-written file it removed)
         during = doves_json("status", str(store))
         assert "disk is full" in str(during.get("outage")), during

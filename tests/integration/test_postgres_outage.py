@@ -29,7 +29,7 @@ from procs import (  # noqa: E402
     doves_json,
     doves_run,
     read_executions,
-    wait_until,
+    wait_while_running,
 )
 
 from martian_doves.model import State  # noqa: E402
@@ -71,12 +71,12 @@ def test_a_database_made_read_only_mid_run_is_ridden_out(pg_server_url: str, dat
         store.close()
     output = tmp_path / "run.log"
     with doves_run(output, url, "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
-        wait_until(lambda: len(read_executions(log)) >= 20, "the first transitions")
+        wait_while_running(run, output, lambda: len(read_executions(log)) >= 20, "the first transitions")
         admin(pg_server_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on',
               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
               f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-        wait_until(lambda: "the database refuses writes" in output.read_text(errors="replace"),
-                   "the workers to meet the read-only database")
+        wait_while_running(run, output, lambda: "the database refuses writes" in output.read_text(errors="replace"),
+                           "the workers to meet the read-only database")
         during = doves_json("status", url)
         assert "refuses writes" in str(during.get("outage")), during
         stalled = len(read_executions(log))

@@ -363,3 +363,13 @@ def test_is_successor_name_agrees_with_successor_names(parent: str) -> None:
             "a.state-10~19998", "a.state-10~19999", f"{parent}-1"]
     for name in near:
         assert codec.is_successor_name(name, parent) == (name in candidates), name
+
+
+@pytest.mark.parametrize(("name", "parent"), [
+    ("x.state-1", "x.state"), ("x.state-3", "x.state-2"), ("a-1.state-10", "a-1.state-9"),
+    ("x.state", None), ("x.state-1~2", None), ("x.state-01", None), ("x.state-0", None), ("notes.txt", None),
+])
+def test_first_parent_name_inverts_the_seed_s_naming(name: str, parent: str | None) -> None:
+    assert codec.first_parent_name(name) == parent
+    if parent is not None:
+        assert next(codec.successor_names(parent)) == name

@@ -116,3 +116,11 @@ def test_each_mode_stamps_hints_its_own_way(tmp_path: Path) -> None:
     finally:
         lease.close()
         semaphore.close()
+
+
+def test_a_seed_flag_in_in_progress_names_its_state() -> None:
+    """The seed's own in_progress flag has no token: it names its state, with an empty token."""
+    from martian_doves.stores.directory.records import split_claim
+
+    assert split_claim("x.state@0123abcd") == ("x.state", "0123abcd")
+    assert split_claim("countdown.state") == ("countdown.state", "")

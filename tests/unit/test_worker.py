@@ -649,6 +649,10 @@ class OutageStore(RecordingStore):
         self._outage("release")
         super().release(claim)
 
+    def is_finished(self, states: Any = None) -> bool:
+        self._outage("is_finished")
+        return super().is_finished(states)
+
 
 def _raises(payload: dict[str, Any]) -> None:
     raise ValueError("boom")
@@ -710,3 +714,14 @@ def test_registering_during_an_outage_waits_for_the_store(clock: FakeClock,
         totals = worker.run()
     assert store.down["register_worker"] == 0 and totals.committed == 2
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_an_outage_met_while_looking_whether_all_is_done_is_not_a_crash(clock: FakeClock) -> None:
+    """The store may be unavailable just when an idle worker asks whether everything is done:
+    it is not known to be, the worker keeps looking, and ends once the store answers."""
+    store = OutageStore(clock)
+    _submit(store, "c.state", "count", {"count": 1})
+    store.down["is_finished"] = 3
+    worker = _worker(store, _registry(count=_count_down), clock, poll_seconds=0.05)
+    totals = worker.run()
+    assert store.down["is_finished"] == 0 and totals.committed == 1 and not worker.crashed

@@ -126,6 +126,9 @@ class Admission:
                 except UnsafeName as e:
                     self.quarantine(name, e.code, e.message)
                     continue
+                if self._awaits_its_parent(name):
+                    self._deferred.add(name)
+                    continue
                 if self._take_admission(name, now) and self._mark_runnable(name):
                     admitted += 1
             elif not young and files.has_failed_state(name):
@@ -137,6 +140,18 @@ class Admission:
         if admitted:
             log.info("admitted %d state file(s) found in %s", admitted, files.root, extra={"action": "admit"})
         return admitted
+
+    def _awaits_its_parent(self, name: str) -> bool:
+        """Whether ``name`` is named as the successor of a state here that has not run yet.
+
+        The seed wrote a successor before it marked the parent done: in a folder its
+        interrupted run left, the parent runs again, and its commit adopts the file if it
+        holds what the tick produced (or branches around it if not; the file is admitted
+        as a root of its own once the parent is settled). Admitted now, it would run as a
+        second root of the same lineage.
+        """
+        parent = codec.first_parent_name(name)
+        return parent is not None and self.files.has_state(parent) and not self.files.is_settled(parent)
 
     def _take_admission(self, name: str, now: float) -> bool:
         """Become the one worker that admits ``name``: hard-link it into ``.doves-admitted/``.

@@ -395,8 +395,11 @@ class LeaseEngine:
                     else:
                         fsops.unlink_quiet(marker)
                     owner = files.parent_in(name)
-                if owner == parent.name:
-                    return name, None, False  # an earlier attempt of this tick already wrote it
+                if owner == parent.name or (owner == "" and self._holds(name, data, successor)):
+                    # An earlier attempt of this tick wrote it; or a file that names no parent
+                    # holds exactly what this tick produced: the successor the seed wrote before
+                    # its run was interrupted. Either way it is this tick's: adopted, not branched.
+                    return name, None, False
                 log.warning("successor name %s is taken by another machine; trying the next branch",
                             name, extra={"action": "branch"})
         finally:
@@ -412,6 +415,19 @@ class LeaseEngine:
         """When a timer's successor is due; None for a successor runnable at once (or a waiting entry)."""
         due = successor.not_before
         return due if due is not None and successor.wait is None and due > self.clock.time() else None
+
+    def _holds(self, name: str, data: bytes, successor: Successor) -> bool:
+        """Whether the state file ``name`` holds the state and payload encoded in ``data``,
+        whatever its formatting (key order, spacing), and ``successor`` is a plain one (the
+        seed knew no timers or waits)."""
+        if successor.wait is not None or self._timer_due(successor) is not None:
+            return False
+        try:
+            found = self.files.read_state(name)
+        except (OSError, CodecError):
+            return False
+        ours = codec.decode(data, name)
+        return (found.state, found.payload) == (ours.state, ours.payload)
 
     def _mark_successor(self, parent: Claim, name: str, successor: Successor,
                         keep: bool) -> tuple[Entry | None, Claim | None]:

@@ -23,9 +23,10 @@ def new_token() -> str:
 
 
 def split_claim(entry: str) -> tuple[str, str]:
-    """``x.state@TOKEN`` (an entry of ``in_progress/``) → ``("x.state", "TOKEN")``; no token → ``""``."""
-    name, _, token = entry.rpartition(TOKEN_SEP)
-    return name, token
+    """``x.state@TOKEN`` (an entry of ``in_progress/``) → ``("x.state", "TOKEN")``; no token (the
+    seed's own flag, ``x.state``) → ``("x.state", "")``."""
+    name, sep, token = entry.rpartition(TOKEN_SEP)
+    return (name, token) if sep else (entry, "")
 
 
 def as_count(value: object) -> int:
