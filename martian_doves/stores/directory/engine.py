@@ -211,6 +211,9 @@ class LeaseEngine:
             self.admission.quarantine(name, e.code, e.message)
             files.remove_claim(name, token)
             return None
+        except OSError:
+            self._return_hint(name, token)  # an I/O error: see below
+            raise
         try:
             files.rewrite_claim(name, token, ClaimRecord(worker, attempts, errors, token, self.clock.time(),
                                                          found.retries))

@@ -187,10 +187,10 @@ S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The store methods ridden through an outage, and whether each writes (see ``FolderOutages.guard``).
+#: (Not ``submit``: a command that meets a full disk says so in its one error line and ends.)
 GUARDED_METHODS = {
-    "submit": True, "register_worker": True, "claim": True, "commit": True, "retry_later": True,
-    "release": True, "fail": True, "worker_exited": True,
-    "heartbeat": False, "unregister_worker": False, "is_finished": False,
+    "register_worker": True, "claim": True, "commit": True, "retry_later": True, "release": True,
+    "fail": True, "worker_exited": True, "heartbeat": False, "unregister_worker": False, "is_finished": False,
 }
 
 
