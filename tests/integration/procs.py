@@ -533,5 +533,6 @@ def check_ridden_out(output: Path, code: int | None, processes: int) -> str:
     assert code == 0, text[-4000:]
     assert "Traceback" not in text and "giving up" not in text and "crashed" not in text, text[-4000:]
     began, ended = text.count("is unavailable ("), text.count("is available again after")
+    assert "store unavailable" not in text, "a worker logged a retry, not only the outage"
     assert 1 <= began <= processes and began == ended, text[-4000:]
     return text

@@ -70,7 +70,9 @@ def test_a_database_made_read_only_mid_run_is_ridden_out(pg_server_url: str, dat
     finally:
         store.close()
     output = tmp_path / "run.log"
-    with doves_run(output, url, "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
+    # Operations give up after half a second: each worker meets the outage as StoreUnavailable
+    # many times over, and still logs it once.
+    with doves_run(output, f"{url}?reconnect_seconds=0.5", "--workers", "2", "--machines", str(MACHINES_FILE)) as run:
         wait_while_running(run, output, lambda: len(read_executions(log)) >= 20, "the first transitions")
         admin(pg_server_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on',
               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
