@@ -249,6 +249,11 @@ class Worker:
                 self._reschedule(claim, e, result)
                 return SETTLED
             except BaseException as e:
+                if isinstance(e, StoreUnavailable) and claim.state.wait is not None:
+                    # The worker's own step (taking an event, reading children) met an outage:
+                    # no failure of the machine. Given back as it was once the store answers.
+                    self._release(claim)
+                    return SETTLED
                 # sys.exit(), a stray asyncio.CancelledError or KeyboardInterrupt from a
                 # handler fails its tick, not the worker (Ctrl-C in a main thread still stops).
                 if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():

@@ -653,6 +653,10 @@ class OutageStore(RecordingStore):
         self._outage("is_finished")
         return super().is_finished(states)
 
+    def take_event(self, claim: Claim) -> Any:
+        self._outage("take_event")
+        return super().take_event(claim)
+
 
 def _raises(payload: dict[str, Any]) -> None:
     raise ValueError("boom")
@@ -725,3 +729,22 @@ def test_an_outage_met_while_looking_whether_all_is_done_is_not_a_crash(clock: F
     worker = _worker(store, _registry(count=_count_down), clock, poll_seconds=0.05)
     totals = worker.run()
     assert store.down["is_finished"] == 0 and totals.committed == 1 and not worker.crashed
+
+
+def test_an_event_the_store_cannot_hand_over_in_an_outage_is_delivered_after_it(clock: FakeClock) -> None:
+    """Taking a waiting machine's event is the worker's own step: an outage there is no failed
+    attempt of the machine; the entry is given back and gets its event once the store answers."""
+    from martian_doves.contract import Wait
+
+    store = OutageStore(clock)
+    _submit(store, "w.state", "waiter", {})
+    worker = _worker(store, _registry(waiter=lambda p: Wait("go", then="went", payload=p),
+                                      went=lambda p: None), clock, chain=False)
+    assert worker.step().committed == 1  # now waiting for "go"
+    store.send("w.state", "go", {"n": 1})
+    store.down["take_event"] = 2
+    for _ in range(2):
+        assert worker.step().failed == 0
+    assert (worker.step().committed, worker.step().committed) == (1, 1)
+    last = store.history("w.state")[-1]
+    assert last.status is Status.DONE and last.attempts == 0 and store.down["take_event"] == 0

@@ -190,7 +190,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: (Not ``submit``: a command that meets a full disk says so in its one error line and ends.)
 GUARDED_METHODS = {
     "register_worker": True, "claim": True, "commit": True, "retry_later": True, "release": True,
-    "fail": True, "worker_exited": True, "heartbeat": False, "unregister_worker": False, "is_finished": False,
+    "fail": True, "take_event": True, "children": True, "worker_exited": True,
+    "heartbeat": False, "unregister_worker": False, "is_finished": False,
 }
 
 
