@@ -150,6 +150,7 @@ class PostgresStore(PostgresInspection):
             for index, name, _, _ in chunk:
                 results[index] = SubmitResult(name, name in added, None if name in added else NameTaken.__doc__)
                 added.discard(name)  # the same name twice in one call: the second is refused
+        views.fold_counts(self.connector)  # a big submit's counters are folded here, not by the next status
         return [results[index] for index in range(len(states))]
 
     @property

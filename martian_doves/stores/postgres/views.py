@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from martian_doves.errors import StoreError
 from martian_doves.model import JSONDict, StateRecord, StatusReport
 from martian_doves.stores.postgres.inspection import full_record, worker_infos
 from martian_doves.stores.postgres.machines import lineage_range
 from martian_doves.stores.postgres.sql import Q
+from martian_doves.text import first_line
 
 if TYPE_CHECKING:
     from martian_doves.stores.postgres.connector import Conn, PostgresConnector
@@ -74,10 +77,16 @@ def history(connector: PostgresConnector, name: str) -> list[StateRecord]:
 def fold_counts(connector: PostgresConnector) -> None:
     """Move the counters' deltas into their totals, so ``status`` reads few rows (migration 0006).
 
-    The counts are right without it (``status`` adds the deltas): a failure only leaves
-    the deltas to the next fold (a worker's next heartbeat).
+    One try, never the outage retries of ``connector.run``: the counts are right without
+    it (``status`` adds the deltas), so a store that refuses writes, or is gone, only
+    leaves the deltas to the next fold (a worker's next heartbeat, the next submit).
     """
     try:
-        connector.run("fold_counts", lambda conn, _: conn.execute(Q["fold_counts"]))
-    except StoreError as e:
-        log.debug("counters not folded: %s", e.message)
+        with connector.connection() as conn:
+            try:
+                conn.execute(Q["fold_counts"])
+            except psycopg.errors.ReadOnlySqlTransaction:
+                conn.close()  # a session opened read-only stays so: the pool drops it
+                raise
+    except (psycopg.Error, StoreError) as e:
+        log.debug("counters not folded: %s", first_line(e))

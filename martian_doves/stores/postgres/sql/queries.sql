@@ -403,7 +403,7 @@ WITH counted AS (
     SELECT status, sum(n) AS n
     FROM (SELECT status, n FROM state_counts UNION ALL SELECT status, n FROM state_count_deltas) AS c
     GROUP BY status
-), later AS (
+), later AS MATERIALIZED (  -- counted once, though read three times
     SELECT (SELECT count(*) FROM states WHERE status = 'pending' AND not_before > now()) AS n,
            (SELECT count(*) FROM states WHERE wait IS NOT NULL AND status = 'pending' AND not_before > now()) AS waits
 )
