@@ -4,7 +4,15 @@ Files copied in by hand (the seed's ``docker cp``), moved in, or orphaned by a
 crashed commit have no hint. A root scan (on start, on inotify events, every
 ``scan_seconds``) admits each once it is old enough that its writer is done (a file
 inotify saw moved in is complete: it is admitted at once), and quarantines entries
-that can never run. Exactly one worker admits a file: the one
+that can never run.
+
+Nothing here grows with the store's history. A scan is a pass over a lazy listing of
+the root, a few thousand entries per call, so claiming goes on while a large root is
+listed. A process's first pass looks at every file; later passes look only at files
+whose ctime (set by the filesystem when a file is created, renamed or linked in) is
+recent enough that an earlier pass may have missed them or deferred them:
+``RECHECK_SLACK_SECONDS`` beyond the lease (a stuck admission ticket is taken back
+after a lease) before the previous pass began. Exactly one worker admits a file: the one
 that hard-links it into ``.doves-admitted/``. Both directory modes use it.
 """
 
@@ -12,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from martian_doves import codec
 from martian_doves.clock import Clock
@@ -24,6 +33,15 @@ from martian_doves.stores.directory.layout import QUARANTINED_PREFIX, STORE_FOLD
 from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
+
+#: Root entries one call of ``maintain`` looks at while a pass is under way.
+ENTRIES_PER_CALL = 2000
+#: How much older than the start of the previous pass (plus a lease) a file may look and
+#: still be looked at again: shared filesystems show new names late (NFS caches listings).
+RECHECK_SLACK_SECONDS = 60.0
+#: A pass starts at most this many times its own duration after the previous one ended,
+#: so a huge root costs a bounded share of a worker's time.
+PASS_SPACING = 10.0
 
 
 def _safe_failed_name(name: str) -> str:
@@ -64,25 +82,30 @@ class Admission:
         self._watcher = watcher
         self._mark_runnable = mark_runnable
         self._lock = threading.RLock()
-        #: Root entries already admitted or quarantined by this process.
-        self._known: set[str] = set()
-        #: Root entries seen but too young to admit yet.
+        #: Root entries seen but too young to admit yet (arrived within the grace).
         self._deferred: set[str] = set()
+        #: Root entries whose marker was removed: looked at again by the next call.
+        self._recheck: set[str] = set()
+        #: The pass under way: what is left of its listing, and when it began (filesystem time).
+        self._pass: Iterator[tuple[str, os.stat_result]] | None = None
+        self._pass_began = 0.0
+        self._pass_began_mono = 0.0
+        #: Files with a ctime before this were looked at by a complete pass (None: none yet).
+        self._checked_before: float | None = None
         self._next_root_scan = 0.0
         self._next_deferred_check = 0.0
 
     # -- what this process knows ---------------------------------------------------------
 
-    def note(self, name: str) -> None:
-        """``name`` is in hand (submitted or written by this process): no scan need look at it."""
-        self._known.add(name)
-
     def forget(self, name: str) -> None:
-        """Let the next scan look at ``name`` again (its marker was removed)."""
-        self._known.discard(name)
+        """Look at ``name`` again soon (its marker was removed)."""
+        with self._lock:
+            self._recheck.add(name)
 
     def forget_all(self) -> None:
-        self._known.clear()
+        """Look at every file again (markers were removed wholesale)."""
+        with self._lock:
+            self._checked_before = None
 
     @property
     def waiting(self) -> bool:
@@ -92,7 +115,7 @@ class Admission:
     @property
     def scan_due(self) -> bool:
         """Whether the periodic root scan is due."""
-        return self.clock.monotonic() >= self._next_root_scan
+        return self._pass is not None or self.clock.monotonic() >= self._next_root_scan
 
     # -- admitting ---------------------------------------------------------------------------
 
@@ -106,9 +129,9 @@ class Admission:
         now = self._filesystem_time()  # a file's age by the clock that stamped it
         admitted = 0
         for name in names:
-            if name in self._known or name.startswith(".") or not codec.is_state_file_name(name):
-                # Known meanwhile (e.g. a successor this worker re-committed after a
-                # takeover): no longer waiting for admission, or is_finished never is.
+            if name.startswith(".") or not codec.is_state_file_name(name) or files.is_done(name):
+                # Settled meanwhile (most of a large root is): no longer waiting for
+                # admission, or is_finished never is.
                 self._deferred.discard(name)
                 continue
             info = fsops.lstat_quiet(files.state_at(name))
@@ -116,7 +139,7 @@ class Admission:
                 self._deferred.discard(name)
                 continue
             young = name not in complete and 0 <= now - info.st_mtime < self.options.admission_grace_seconds
-            if young and not files.is_settled(name):
+            if young and not files.has_marker(name):
                 self._deferred.add(name)  # its writer may still be busy, or mid-commit
                 continue
             self._deferred.discard(name)
@@ -136,7 +159,6 @@ class Admission:
                 # it never runs by itself, and silence would leave the user guessing.
                 log.warning("%s is in the folder again, but a state of that name failed: `doves retry STORE %s` "
                             "runs this new file", name, name, extra={"action": "admit", "state_name": name})
-            self._known.add(name)
         if admitted:
             log.info("admitted %d state file(s) found in %s", admitted, files.root, extra={"action": "admit"})
         return admitted
@@ -181,20 +203,52 @@ class Admission:
         return False
 
     def scan_root(self) -> None:
-        """List the whole root and admit what has no marker; the next periodic scan is due later."""
+        """Finish the pass under way (or make a whole one) now; the next periodic one is due later."""
         with self._lock:
-            self._admit(fsops.listdir_quiet(self.files.top))
-            self._next_root_scan = self.clock.monotonic() + self.options.scan_seconds
+            if self._pass is None:
+                self._begin_pass()
+            self._continue_pass(None)
+
+    def _begin_pass(self) -> None:
+        self._pass = fsops.stat_entries(self.files.top)
+        self._pass_began = self._filesystem_time()
+        self._pass_began_mono = self.clock.monotonic()
+
+    def _continue_pass(self, budget: int | None) -> None:
+        """Look at the next ``budget`` entries of the pass under way (all if None); end it if none are left."""
+        assert self._pass is not None
+        cutoff = None if self._checked_before is None else \
+            self._checked_before - self.options.lease_seconds - RECHECK_SLACK_SECONDS
+        batch = []
+        for name, info in self._pass:
+            if cutoff is None or info.st_ctime >= cutoff:
+                batch.append(name)
+            if budget is not None:
+                budget -= 1
+                if budget <= 0:
+                    self._admit(batch)
+                    return
+        self._admit(batch)
+        # Every file listed was looked at: those older than the pass's start need not be again.
+        self._pass = None
+        self._checked_before = self._pass_began
+        mono = self.clock.monotonic()
+        self._next_root_scan = mono + max(self.options.scan_seconds, PASS_SPACING * (mono - self._pass_began_mono))
 
     def maintain(self) -> None:
-        """Admit what the watcher saw arrive, and everything when the periodic scan is due."""
+        """Admit what the watcher saw arrive, and go on with the periodic pass over the root."""
         with self._lock:
             mono = self.clock.monotonic()
             if self._watcher.take_events(self.files.root):
                 arrived = self._watcher.names(self.files.root)
                 self._admit(arrived, [name for name, moved in arrived.items() if moved])
-            if mono >= self._next_root_scan:
-                self.scan_root()
+            if self._recheck:
+                recheck, self._recheck = self._recheck, set()
+                self._admit(recheck)
+            if self._pass is None and mono >= self._next_root_scan:
+                self._begin_pass()
+            if self._pass is not None:
+                self._continue_pass(ENTRIES_PER_CALL)
             elif self._deferred and mono >= self._next_deferred_check:
                 # Young files are looked at again only once they may have come of age.
                 self._next_deferred_check = mono + max(0.05, self.options.admission_grace_seconds / 2)
@@ -212,7 +266,6 @@ class Admission:
             # Not the store's kind of entry (a hint named like a store folder, notes.txt):
             # whatever the root holds under that name is not ours to move.
             fsops.unlink_quiet(self.files.hint_at(name))
-            self._known.add(name)
             log.warning("ignored %r: %s", name, message, extra={"action": "quarantine", "code": code})
             return
         failed_name = _safe_failed_name(name)
@@ -226,5 +279,4 @@ class Admission:
         except FileNotFoundError:
             pass
         fsops.unlink_quiet(self.files.hint_at(name))
-        self._known.add(name)
         log.warning("quarantined %r: %s", name, message, extra={"action": "quarantine", "code": code})

@@ -158,7 +158,6 @@ class LeaseEngine:
                 results.append(SubmitResult(state.name, False, NameTaken.__doc__))
                 continue
             self.create_hint(state.name)
-            self.admission.note(state.name)
             results.append(SubmitResult(state.name, True))
         return results
 
@@ -461,7 +460,6 @@ class LeaseEngine:
             self.machines.record_end(origin)  # before the end is committed: a count never short
         if successor is not None:
             child_name, child, created = self.write_successor(claim, successor, keep)
-            self.admission.note(child_name)  # ours: the root scan need not look at it
             if not created and not files.has_marker(child_name):
                 # Written by an earlier run of this tick (a crash, a reset) whose marker is
                 # gone: it may have been claimed meanwhile, so only a missing marker is added.

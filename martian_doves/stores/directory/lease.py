@@ -1,18 +1,21 @@
 """Directory store, lease mode (the default): leaderless atomic claims on a folder.
 
-A worker lists ``pending/`` (what is pending, never the whole history), walks the
-hints that are due in its own random order and claims each by one atomic rename
-(the protocol is in ``engine.py``); it wakes on new hints through inotify, or at the
-next due retry, or after a poll. Files copied into the folder by hand are admitted by
-a root scan that runs on start, on inotify events and every ``scan_seconds``.
+A worker walks ``pending/`` (what is pending, never the whole history) as a lazy
+listing, a batch at a time, tries the due hints of each batch in its own random
+order and claims each by one atomic rename (the protocol is in ``engine.py``); a
+worker that loses a race jumps ahead in the listing, away from the one that won. It
+wakes on new hints through inotify, or at the next due retry, or after a poll.
+Files copied into the folder by hand are admitted by a root scan that runs on
+start, on inotify events and every ``scan_seconds``.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import DirectoryOptions
@@ -33,6 +36,10 @@ from martian_doves.stores.directory.watch import Watcher
 
 #: Longest a worker goes without looking for due timers (the timers of other workers included).
 PROMOTE_SECONDS = 0.5
+#: Due hints taken from the walk through ``pending/`` at a time.
+WALK_BATCH = 256
+#: After a lost race for a hint, the walk jumps ahead by up to this many entries.
+SKIP_ON_RACE = 1024
 
 
 @rides_out_outages
@@ -70,8 +77,11 @@ class LeaseStore(FolderMachineModel, FolderInspection):
                                   self._watcher, mode=self.mode, liveness_seconds=self.options.lease_seconds,
                                   stamp_every_hint=False, read_only=read_only)
         self.admission = self.leases.admission
-        #: Hints listed and not yet tried, in this worker's own (random) order.
+        #: Hints listed and not yet tried (a batch of the walk), in this worker's own (random) order.
         self._candidates: deque[str] = deque()
+        #: The walk through ``pending/`` under way: what is left of its listing.
+        self._walk: Iterator[tuple[str, os.stat_result]] | None = None
+        self._walk_lock = threading.Lock()
         #: When the earliest hint that was not due yet becomes due (wakes ``wait_for_work``).
         self._next_due: float | None = None
         #: When to look for due timers and deadlines again (``scheduled/``, ``waiting/``).
@@ -89,16 +99,35 @@ class LeaseStore(FolderMachineModel, FolderInspection):
     # -- claiming ------------------------------------------------------------------------------
 
     def _refill(self, now: float) -> None:
-        entries = []
-        self._next_due = None
-        for name, mtime in fsops.stamped_entries(self.files.pending):
-            if mtime <= now:
-                entries.append(name)
-            elif self._next_due is None or mtime < self._next_due:
-                self._next_due = mtime
+        """Take the next batch of due hints from the walk through ``pending/`` (a new walk if none is under way).
+
+        The walk is a lazy listing: the first claims need not wait for a large ``pending/``
+        to be listed, and a worker never holds more of it than a batch.
+        """
+        with self._walk_lock:
+            if self._walk is None:
+                self._walk = fsops.stat_entries(self.files.pending)
+                self._next_due = None
+            entries = []
+            for name, info in self._walk:
+                if info.st_mtime <= now:
+                    entries.append(name)
+                    if len(entries) >= WALK_BATCH:
+                        break
+                elif self._next_due is None or info.st_mtime < self._next_due:
+                    self._next_due = info.st_mtime
+            else:
+                self._walk = None  # every hint was looked at: the next refill walks afresh
         # Each worker walks the hints in its own order so they rarely race for one.
         random.shuffle(entries)
         self._candidates.extend(entries)
+
+    def _skip(self) -> None:
+        """Lost a race for a hint: another worker walks the same stretch of the listing, so jump ahead."""
+        with self._walk_lock:
+            if self._walk is not None:
+                for _ in zip(range(random.randrange(SKIP_ON_RACE)), self._walk, strict=False):
+                    pass
 
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         wanted = None if states is None else frozenset(states)
@@ -109,14 +138,23 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         if now >= self._next_promote:
             due = self.leases.machines.promote_due(now)
             self._next_promote = now + PROMOTE_SECONDS if due is None else min(due, now + PROMOTE_SECONDS)
-        if not self._candidates:
-            self._refill(now)
-        while self._candidates and len(claims) < limit:
-            name = self._candidates.popleft()
+        walked = False
+        while len(claims) < limit:
+            try:
+                name = self._candidates.popleft()
+            except IndexError:  # the batch is used up (perhaps by another thread)
+                if walked and self._walk is None:
+                    break  # one whole walk per call at most
+                self._refill(now)
+                walked = True
+                continue
             if wanted is not None and self._foreign(name, wanted):
                 continue  # another worker's machine: left for it, never claimed
             token = leases.take_hint(name)
-            if token is None or not self._still_due(name, token, now):
+            if token is None:
+                self._skip()
+                continue
+            if not self._still_due(name, token, now):
                 continue
             claim = leases.open_claim(name, token, worker)
             if claim is not None and leases.wants(claim, wanted):
@@ -151,7 +189,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         return False
 
     def wait_for_work(self, timeout_seconds: float) -> None:
-        if self._candidates:
+        if self._candidates or self._walk is not None:
             return
         now = self.clock.time()
         if self._next_due is not None:
@@ -202,6 +240,8 @@ class LeaseStore(FolderMachineModel, FolderInspection):
     def reset(self, *, successors: bool) -> int:
         kept = self.leases.reset(successors=successors)
         self._candidates.clear()
+        with self._walk_lock:
+            self._walk = None
         return kept
 
     def retry_failed(self, names: Sequence[str] | None = None) -> int:
