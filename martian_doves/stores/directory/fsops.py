@@ -20,6 +20,7 @@ Which entry is which (state, hint, claim, temporary ...) is ``layout.Layout``'s 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -78,7 +79,8 @@ def write_tmp(entry: Entry, data: bytes, *, durable: bool, mtime: float | None =
         finally:
             os.close(fd)
     except BaseException:
-        unlink_quiet(entry)  # half written (a full disk): never left behind
+        with contextlib.suppress(OSError):  # what failed is raised, not a failing clean-up
+            unlink_quiet(entry)  # half written (a full disk): never left behind
         raise
 
 
@@ -194,7 +196,8 @@ def create_with(entry: Entry, data: bytes) -> bool:
         finally:
             os.close(fd)
     except BaseException:
-        unlink_quiet(entry)  # created but not written (a full disk): it must not stand as a claim
+        with contextlib.suppress(OSError):
+            unlink_quiet(entry)  # created but not written (a full disk): it must not stand as a claim
         raise
     return True
 

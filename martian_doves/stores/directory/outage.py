@@ -85,27 +85,25 @@ class FolderOutages:
         Raises:
             StoreUnavailable: the block (or the probe) met an outage.
         """
-        if writes and self._since is not None:
-            self._probe(what)
         try:
+            if writes and self._since is not None:
+                self._probe()
             yield
         except OSError as e:
             if outage_cause(e) is None:
                 raise
             raise self._met(what, e) from e
 
-    def _probe(self, what: str) -> None:
+    def _probe(self) -> None:
+        """Write a page and remove it; the outage is over if that works.
+
+        Raises:
+            OSError: it does not (still an outage).
+        """
         probe = self.files.tmp.at(f"probe-{os.getpid()}-{threading.get_ident()}")
-        try:
-            fsops.write_tmp(probe, b"\0" * _PROBE_BYTES, durable=False)
-        except FileExistsError:
-            pass  # a probe of this thread left by an earlier process of the same pid: removed below
-        except OSError as e:
-            if outage_cause(e) is None:
-                raise
-            raise self._met(what, e) from e
-        finally:
-            fsops.unlink_quiet(probe)
+        fsops.unlink_quiet(probe)  # left by an earlier process of this pid
+        fsops.write_tmp(probe, b"\0" * _PROBE_BYTES, durable=False)
+        fsops.unlink_quiet(probe)
         self._over()
 
     def _met(self, what: str, error: OSError) -> StoreUnavailable:
