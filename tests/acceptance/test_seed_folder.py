@@ -11,6 +11,7 @@ once; hello runs again only when its done flag is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -66,3 +67,6 @@ def test_a_folder_the_seed_left_mid_run_runs_each_lineage_once(doves: Doves, tmp
         assert log.count(f"Counting down! {remaining} remaining.") == 1, log[-4000:]
     assert log.count("I am saying Hello.") == (0 if hello_done else 1), log[-4000:]
     assert log.count("I am saying Goodbye!") == 1
+    history = doves("history", str(store), "countdown.state", "--json")
+    assert history.returncode == 0, history.stderr
+    assert [entry["name"] for entry in json.loads(history.stdout)] == COUNTDOWN  # one lineage, whole

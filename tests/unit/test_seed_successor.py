@@ -39,6 +39,9 @@ def test_the_seed_s_successor_waits_for_its_parent_and_is_adopted(tmp_path: Path
     store.commit(successor, None)
     assert sorted(n for n in os.listdir(tmp_path / "store") if ".state" in n) == ["x.state", "x.state-1"]
     assert store.status().done == 2 and store.is_finished()
+    # One lineage in history, from either end, though the seed's file names no parent.
+    for name in ("x.state", "x.state-1"):
+        assert [entry.name for entry in store.history(name)] == ["x.state", "x.state-1"]
 
 
 def test_a_file_holding_another_document_is_a_root_of_its_own(tmp_path: Path) -> None:
@@ -47,3 +50,5 @@ def test_a_file_holding_another_document_is_a_root_of_its_own(tmp_path: Path) ->
     store.commit(parent, ("count", {"count": 1}))
     names = sorted(claim.name for claim in store.claim("w", 10))
     assert names == ["x.state-1", "x.state-1~2"]  # the branch, and the file admitted once its parent ran
+    assert [entry.name for entry in store.history("x.state")] == ["x.state", "x.state-1~2"]
+    assert [entry.name for entry in store.history("x.state-1")] == ["x.state-1"]

@@ -397,10 +397,14 @@ class LeaseEngine:
                     else:
                         fsops.unlink_quiet(marker)
                     owner = files.parent_in(name)
-                if owner == parent.name or (owner == "" and self._holds(name, data, successor)):
-                    # An earlier attempt of this tick wrote it; or a file that names no parent
-                    # holds exactly what this tick produced: the successor the seed wrote before
-                    # its run was interrupted. Either way it is this tick's: adopted, not branched.
+                if owner == parent.name:
+                    return name, None, False  # an earlier attempt of this tick already wrote it
+                if owner == "" and self._holds(name, data, successor):
+                    # A file that names no parent holds exactly what this tick produced: the
+                    # successor the seed wrote before its run was interrupted. It is this tick's:
+                    # adopted, not branched around, and the done marker will say so (history).
+                    record = files.read_claim(parent.name, parent.token)
+                    files.rewrite_claim(parent.name, parent.token, dataclasses.replace(record, adopted=name))
                     return name, None, False
                 log.warning("successor name %s is taken by another machine; trying the next branch",
                             name, extra={"action": "branch"})

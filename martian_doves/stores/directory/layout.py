@@ -430,6 +430,13 @@ class Layout:
             return None
         return fsops.read_json_object(done, _REPORT_MAX_BYTES) or {}, found.st_ctime
 
+    def adopter_of(self, name: str) -> str | None:
+        """The state whose commit adopted the file ``name`` as its successor (one that names no
+        parent: the seed's), as that state's done marker says; None if none did."""
+        parent = codec.first_parent_name(name)
+        done = None if parent is None else self.read_done(parent)
+        return parent if done is not None and done[0].get("adopted") == name else None
+
     def write_reason(self, failed_name: str, reason: JSONDict) -> bool:
         """Write why ``failed_name`` failed next to it in ``failed/``; False if a reason exists."""
         try:

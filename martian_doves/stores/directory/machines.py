@@ -97,7 +97,7 @@ class Machines:
             owner = self.files.parent_of(candidate)
             if owner is None:
                 return None
-            if owner == name:
+            if owner == name or (owner == "" and self.files.adopter_of(candidate) == name):
                 return candidate
         return None
 

@@ -55,11 +55,17 @@ class ClaimRecord:
     claimed_at: float | None = None
     #: Retries the handler asked for so far (``raise Retry``).
     retries: int = 0
+    #: The successor this commit adopted: a file at its successor's name that names no
+    #: parent (the seed's own successor); it is how ``history`` joins the two.
+    adopted: str | None = None
 
     def encode(self) -> bytes:
-        return json.dumps({"worker": self.worker, "token": self.token, "attempts": self.attempts,
-                           "errors": list(self.errors), "claimed_at": self.claimed_at,
-                           "retries": self.retries}).encode()
+        found: dict[str, object] = {"worker": self.worker, "token": self.token, "attempts": self.attempts,
+                                    "errors": list(self.errors), "claimed_at": self.claimed_at,
+                                    "retries": self.retries}
+        if self.adopted is not None:
+            found["adopted"] = self.adopted
+        return json.dumps(found).encode()
 
 
 def carried(attempts: int, errors: Sequence[str], retries: int) -> bytes:
@@ -77,10 +83,11 @@ def claim_record(info: JSONDict) -> ClaimRecord:
     missing or not of its kind (worker ``?``, no attempts, no errors)."""
     errors = info.get("errors", [])
     token = info.get("token")
+    adopted = info.get("adopted")
     return ClaimRecord(str(info.get("worker", "?")), as_count(info.get("attempts", 0)),
                        tuple(str(e) for e in errors) if isinstance(errors, list) else (),
                        token if isinstance(token, str) else None, as_time(info.get("claimed_at")),
-                       as_count(info.get("retries", 0)))
+                       as_count(info.get("retries", 0)), adopted if isinstance(adopted, str) else None)
 
 
 @dataclass(frozen=True)

@@ -492,7 +492,7 @@ class Reader:
         seen = {name}
         root = name
         while True:  # walk up to the root through recorded parents (names, never paths: see codec)
-            parent = files.parent_of(root)
+            parent = files.parent_of(root) or files.adopter_of(root)
             if not parent or parent in seen or not codec.is_successor_name(root, parent) \
                     or self.record(parent, now, markers) is None:
                 break
