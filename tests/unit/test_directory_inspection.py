@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from martian_doves.config import DirectoryOptions
-from martian_doves.errors import StoreUnavailable
+from martian_doves.errors import StoreError, StoreUnavailable
 from martian_doves.model import Failure, State, StateQuery, Status
 from martian_doves.stores.directory import LeaseStore, views
 
@@ -98,8 +98,27 @@ def test_workers_outcomes_are_counted_once_every_marker_was_read(store: LeaseSto
 def test_a_store_whose_folders_are_gone_is_an_outage(store: LeaseStore, tmp_path: Path) -> None:
     assert store.status().pending == 0
     os.rename(store.files.done.path, tmp_path / "done-aside")
-    with pytest.raises(StoreUnavailable, match=r"done/ is not a folder"):
+    with pytest.raises(StoreUnavailable, match=r"done/ moved, removed or replaced"):
         store.status()
+
+
+def test_a_store_moved_away_is_an_outage_until_it_is_back(store: LeaseStore, tmp_path: Path) -> None:
+    """Its folders are held open, so they still read: the store must notice its own path is gone."""
+    assert store.status().pending == 0
+    aside = tmp_path / "aside"
+    os.rename(store.files.root, aside)
+    with pytest.raises(StoreUnavailable, match=r"the store moved, removed or replaced"):
+        store.status()
+    os.rename(aside, store.files.root)
+    assert store.status().pending == 0
+
+
+def test_a_worker_stops_on_a_folder_replaced_under_it(store: LeaseStore) -> None:
+    """A replaced pending/ would hide every new hint from this worker: its root scan says so."""
+    os.rename(store.files.pending.path, store.files.pending.path + "-old")
+    os.mkdir(store.files.pending.path)
+    with pytest.raises(StoreError, match=r"pending/ in .* moved, removed or replaced"):
+        store.is_finished()
 
 
 def test_a_dead_workers_claims_are_given_back_with_one_attempt_and_its_registration_says_why(

@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from martian_doves import codec
 from martian_doves.clock import Clock
 from martian_doves.config import DirectoryOptions
-from martian_doves.errors import UnsafeName
+from martian_doves.errors import StoreError, UnsafeName
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.layout import QUARANTINED_PREFIX, STORE_FOLDERS, Layout
 from martian_doves.stores.directory.watch import Watcher
@@ -203,13 +203,22 @@ class Admission:
         return False
 
     def scan_root(self) -> None:
-        """Finish the pass under way (or make a whole one) now; the next periodic one is due later."""
+        """Finish the pass under way (or make a whole one) now; the next periodic one is due later.
+
+        Raises:
+            StoreError: the store or one of its folders was moved, removed or replaced since it
+                was opened (its worker stops; a new one opens the store as it now is, or says why not).
+        """
         with self._lock:
             if self._pass is None:
                 self._begin_pass()
             self._continue_pass(None)
 
     def _begin_pass(self) -> None:
+        displaced = self.files.displaced()
+        if displaced:
+            raise StoreError(f"{', '.join(displaced)} in {self.files.root} moved, removed or replaced "
+                             "while the store was open")
         self._pass = fsops.stat_entries(self.files.top)
         self._pass_began = self._filesystem_time()
         self._pass_began_mono = self.clock.monotonic()

@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import socket
-import stat
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -90,6 +89,10 @@ _CLAIM_MAX_BYTES = 1 << 20
 _REPORT_MAX_BYTES = 65536
 #: Largest failure reason read back (it holds a traceback and every attempt's error).
 _REASON_MAX_BYTES = 1 << 22
+
+
+def _same_file(found: os.stat_result | None, held: os.stat_result) -> bool:
+    return found is not None and (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 def bucket_of(due: float | None) -> str:
@@ -167,10 +170,23 @@ class Layout:
         return any(folder.exists for folder in self.folders.values()) or \
             any(codec.is_state_file_name(name) for name in fsops.listdir_quiet(self.top))
 
-    def has_folder(self, name: str) -> bool:
-        """Whether the store folder ``name`` is still in the root, as a folder (not removed or unmounted)."""
-        found = fsops.lstat_quiet(self.top.at(name))
-        return found is not None and stat.S_ISDIR(found.st_mode)
+    def displaced(self) -> list[str]:
+        """What of the store is no longer where it was opened: ``the store`` when its root was
+        moved, removed or unmounted, ``pending/`` (and so on) for a folder removed or replaced.
+
+        The folders are held open, so such a change would otherwise go unseen: a worker would
+        go on in a folder nobody else can find any more.
+        """
+        if self.top.fd < 0:
+            return []  # closed
+        try:
+            root = os.stat(self.root)
+        except OSError:
+            return ["the store"]
+        if not _same_file(root, os.fstat(self.top.fd)):
+            return ["the store"]
+        return [name + "/" for name, folder in self.folders.items() if folder.exists and not
+                _same_file(fsops.lstat_quiet(self.top.at(name)), os.fstat(folder.fd))]
 
     # -- entries -------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from martian_doves.model import (
     WorkerInfo,
 )
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.layout import DONE_DIR, IN_PROGRESS_DIR, PENDING_DIR, REASON_SUFFIX, Layout
+from martian_doves.stores.directory.layout import REASON_SUFFIX, Layout
 from martian_doves.stores.directory.machines import Machines
 from martian_doves.stores.directory.records import Registration, as_count, as_time, claim_record, split_claim
 
@@ -366,13 +366,12 @@ class Reader:
             now, liveness_seconds: as for ``workers``.
         """
         files = self.files
-        # Folders that were there when the store was opened (a store never run may have none).
-        missing = [name + "/" for name in (PENDING_DIR, IN_PROGRESS_DIR, DONE_DIR)
-                   if files.folders[name].exists and not files.has_folder(name)]
+        # The store or folders that were there when it was opened, gone (a volume unmounted, the
+        # store moved or removed): an outage to report, not an empty store.
+        missing = files.displaced()
         if missing:
-            # Gone (a volume unmounted, the folder removed): an outage to report, not an empty store.
-            raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} is not a folder "
-                                   "(the store was removed or its volume unmounted?)")
+            raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} moved, removed or "
+                                   "replaced (the store was removed or its volume unmounted?)")
         timers, waits = self.machines.parked(timers=True), self.machines.parked(timers=False)
         hints = dict(fsops.stamped_entries(files.pending))
         due = {name: mtime for name, mtime in hints.items() if mtime <= now}
