@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 
 from martian_doves.errors import StoreUnavailable
-from martian_doves.stores.directory import LeaseStore, fsops
-from martian_doves.stores.directory.outage import MARKER_FRESH_SECONDS, FolderOutages, describe, outage_cause
+from martian_doves.stores.directory import LeaseStore, SemaphoreStore, fsops
+from martian_doves.stores.directory.outage import (
+    GUARDED_METHODS,
+    MARKER_FRESH_SECONDS,
+    FolderOutages,
+    describe,
+    outage_cause,
+)
 
 
 def _full() -> OSError:
@@ -63,3 +69,12 @@ def test_a_stale_marker_is_no_outage(tmp_path: Path) -> None:
     assert describe(store.files, now) is not None
     fsops.utime(marker, (now - MARKER_FRESH_SECONDS - 5, now - MARKER_FRESH_SECONDS - 5))
     assert describe(store.files, now) is None
+
+
+@pytest.mark.parametrize("mode", [LeaseStore, SemaphoreStore])
+def test_both_modes_turn_outages_into_store_unavailable(mode: type) -> None:
+    """Every call a worker makes goes through the guard, in either mode (the run itself is in
+    ``tests/integration/test_folder_outage.py``)."""
+    for name in ("register_worker", "claim", "heartbeat", "commit", "retry_later", "release", "fail",
+                 "take_event", "children", "is_finished", "unregister_worker"):
+        assert name in GUARDED_METHODS and hasattr(getattr(mode, name), "__wrapped__"), f"{mode.__name__}.{name}"
