@@ -20,6 +20,7 @@ from martian_doves.config import (
     StoreConfig,
     WorkerOptions,
 )
+from martian_doves.contract import Next, Spawn, Wait
 from martian_doves.errors import DovesError, Retry
 from martian_doves.loader import default_registry
 from martian_doves.model import Claim, State, Status, StatusReport
@@ -34,15 +35,18 @@ __all__ = [
     "Claim",
     "DirectoryOptions",
     "DovesError",
+    "Next",
     "PostgresOptions",
     "Registry",
     "Retry",
     "RetryPolicy",
     "SemaphoreOptions",
+    "Spawn",
     "State",
     "Status",
     "StatusReport",
     "StoreConfig",
+    "Wait",
     "Worker",
     "WorkerOptions",
     "default_registry",

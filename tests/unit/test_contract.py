@@ -132,3 +132,11 @@ def test_a_worker_waits_out_a_deadline_a_little_ahead_of_its_clock() -> None:
     worker = Worker(store, registry, WorkerOptions(name="w"), clock=worker_clock)
     assert worker.step().committed == 2  # the timeout, then (following the lineage) "gone"
     assert [e.state for e in store.history("w.state")] == ["place", WAIT_STATE, "gone"]
+
+
+def test_the_contract_names_come_from_the_package() -> None:
+    """``from martian_doves import machine, Next, Wait, Spawn``, as users write it, keeps working."""
+    import martian_doves
+
+    assert (martian_doves.Next, martian_doves.Wait, martian_doves.Spawn) == (Next, Wait, Spawn)
+    assert martian_doves.machine is machine
