@@ -19,7 +19,7 @@ from martian_doves.errors import ClaimLost, MachineEnded, NoSuchMachine
 from martian_doves.model import JOIN_STATE, WAIT_STATE, Child, State, Status, Successor, WaitFor
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
-from martian_doves.stores.base import Store
+from martian_doves.stores.base import InspectableStore, Store
 from martian_doves.worker import Worker
 
 if TYPE_CHECKING:
@@ -121,6 +121,23 @@ def test_wait_parks_the_machine_until_its_event_arrives(model_store: Store, peer
     history = model_store.history("o.state-2")
     assert [e.name for e in history] == ["o.state", "o.state-1", "o.state-2"]
     assert history[1].event is not None and history[1].event.name == "payment"
+
+
+def test_show_tells_the_event_a_wait_took_and_the_children_a_tick_started(model_store: Store) -> None:
+    """``show`` gives what ``history`` does: the event a waiting entry took, the children of a spawning state."""
+    assert isinstance(model_store, InspectableStore)
+    _wait_entry(model_store, "s.state")
+    model_store.send("s.state", "payment", 5)
+    claim = _claim_one(model_store)
+    assert model_store.take_event(claim) is not None
+    shown = model_store.show("s.state-1")
+    assert shown is not None and shown.event is not None and (shown.event.name, shown.event.data) == ("payment", 5)
+    _submit(model_store, State("b.state", "batch", {}))
+    (spawn,) = model_store.claim("w1", 10, ["batch"])
+    children = (Child("resize", {"i": 0}), Child("resize", {"i": 1}))
+    model_store.commit(spawn, Successor(JOIN_STATE, {}, wait=WaitFor("collect", children=2), children=children))
+    spawner = model_store.show("b.state")
+    assert spawner is not None and spawner.children == ("b.state+0.state", "b.state+1.state")
 
 
 def test_an_event_sent_before_the_wait_is_kept_for_it(model_store: Store) -> None:

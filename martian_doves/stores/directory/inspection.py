@@ -27,7 +27,7 @@ class FolderInspection:
         return self.leases.reader.find(query, self.leases.clock.time())
 
     def show(self, name: str) -> StateRecord | None:
-        return self.leases.reader.record(name, self.leases.clock.time())
+        return self.leases.reader.show(name, self.leases.clock.time())
 
     def counts_by_state(self) -> dict[str, dict[Status, int]]:
         return self.leases.reader.counts_by_state(self.leases.clock.time())

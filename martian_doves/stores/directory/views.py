@@ -269,8 +269,18 @@ class Reader:
             record = dataclasses.replace(record, status=status)
         return record
 
-    def _with_machine_model(self, record: StateRecord, following: StateRecord | None) -> StateRecord:
-        """``record`` with the event its wait took, and the children its tick started."""
+    def show(self, name: str, now: float) -> StateRecord | None:
+        """``InspectableStore.show``: the record of ``name`` with the event its wait took and the
+        children its tick started."""
+        record = self.record(name, now)
+        if record is None or not codec.is_state_file_name(name):
+            return record
+        following = self.machines.successor_of(name)
+        return self._with_machine_model(record, None if following is None else self.machines.read_anywhere(following))
+
+    def _with_machine_model(self, record: StateRecord, following: StateRecord | State | None) -> StateRecord:
+        """``record`` with the event its wait took, and the children its tick started (``following``:
+        its successor)."""
         if record.wait is not None and not record.wait.is_join:
             record = dataclasses.replace(record, event=self.machines.taken_event(record.machine_name, record.name))
         if following is not None and following.state == JOIN_STATE and following.wait is not None:
