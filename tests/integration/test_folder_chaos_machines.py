@@ -1,4 +1,4 @@
-"""Chaos with real processes on a folder store while machines wait, receive events, fire timers, spawn and join.
+"""Chaos with real processes on a folder store (both modes): machines wait, take events, fire timers, spawn, join.
 
 The folder version of ``test_postgres_chaos_machines.py``, with its machines (``order_machines.py``):
 workers holding claims are killed with ``kill -9`` at random and replaced while ``doves send``,
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from order_chaos import PAID_STATES, UNPAID_STATES, attack, orders, report
+from order_chaos import PAID_STATES, STORE_OPTIONS, UNPAID_STATES, attack, orders, report
 from order_machines import ITEMS
-from procs import HANG_GUARD_SECONDS
+from procs import HANG_GUARD_SECONDS, semaphore_options
 
 from martian_doves.config import DirectoryOptions
 from martian_doves.model import Status
@@ -54,7 +54,8 @@ def _holders(store: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_while_machines_wait_listen_spawn_and_join_on_a_folder(tmp_path: Path,
+@pytest.mark.parametrize("mode", ["lease", "semaphore"])
+def test_kill_9_while_machines_wait_listen_spawn_and_join_on_a_folder(tmp_path: Path, mode: str,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "store"
     log = tmp_path / "executions.log"
@@ -69,9 +70,10 @@ def test_kill_9_while_machines_wait_listen_spawn_and_join_on_a_folder(tmp_path: 
     def send(roots: list[str], rng: random.Random, errors: list[Any]) -> None:
         _send_payments(store, roots, rng, errors)
 
-    kills = attack(tmp_path, store, "lease", paid, send, lambda: _holders(store))
+    options = STORE_OPTIONS if mode == "lease" else semaphore_options(**STORE_OPTIONS)
+    kills = attack(tmp_path, store, mode, paid, send, lambda: _holders(store), options)
     _check_store(store, paid, unpaid)
-    report(log, capsys, "folder", kills)
+    report(log, capsys, f"folder, {mode}", kills)
 
 
 def _lineage(store: LeaseStore, root: str) -> list[tuple[str, str, dict[str, Any]]]:
