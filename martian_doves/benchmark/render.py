@@ -49,12 +49,17 @@ PHASE_NOTE = ("claim without the read in it, commit without the write: the five 
               "successor is claimed by its parent's commit")
 
 
-def table(report: BenchReport) -> RenderableType:
-    summary = Table(title="doves bench", show_header=False)
+def _summary(title: str, found: list[tuple[str, str]]) -> Table:
+    summary = Table(title=title, show_header=False)
     summary.add_column("measure", style="bold")
     summary.add_column("value")
-    for label, value in rows(report):
+    for label, value in found:
         summary.add_row(label, value)
+    return summary
+
+
+def table(report: BenchReport) -> RenderableType:
+    summary = _summary("doves bench", rows(report))
     if not report.phases:
         return summary
     timings = Table(title="time per transition, by phase", caption=PHASE_NOTE)
@@ -106,3 +111,31 @@ def curve_table(curve: dict[str, Any]) -> RenderableType:
 def curve_text(curve: dict[str, Any]) -> str:
     columns, lines = curve_rows(curve)
     return "\n".join("  ".join(line) for line in [columns, *lines])
+
+
+def scenario_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
+    """(measure, value) pairs of a ``--scenario`` report."""
+    store = found["store"] if found["store"] == "postgresql" else f"{found['store']}, {found['mode']} mode"
+    fleet = found["fleet"]
+    lines = [("store", store), ("fleet", f"{fleet['workers']} worker(s), concurrency {fleet['concurrency']}")]
+    if found["scenario"] == "fanout":
+        return [*lines, ("fan-out", f"{found['children']:,} children and their join"),
+                ("submit to join", f"{found['seconds_to_join']:.2f} s"),
+                ("children/s", "" if found["children_per_second"] is None else f"{found['children_per_second']:,.0f}")]
+    timers, late, idle = found["timers"], found["lateness_ms"], found["idle_cpu"]
+    lines += [("timers", f"{timers['count']:,}, due {timers['after_seconds']:g} s after arming, "
+                         f"{timers['gap_seconds']:g} s apart"),
+              ("lateness", f"p50 {late['p50']:.2f} ms, p99 {late['p99']:.2f} ms, max {late['max']:.2f} ms"),
+              ("idle fleet CPU", f"{idle['empty_percent_of_one_core']:.2f}% of one core over {idle['seconds']:g} s")]
+    if idle["scheduled_percent_of_one_core"] is not None:
+        cpu, armed = idle["scheduled_percent_of_one_core"], idle["arm_seconds"]
+        lines.append((f"... with {idle['scheduled']:,} scheduled", f"{cpu:.2f}% of one core (armed in {armed:.1f} s)"))
+    return lines
+
+
+def scenario_table(found: dict[str, Any]) -> RenderableType:
+    return _summary(f"doves bench --scenario {found['scenario']}", scenario_rows(found))
+
+
+def scenario_text(found: dict[str, Any]) -> str:
+    return "\n".join(f"{label}: {value}" for label, value in scenario_rows(found))

@@ -12,9 +12,11 @@ import click
 from martian_doves.benchmark import plots, render
 from martian_doves.benchmark.measure import run_bench
 from martian_doves.benchmark.scale import ScaleOptions, memory_curve, pending_curve
+from martian_doves.benchmark.scenarios import ScenarioOptions, fanout_scenario, timers_scenario
 from martian_doves.benchmark.workload import BenchOptions
 from martian_doves.cli.options import fields_options, mode_option, option, options_from
 from martian_doves.cli.output import EXIT_OK, show
+from martian_doves.errors import ConfigError
 from martian_doves.stores import is_postgres_url
 
 
@@ -31,6 +33,7 @@ from martian_doves.stores import is_postgres_url
 @option("--quiet", "-q", is_flag=True, default=False, env="DOVES_BENCH_QUIET",
         help="Say nothing on stderr while it runs.")
 @fields_options(ScaleOptions)
+@fields_options(ScenarioOptions)
 def bench(where: str | None, mode: str, run_args: str, keep: bool, as_json: bool, quiet: bool,
           **params: Any) -> int:
     """Measure this host: M x countdown(K) through the Python API on a warm fleet of worker processes.
@@ -46,6 +49,14 @@ def bench(where: str | None, mode: str, run_args: str, keep: bool, as_json: bool
     shows in the figures.
 
     \b
+    --scenario measures the machine model on a warm fleet instead:
+      timers   the lateness of --timers timers firing on the idle fleet (the
+               start of each tick minus its due time), and its idle CPU with
+               nothing scheduled, then with --scheduled timers due in a day
+      fanout   one Spawn of --children children that end at once: the time
+               from its submit to its join's tick, and children/s
+
+    \b
     --scale draws a curve instead, into --out as JSON (and PNG with matplotlib):
       memory   worker RSS against transitions processed by one --watch fleet
                (--transitions in all, fed --batch machines at a time)
@@ -54,8 +65,16 @@ def bench(where: str | None, mode: str, run_args: str, keep: bool, as_json: bool
     """
     options = options_from(BenchOptions, params)
     scale = options_from(ScaleOptions, params)
+    scenario = options_from(ScenarioOptions, params)
     progress = None if quiet else (lambda line: click.echo(f"doves bench: {line}", err=True))
     extra = shlex.split(run_args)
+    if scenario.scenario is not None:
+        if scale.scale is not None:
+            raise ConfigError("give --scenario or --scale, not both")
+        measure = timers_scenario if scenario.scenario == "timers" else fanout_scenario
+        found = measure(where, mode, options, scenario, extra, progress=progress)
+        show(as_json, found, render.scenario_table(found), render.scenario_text(found))
+        return EXIT_OK
     if scale.scale is not None:
         return _curve(where, mode, options, scale, extra, as_json, progress)
     report = run_bench(where, mode, options, extra, keep=keep, progress=progress)

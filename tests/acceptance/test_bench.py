@@ -107,3 +107,65 @@ def test_bench_refuses_a_file_ceiling_for_a_database_in_one_line(doves: Doves) -
     assert result.returncode == 2
     assert result.stderr.strip() == ("doves: error: --ceiling measures a folder's filesystem: it does not apply to "
                                      "a postgresql:// store")
+
+
+#: Four timers 20 ms apart, then 30 armed a day ahead while the idle CPU is measured.
+TIMERS = ("--scenario", "timers", "-w", "1", "--timers", "4", "--timer-after-seconds", "0.1", "--timer-gap-seconds",
+          "0.02", "--scheduled", "30", "--idle-seconds", "0.2", "--json")
+
+
+def _scenario(doves: Doves, *args: str) -> dict[str, Any]:
+    result = doves("bench", *args)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _check_timers(report: dict[str, Any]) -> None:
+    assert report["scenario"] == "timers" and report["fleet"] == {"workers": 1, "concurrency": 1}
+    assert report["timers"] == {"count": 4, "after_seconds": 0.1, "gap_seconds": 0.02}
+    late = report["lateness_ms"]
+    assert len(late["samples"]) == 4
+    assert min(late["samples"]) == late["min"] >= 0, "no timer fires before it is due"
+    assert late["min"] <= late["p50"] <= late["p99"] <= late["max"] == max(late["samples"])
+    idle = report["idle_cpu"]
+    assert idle["scheduled"] == 30 and idle["arm_seconds"] > 0
+    assert idle["empty_percent_of_one_core"] >= 0 and idle["scheduled_percent_of_one_core"] >= 0
+
+
+def test_bench_timers_scenario_on_a_folder_store_times_every_firing(doves: Doves, tmp_path: Path) -> None:
+    report = _scenario(doves, str(tmp_path), *TIMERS)
+    _check_timers(report)
+    assert (report["store"], report["mode"]) == ("folder", "lease")
+    assert list(tmp_path.iterdir()) == [], "the temporary store is removed"
+
+
+def test_bench_timers_scenario_on_postgresql_times_every_firing(doves: Doves, pg_server_url: str) -> None:
+    report = _scenario(doves, pg_server_url, *TIMERS)
+    _check_timers(report)
+    assert (report["store"], report["mode"]) == ("postgresql", "postgres")
+
+
+@pytest.mark.parametrize("where", ["folder", "postgresql"])
+def test_bench_fanout_scenario_joins_every_child(doves: Doves, tmp_path: Path, request: pytest.FixtureRequest,
+                                                 where: str) -> None:
+    target = str(tmp_path) if where == "folder" else request.getfixturevalue("pg_server_url")
+    report = _scenario(doves, target, "--scenario", "fanout", "-w", "1", "--children", "25", "--json")
+    assert (report["scenario"], report["store"], report["children"]) == ("fanout", where, 25)
+    assert report["seconds_to_join"] > 0 and report["children_per_second"] > 0
+
+
+def test_bench_fanout_whose_join_outgrows_the_state_limit_stops_in_one_line(doves: Doves) -> None:
+    result = doves("bench", "--scenario", "fanout", "-w", "1", "--children", "40", "--run-args",
+                   "--max-state-bytes 2000")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("doves: error: 1 state(s) failed, e.g. fanout.state-1: bad_return: successor of "
+                           "fanout.state-1 would be ")
+    assert last.endswith("over the 2000-byte limit (--max-state-bytes)")
+
+
+def test_bench_refuses_a_scenario_and_a_curve_at_once_in_one_line(doves: Doves) -> None:
+    result = doves("bench", "--scenario", "timers", "--scale", "memory")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "doves: error: give --scenario or --scale, not both"
