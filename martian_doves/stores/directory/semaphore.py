@@ -255,6 +255,9 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
             self._stamp_registration(worker, cycle)
         elif phase in (Phase.ASSIGNMENT, Phase.COMMITMENT) and self._assigned_cycle != cycle:
             self._assigned_cycle = cycle
+            # And those due since: a worker that lists before another promoted them leaves its
+            # share of them to the next cycle (the claim is atomic either way).
+            self.leases.machines.promote_due(self.phases.cycle_start(cycle))
             self._assignment = self._assign(worker, cycle) if self.check_skew() else []
         if phase is Phase.COMMITMENT and self._claimed_cycle != cycle and self._assigned_cycle == cycle:
             self._claimed_cycle = cycle
