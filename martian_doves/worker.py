@@ -44,6 +44,17 @@ log = logging.getLogger(__name__)
 _DEADLINE_SLACK_SECONDS = 2.0
 #: Longest pause between two tries of a store that is unavailable (an outage).
 _OUTAGE_MAX_DELAY_SECONDS = 5.0
+#: With ``prefetch`` left to adapt, on a store that commits a batch at once: a tick faster than
+#: this doubles the next request (up to ``MAX_ADAPTIVE_PREFETCH``), a slower one brings it back to 1.
+#: A batch is held by one worker until it has run, so it pays only while ticks are short: then
+#: one claim and one commit round trip (and one durable write) serve many transitions.
+FAST_TICK_SECONDS = 0.005
+MAX_ADAPTIVE_PREFETCH = 64
+
+
+def next_prefetch(current: int, seconds_per_tick: float) -> int:
+    """The batch to ask for next when ``prefetch`` adapts, after ticks of ``seconds_per_tick`` each."""
+    return min(MAX_ADAPTIVE_PREFETCH, current * 2) if seconds_per_tick < FAST_TICK_SECONDS else 1
 
 T = TypeVar("T")
 
@@ -123,6 +134,8 @@ class Worker:
         self._busy_threads = 0
         #: Set when a loop thread died of an error: ``run`` then returned without finishing.
         self.crashed = False
+        #: How many states the next claim asks for when ``prefetch`` adapts (``_prefetch``).
+        self._adaptive_prefetch = 1
         #: The states this worker claims: those it has machines for (None: all, failing unknown ones).
         self._states: frozenset[str] | None = None if self.options.fail_unknown_states \
             else frozenset(registry.names())
@@ -140,7 +153,7 @@ class Worker:
             Counts of what happened; ``claimed == 0`` means there was nothing to do.
         """
         result = StepResult()
-        claims = self.store.claim(self.name, limit or self.options.prefetch, self._states)
+        claims = self.store.claim(self.name, limit or self._prefetch(), self._states)
         for claim in claims:
             self._hold(claim, running=False)  # heartbeats keep the batch alive while it waits its turn
         if len(claims) > 1 and isinstance(self.store, BatchCommitStore):
@@ -155,6 +168,18 @@ class Worker:
         with self._held_lock:
             self.totals.add(result)
         return result
+
+    def _prefetch(self) -> int:
+        if self.options.prefetch is not None:
+            return self.options.prefetch
+        return self._adaptive_prefetch if isinstance(self.store, BatchCommitStore) else 1
+
+    def _timed_ticks(self, count: int, started: float) -> None:
+        """Adapt the next batch (``prefetch`` unset) to how long the last ``count`` ticks took."""
+        if count:
+            # Threads race here harmlessly: each sets a size from ticks it saw.
+            self._adaptive_prefetch = next_prefetch(self._adaptive_prefetch,
+                                                    (time.perf_counter() - started) / count)
 
     def _emit(self, event: Event, claim: Claim) -> None:
         for hook in self.hooks:
@@ -187,6 +212,7 @@ class Worker:
         commit the round's transitions together (one round trip and one durable write)."""
         while claims:
             ready: list[tuple[Claim, Successor | None]] = []
+            started, ticked = time.perf_counter(), 0
             for index, claim in enumerate(claims):
                 if self._stopping.is_set():
                     for rest in claims[index:]:
@@ -197,8 +223,10 @@ class Worker:
                 self._hold(claim)
                 with ticking(claim.name):
                     successor = self._tick(claim, result)
+                ticked += 1
                 if not isinstance(successor, _Settled):
                     ready.append((claim, successor))
+            self._timed_ticks(ticked, started)
             claims = self._commit_together(ready, result)
             if self._stopping.is_set():
                 for claim in claims:
@@ -227,7 +255,9 @@ class Worker:
 
     def _run_one(self, claim: Claim, result: StepResult) -> Claim | None:
         """Tick ``claim`` and record the outcome; return a chained claim on its successor."""
+        started = time.perf_counter()
         successor = self._tick(claim, result)
+        self._timed_ticks(1, started)
         return None if isinstance(successor, _Settled) else self._settle(claim, successor, result)
 
     def _tick(self, claim: Claim, result: StepResult) -> Successor | _Settled | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import pytest
 
@@ -17,11 +18,13 @@ pytest.importorskip("psycopg")
 
 from pgdb import assert_counters_match, db
 
-from martian_doves.config import PostgresOptions
+from martian_doves.config import PostgresOptions, WorkerOptions
 from martian_doves.errors import ClaimLost, CodecError
 from martian_doves.model import Claim, State, Successor
+from martian_doves.registry import Registry
 from martian_doves.stores.base import BatchCommitStore, Committed
 from martian_doves.stores.postgres import PostgresStore, Q, commits
+from martian_doves.worker import Worker
 
 
 def test_concurrent_batch_claims_never_hand_a_state_out_twice(pg_url: str, pg_store: PostgresStore) -> None:
@@ -101,3 +104,21 @@ def test_a_commit_finds_its_row_by_name_whatever_the_statistics_say(pg_url: str,
     plan = "\n".join(row[0] for row in db(pg_url, f"EXPLAIN {Q['commit_batch']}", {**items, "lease": 1.0,
                                                                                    "channel": "c"}))
     assert "states_leases" not in plan, plan
+
+
+@pytest.mark.parametrize(("tick_seconds", "expected"), [(0.0, [1, 2, 4, 8, 16, 32, 64, 64]), (0.02, [1] * 8)])
+def test_a_worker_left_to_adapt_batches_short_ticks_and_claims_slow_ones_one_by_one(
+        pg_store: PostgresStore, tick_seconds: float, expected: list[int]) -> None:
+    """Without --prefetch, a worker doubles its batch while ticks are short and stays at one while
+    they are slow (a batch would hold slow states in one worker while others idle)."""
+    def nap(payload: dict[str, object]) -> None:
+        time.sleep(tick_seconds)
+
+    registry = Registry()
+    registry.register("nap", nap)
+
+    pg_store.submit([State(f"n{i:03}.state", "nap", {}) for i in range(sum(expected))])
+    worker = Worker(pg_store, registry, WorkerOptions(name="adapting", chain=False))
+    assert worker.options.prefetch is None
+    assert [worker.step().claimed for _ in expected] == expected
+    assert pg_store.status().done == sum(expected)

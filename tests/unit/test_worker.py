@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from martian_doves.errors import ConfigError, Retry, StoreUnavailable
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
+from martian_doves.stores import open_store
 from martian_doves.stores.memory import MemoryStore, expire_all
-from martian_doves.worker import Event, Worker
+from martian_doves.worker import FAST_TICK_SECONDS, Event, Worker, next_prefetch
 
 
 class RecordingStore(MemoryStore):
@@ -748,3 +750,18 @@ def test_an_event_the_store_cannot_hand_over_in_an_outage_is_delivered_after_it(
     assert (worker.step().committed, worker.step().committed) == (1, 1)
     last = store.history("w.state")[-1]
     assert last.status is Status.DONE and last.attempts == 0 and store.down["take_event"] == 0
+
+
+def test_an_adapting_batch_doubles_on_short_ticks_up_to_its_bound_and_falls_to_one_on_a_slow_tick() -> None:
+    assert [next_prefetch(n, 0.001) for n in (1, 2, 32, 64)] == [2, 4, 64, 64]
+    assert [next_prefetch(n, FAST_TICK_SECONDS) for n in (1, 64)] == [1, 1]
+
+
+def test_a_store_that_cannot_commit_a_batch_is_asked_for_one_state_at_a_time_unless_told(tmp_path: Path) -> None:
+    """The folder store commits each claim on its own: a batch there would only hold states."""
+    store = open_store(str(tmp_path / "store"))
+    store.submit([State(f"s{i}.state", "count", {"count": 1}) for i in range(8)])
+    adapting = Worker(store, _registry(count=_count_down), WorkerOptions(name="a", chain=False))
+    assert [adapting.step().claimed for _ in range(3)] == [1, 1, 1]
+    told = Worker(store, _registry(count=_count_down), WorkerOptions(name="b", chain=False, prefetch=5))
+    assert told.step().claimed == 5
