@@ -34,8 +34,9 @@ from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
-#: Root entries one call of ``maintain`` looks at while a pass is under way.
-ENTRIES_PER_CALL = 2000
+#: Root entries one call of ``maintain`` looks at while a pass is under way: a few
+#: times the work of a batch of claims, no more.
+ENTRIES_PER_CALL = 500
 #: How much older than the start of the previous pass (plus a lease) a file may look and
 #: still be looked at again: shared filesystems show new names late (NFS caches listings).
 RECHECK_SLACK_SECONDS = 60.0
@@ -129,9 +130,10 @@ class Admission:
         now = self._filesystem_time()  # a file's age by the clock that stamped it
         admitted = 0
         for name in names:
-            if name.startswith(".") or not codec.is_state_file_name(name) or files.is_done(name):
-                # Settled meanwhile (most of a large root is): no longer waiting for
-                # admission, or is_finished never is.
+            if name.startswith(".") or not codec.is_state_file_name(name) or files.is_done(name) \
+                    or files.has_hint(name):
+                # Settled or runnable meanwhile (most of a large root is, and two looks answer
+                # for it): no longer waiting for admission, or is_finished never is.
                 self._deferred.discard(name)
                 continue
             info = fsops.lstat_quiet(files.state_at(name))
