@@ -54,6 +54,10 @@ from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
+#: Most state names a worker keeps of what it read or met (a few MB at most): more would make a
+#: long-running worker's memory grow with the store, fewer costs only a file read again.
+NAME_CACHE_ENTRIES = 10_000
+
 #: Where a directory store reads a claimed state and writes a successor, for ``phases``.
 PHASE_POINTS = (("leases.files", "read_state", "read"), ("leases", "write_successor", "write"))
 
@@ -612,7 +616,7 @@ class LeaseEngine:
             state = self.machines.read_anywhere(name)
             if state is None:
                 return None
-            if len(self._state_names) >= 100_000:
+            if len(self._state_names) >= NAME_CACHE_ENTRIES:
                 self._state_names.clear()
             found = self._state_names[name] = state.state
         return found

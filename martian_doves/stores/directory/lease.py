@@ -29,7 +29,7 @@ from martian_doves.model import (
 )
 from martian_doves.stores.base import SubmitResult, Successor
 from martian_doves.stores.directory import fsops
-from martian_doves.stores.directory.engine import PHASE_POINTS, LeaseEngine, open_folder
+from martian_doves.stores.directory.engine import NAME_CACHE_ENTRIES, PHASE_POINTS, LeaseEngine, open_folder
 from martian_doves.stores.directory.inspection import FolderInspection, FolderMachineModel
 from martian_doves.stores.directory.outage import rides_out_outages
 from martian_doves.stores.directory.watch import Watcher
@@ -165,7 +165,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         """Whether ``name`` is known (from an earlier look) to be a state this worker has no machine for."""
         known = self.leases.state_name(name) if name in self._looked_at else None
         self._looked_at.add(name)
-        if len(self._looked_at) > 100_000:
+        if len(self._looked_at) > NAME_CACHE_ENTRIES:
             self._looked_at.clear()
         return known is not None and known not in wanted and known not in INTERNAL_STATES
 
