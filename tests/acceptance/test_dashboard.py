@@ -160,7 +160,9 @@ def test_a_folder_store_after_a_run(doves: Doves, start_doves: Callable[..., Run
 
 def test_counts_follow_the_store_while_it_runs(doves: Doves, start_doves: Callable[..., Running],
                                                store_dir: Path, tmp_path: Path) -> None:
-    # Configured by the environment alone, as in a compose file.
+    # A store made before anything is submitted (a dashboard refuses a folder that is no store),
+    # configured by the environment alone, as in a compose file.
+    assert doves("migrate", str(store_dir)).returncode == 0
     running, base = start_dashboard(start_doves, env={"DOVES_STORE": str(store_dir), "DOVES_DASHBOARD_PORT": "0",
                                                       "DOVES_DASHBOARD_REFRESH_SECONDS": "0.2"})
     wait_for_counts(running, base, {"pending": 0, "in_progress": 0, "done": 0, "failed": 0})
@@ -238,6 +240,7 @@ def test_a_missing_folder_or_schema_is_a_one_line_error(doves: Doves, tmp_path: 
 
 
 def test_a_port_in_use_is_a_one_line_error(doves: Doves, store_dir: Path) -> None:
+    assert doves("migrate", str(store_dir)).returncode == 0
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

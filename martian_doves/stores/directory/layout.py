@@ -128,6 +128,12 @@ class Layout:
             os.makedirs(self.root, exist_ok=True)
         #: The root, held open: state files.
         self.top = open_root(self.root)
+        if create and os.fstatvfs(self.top.fd).f_flag & os.ST_RDONLY:
+            # A volume mounted read-only is a mistake no retry fixes; one remounted so mid-run
+            # is an outage, which the workers ride out (``outage.py``).
+            self.top.close()
+            raise ConfigError(f"cannot write to the store {self.root}: Read-only file system (this command "
+                              "writes the store: mount it read-write)")
         #: Each of ``STORE_FOLDERS`` by name, held open.
         self.folders: dict[str, Folder] = {}
         try:
