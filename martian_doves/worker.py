@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -134,6 +134,9 @@ class Worker:
         self._busy_threads = 0
         #: Set when a loop thread died of an error: ``run`` then returned without finishing.
         self.crashed = False
+        #: Claims (name, token) whose outcome is being written: a heartbeat that finds one gone
+        #: met the commit itself, not a takeover (the commit reports a real loss: ``ClaimLost``).
+        self._settling: set[tuple[str, str]] = set()
         #: How many states the next claim asks for when ``prefetch`` adapts (``_prefetch``).
         self._adaptive_prefetch = 1
         #: The states this worker claims: those it has machines for (None: all, failing unknown ones).
@@ -195,6 +198,12 @@ class Worker:
     def _drop(self, claim: Claim) -> None:
         with self._held_lock:
             self._held.pop(claim.name, None)
+            self._settling.discard((claim.name, claim.token))
+
+    def _mark_settling(self, claims: Iterable[Claim]) -> None:
+        """Until dropped, a heartbeat's word that these claims are gone is no news (see ``_settling``)."""
+        with self._held_lock:
+            self._settling.update((claim.name, claim.token) for claim in claims)
 
     def _run_lineage(self, claim: Claim | None, result: StepResult) -> None:
         while claim is not None:
@@ -237,6 +246,7 @@ class Worker:
         """Commit a round's transitions; those the batch did not take are committed one by one."""
         assert isinstance(self.store, BatchCommitStore)
         keep = self.options.chain and not self._stopping.is_set()
+        self._mark_settling(claim for claim, _ in ready)
         try:
             outcomes = self.store.commit_many(ready, keep=keep) if ready else []
         except StoreUnavailable:
@@ -398,6 +408,7 @@ class Worker:
             StoreUnavailable: the worker is stopping and the store still does not answer.
         """
         delay = 0.1
+        self._mark_settling([claim])
         while True:
             try:
                 return outcome()
@@ -517,23 +528,28 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self._threads_done.wait(self.options.heartbeat_seconds):
-            with self._held_lock:
-                held = list(self._held.values())
-            claims = [claim for claim, _ in held]
-            try:
-                lost = self.store.heartbeat(self.name, claims)
-            except StoreUnavailable as e:  # an outage the store reports itself: no traceback
-                self.log.debug("heartbeat: %s; will try again", e.message, extra={"action": "heartbeat"})
-                continue
-            except Exception:
-                self.log.exception("heartbeat failed; will try again", extra={"action": "heartbeat"})
-                continue
-            with self._held_lock:
-                # A claim committed while the heartbeat ran is gone for a good reason.
-                really_lost = [c for c in lost if self._held.get(c.name, (None, None))[0] == c]
-            for claim in really_lost:
-                self.log.warning("lease on %s was taken over", claim.name, extra={"action": "lost"})
-            self._check_tick_timeout(held)
+            self._beat()
+
+    def _beat(self) -> None:
+        """Renew the leases held; say which were taken over; enforce the tick timeout."""
+        with self._held_lock:
+            held = list(self._held.values())
+        claims = [claim for claim, _ in held]
+        try:
+            lost = self.store.heartbeat(self.name, claims)
+        except StoreUnavailable as e:  # an outage the store reports itself: no traceback
+            self.log.debug("heartbeat: %s; will try again", e.message, extra={"action": "heartbeat"})
+            return
+        except Exception:
+            self.log.exception("heartbeat failed; will try again", extra={"action": "heartbeat"})
+            return
+        with self._held_lock:
+            # A claim committed while the heartbeat ran is gone for a good reason.
+            really_lost = [c for c in lost if self._held.get(c.name, (None, None))[0] == c
+                           and (c.name, c.token) not in self._settling]
+        for claim in really_lost:
+            self.log.warning("lease on %s was taken over", claim.name, extra={"action": "lost"})
+        self._check_tick_timeout(held)
 
     def _check_tick_timeout(self, held: list[tuple[Claim, float | None]]) -> None:
         """Retry (or fail) the ticks running longer than ``tick_timeout_seconds``, then stop.

@@ -765,3 +765,27 @@ def test_a_store_that_cannot_commit_a_batch_is_asked_for_one_state_at_a_time_unl
     assert [adapting.step().claimed for _ in range(3)] == [1, 1, 1]
     told = Worker(store, _registry(count=_count_down), WorkerOptions(name="b", chain=False, prefetch=5))
     assert told.step().claimed == 5
+
+
+class _HeartbeatAfterCommit(MemoryStore):
+    """A store whose commit lands, then lets the worker's heartbeat run before the worker has
+    dropped the claim: the moment a busy machine's heartbeat thread can meet."""
+
+    worker: Worker | None = None
+
+    def commit(self, claim: Claim, successor: Any, *, keep: bool = False) -> Claim | None:
+        following = super().commit(claim, successor, keep=keep)
+        assert self.worker is not None
+        self.worker._beat()
+        return following
+
+
+def test_a_heartbeat_that_meets_a_claim_just_committed_does_not_call_it_taken_over(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    store = _HeartbeatAfterCommit(clock=clock)
+    worker = store.worker = _worker(store, _registry(count=_count_down), clock)
+    _submit(store, "c.state", "count", {"count": 3})
+    with caplog.at_level(logging.WARNING, logger="martian_doves.worker"):
+        worker.step()
+    assert store.status().done == 3
+    assert [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()] == []
