@@ -303,6 +303,16 @@ class SupervisedStore(Protocol):
         ...
 
 
+@runtime_checkable
+class FailureCountingStore(Protocol):
+    """A store that counts its failed states more cheaply than a whole ``status`` (which a folder
+    store with a million pending states takes seconds to read): a run's start needs only that."""
+
+    def failed_count(self) -> int:
+        """How many states are failed now."""
+        ...
+
+
 @dataclass(frozen=True)
 class Committed:
     """A transition ``BatchCommitStore.commit_many`` committed."""

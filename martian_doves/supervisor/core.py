@@ -35,7 +35,7 @@ from martian_doves.logs import StderrWriter, Writer
 from martian_doves.metrics import MetricsFolder, RunMetrics
 from martian_doves.model import StatusReport
 from martian_doves.sampler import Sampler
-from martian_doves.stores.base import SupervisedStore
+from martian_doves.stores.base import FailureCountingStore, SupervisedStore
 from martian_doves.supervisor.exits import EXIT_WORKER_CONFIG, describe_exit
 from martian_doves.supervisor.output import OutputPump
 from martian_doves.supervisor.process import worker_process_main
@@ -323,7 +323,9 @@ class Supervisor:
         sampler = Sampler(store, self.options.status_seconds,
                           on_sample=None if progress is None else lambda r: progress.update(r, self.running))
         try:
-            failed_before = store.status().failed
+            # Counted before any worker starts; without a whole status, which a large store
+            # takes long to read, so that the first commit need not wait for it.
+            failed_before = store.failed_count() if isinstance(store, FailureCountingStore) else store.status().failed
             with contextlib.ExitStack() as serving:
                 if self.options.metrics_port is not None:
                     metrics = RunMetrics(sampler.latest, lambda: (self.running, self._restarts),

@@ -138,3 +138,13 @@ def test_a_dead_workers_claims_are_given_back_with_one_attempt_and_its_registrat
     store.commit(theirs[0], None)  # the live worker's own claim was never touched
     with pytest.raises(Exception, match="taken over"):
         store.commit(mine[0], None)  # the dead worker's token is fenced out
+
+
+def test_the_failed_count_a_run_starts_with_is_what_status_counts(store: LeaseStore) -> None:
+    """``doves run`` reads it instead of a whole status, which a large backlog makes slow."""
+    store.register_worker("w")
+    store.submit([State(f"s{i}.state", "count", {}) for i in range(4)])
+    assert store.failed_count() == 0
+    for claim in store.claim("w", 3):
+        store.fail(claim, Failure("tick_failed", "boom"))
+    assert store.failed_count() == store.status().failed == 3

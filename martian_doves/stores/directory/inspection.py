@@ -51,6 +51,9 @@ class FolderInspection:
     def worker_exited(self, worker: str, reason: str) -> int:
         return self.leases.worker_exited(worker, reason)
 
+    def failed_count(self) -> int:
+        return len(self.leases.files.failed_names())
+
 
 class FolderMachineModel:
     """``send``, ``take_event`` and ``children`` for a folder store (``machines.py`` keeps them)."""
