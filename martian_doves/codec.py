@@ -40,6 +40,7 @@ _QUOTED_CHARS = 60
 # (they quarantine unsafe state-file names), nor may "$" accept a trailing newline.
 _STATE_FILE = re.compile(r".+\.state(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?", re.DOTALL)
 _LINEAGE = re.compile(r"(?P<base>.+\.state)(?:-(?P<step>\d+))?(?:~(?P<branch>\d+))?", re.DOTALL)
+_CHILD_SUFFIX = re.compile(r"\+\d+(?:~\d+)?\.state\Z")
 
 
 def is_state_file_name(name: str) -> bool:
@@ -123,6 +124,13 @@ def first_parent_name(name: str) -> str | None:
         return None
     parent = base if step == 1 else f"{base}-{step - 1}"
     return parent if is_successor_name(name, parent) else None
+
+
+def spawner_name(name: str) -> str | None:
+    """The state whose ``Spawn`` names the child ``name`` (``x.state+0.state``,
+    ``x.state+0~2.state`` → ``x.state``); None for any other name."""
+    found = _CHILD_SUFFIX.search(name)
+    return name[:found.start()] if found is not None and found.start() > 0 else None
 
 
 def is_root_name(name: str) -> bool:

@@ -373,3 +373,14 @@ def test_first_parent_name_inverts_the_seed_s_naming(name: str, parent: str | No
     assert codec.first_parent_name(name) == parent
     if parent is not None:
         assert next(codec.successor_names(parent)) == name
+
+
+@pytest.mark.parametrize(("name", "spawner"), [
+    ("x.state+0.state", "x.state"), ("x.state-1+12~2.state", "x.state-1"),
+    ("x.state+0.state+3.state", "x.state+0.state"),
+    ("x.state", None), ("x.state-1", None), ("+0.state", None), ("x.state+0.state-1", None), ("x.state+a.state", None),
+])
+def test_spawner_name_inverts_child_naming(name: str, spawner: str | None) -> None:
+    assert codec.spawner_name(name) == spawner
+    if spawner is not None and "~" not in name:
+        assert next(codec.child_names(spawner, int(name[len(spawner) + 1:-len(".state")]))) == name

@@ -166,15 +166,16 @@ class Admission:
         return admitted
 
     def _awaits_its_parent(self, name: str) -> bool:
-        """Whether ``name`` is named as the successor of a state here that has not run yet.
+        """Whether ``name`` is named as the successor, or a child, of a state here that has not run yet.
 
         The seed wrote a successor before it marked the parent done: in a folder its
         interrupted run left, the parent runs again, and its commit adopts the file if it
         holds what the tick produced (or branches around it if not; the file is admitted
         as a root of its own once the parent is settled). Admitted now, it would run as a
-        second root of the same lineage.
+        second root of the same lineage. A spawner's commit writes each child's file before
+        its hint: admitted in between, the child would run twice.
         """
-        parent = codec.first_parent_name(name)
+        parent = codec.first_parent_name(name) or codec.spawner_name(name)
         return parent is not None and self.files.has_state(parent) and not self.files.is_settled(parent)
 
     def _take_admission(self, name: str, now: float) -> bool:

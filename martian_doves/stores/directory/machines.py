@@ -9,10 +9,12 @@ Where things live is ``layout.py``'s; the moves, each one atomic:
   runnable once. A woken entry given back (``release``) is parked again.
 - Events go to ``mailboxes/M/`` under increasing numbers; a wait takes the first of its
   name by renaming it ``N@WAIT`` (so it is delivered once, and found again after a crash).
-- Children are root states named by ``codec.child_names``, their hints made before their
-  files, as successors are. A child machine that ends records ``joins/SPAWNER/I`` before
-  its end is committed and wakes the join after: the records are a wake-up count (never
-  short, sometimes ahead), the children's lineages are the truth the join is given.
+- Children are root states named by ``codec.child_names``, each file written before its
+  hint (unlike a successor's): a worker woken by the hint finds the file, and admission
+  leaves a child's file without a hint alone until its spawner has settled. A child
+  machine that ends records ``joins/SPAWNER/I`` before its end is committed and wakes the
+  join after: the records are a wake-up count (never short, sometimes ahead), the
+  children's lineages are the truth the join is given.
 
 What a crash can lose is a wake-up, never a state: a worker on its start, and every worker
 at each takeover round, looks again at the joins left waiting, and at start at mailboxes.
@@ -397,12 +399,13 @@ class Machines:
             for name in codec.child_names(spawner, index):
                 found = self._origin_in(name)
                 if found is False:
-                    marked = self._mark_runnable(name)
+                    # The file before its hint: a worker woken by the hint at once must find
+                    # the file, or it drops the hint and the child waits for a root scan.
+                    # Admission leaves the hintless file alone while this spawner is unsettled.
                     if self.files.write_new(self.files.state_at(name), data):
+                        self._mark_runnable(name)
                         break
-                    if marked:  # taken between the look and the write: look at the newcomer
-                        fsops.unlink_quiet(self.files.hint_at(name))
-                    found = self._origin_in(name)
+                    found = self._origin_in(name)  # taken between the look and the write: look at the newcomer
                 if found == origin:
                     break
 
