@@ -37,3 +37,24 @@ def test_clobbered_hints_registrations_and_reasons_break_nothing(store_dir: Path
     assert [e.name for e in store.history("s2.state")] == ["s2.state", "s2.state-1"]
     assert store.history("boom.state")[0].status.value == "failed"
     assert sorted(os.listdir(store_dir / "in_progress")) == []
+
+
+def test_a_hint_whose_file_is_a_moment_late_is_given_back_and_one_long_without_it_removed(store_dir: Path) -> None:
+    """A successor's hint appears just before its file (so no scan admits the file twice): a worker
+    woken by the hint in between leaves it for when the file is there. A hint whose file stays
+    missing (removed by hand) is dropped."""
+    writer = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
+    early = LeaseStore(store_dir, DirectoryOptions(lease_seconds=30))
+    (store_dir / "pending" / "x.state-1").write_text("")  # the hint, its file not written yet
+    assert early.leases.claim_hint("x.state-1", "w") is None
+    assert os.listdir(store_dir / "pending") == ["x.state-1"]
+    (store_dir / "x.state-1").write_text('{"state": "countdown", "payload": {"count": 1}}')
+    claim = early.leases.claim_hint("x.state-1", "w")
+    assert claim is not None and claim.state.payload == {"count": 1}
+
+    (store_dir / "pending" / "gone.state").write_text("")
+    old = os.stat(store_dir / "pending" / "gone.state").st_mtime - 60
+    os.utime(store_dir / "pending" / "gone.state", (old, old))
+    assert writer.leases.claim_hint("gone.state", "w") is None
+    assert "gone.state" not in os.listdir(store_dir / "pending")
+    assert os.listdir(store_dir / "in_progress") == [f"x.state-1@{claim.token}"]

@@ -54,6 +54,10 @@ from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
+#: How long a hint whose state file is missing may be waiting for that file (its writer is
+#: between making the hint and publishing the file); an older one lost its file by hand.
+UNPUBLISHED_GRACE_SECONDS = 5.0
+
 #: Most state names a worker keeps of what it read or met (a few MB at most): more would make a
 #: long-running worker's memory grow with the store, fewer costs only a file read again.
 NAME_CACHE_ENTRIES = 10_000
@@ -207,7 +211,14 @@ class LeaseEngine:
         try:
             state = files.read_state(name)
         except FileNotFoundError:
-            # A hint without a file: the file was removed by hand. Nothing to run.
+            stamp = files.claim_stamp(name, token)
+            if stamp is not None and self.clock.time() - stamp < UNPUBLISHED_GRACE_SECONDS:
+                # A successor's hint is made a moment before its file appears (write_successor,
+                # so no admission scan ever finds the file unmarked): a worker woken by the hint
+                # can be that moment early. Give the hint back; it runs once the file is there.
+                self._return_hint(name, token)
+                return None
+            # A hint without a file for longer: the file was removed by hand. Nothing to run.
             files.remove_claim(name, token)
             return None
         except CodecError as e:
