@@ -19,6 +19,7 @@ from pgdb import assert_counters_match, db
 
 from martian_doves.model import Failure, State, Status, Successor
 from martian_doves.stores.postgres import PostgresStore
+from martian_doves.stores.postgres.sql import Q
 
 
 def reported(pg_url: str) -> Counter[str]:
@@ -115,3 +116,49 @@ def test_a_store_migrated_with_states_counts_them(pg_url: str, pg_store: Postgre
     check(pg_url, pg_store)
     assert pg_store.status().done == 2 and pg_store.status().pending == 1
     assert Status.DONE in pg_store.counts_by_state()["countdown"]
+
+
+def _rows_read_from_states(pg_url: str, query: str) -> int:
+    """Rows the plan of ``query`` read from the states table (``EXPLAIN ANALYZE``'s actual rows)."""
+    [(plan,)] = db(pg_url, f"EXPLAIN (ANALYZE, FORMAT JSON) {query}")
+
+    def walk(node: dict[str, object]) -> int:
+        own = int(node["Actual Rows"]) * int(node["Actual Loops"]) if node.get("Relation Name") == "states" else 0
+        children = node.get("Plans", [])
+        assert isinstance(children, list)
+        return own + sum(walk(child) for child in children)
+
+    return walk(plan[0]["Plan"])
+
+
+def _add_scheduled(pg_url: str, state: str, count: int, seconds: int) -> None:
+    """``count`` root states of ``state`` not due for ``seconds``, inserted as a timer's commit
+    leaves them (the counters' trigger counts them)."""
+    db(pg_url, """
+        INSERT INTO states (name, root, state, payload, not_before)
+        SELECT n, n, %(state)s, '{}'::jsonb, now() + %(seconds)s * interval '1 second'
+        FROM (SELECT %(state)s || i || '.state' AS n FROM generate_series(1, %(count)s) AS i) AS g""",
+       {"state": state, "seconds": seconds, "count": count})
+
+
+def test_status_reads_what_is_due_not_what_is_scheduled(pg_url: str, pg_store: PostgresStore) -> None:
+    """A progress display or a metrics scrape samples ``status`` every second: with many timers
+    scheduled it costs the rows due now, never a scan of the scheduled ones."""
+    _add_scheduled(pg_url, "far", 3000, 86_400)
+    pg_store.submit([State(f"now{i}.state", "countdown", {"count": 1}) for i in range(5)])
+    pg_store.register_worker("w")
+    [claim] = pg_store.claim("w", 1)
+    pg_store.commit(claim, Successor("countdown", {"count": 0}, not_before=time.time() + 3600))
+    check(pg_url, pg_store)
+    assert pg_store.status().scheduled == 3001
+    assert _rows_read_from_states(pg_url, Q["counts"]) < 100
+    assert _rows_read_from_states(pg_url, Q["counts_by_state"]) < 100
+
+
+def test_status_counts_a_backlog_of_due_states_and_timers(pg_url: str, pg_store: PostgresStore) -> None:
+    """Past 10,000 due rows the rows not due yet are counted instead: the counts stay exact."""
+    _add_scheduled(pg_url, "now", 10_050, 0)  # due now: a backlog
+    _add_scheduled(pg_url, "far", 20, 86_400)  # and a few timers
+    check(pg_url, pg_store)
+    report = pg_store.status()
+    assert (report.pending, report.scheduled) == (10_050, 20)

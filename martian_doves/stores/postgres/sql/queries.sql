@@ -398,14 +398,22 @@ SELECT name FROM states WHERE batch = %(batch)s AND name = ANY(%(names)s::text[]
 -- Pending (due now), scheduled (a timer or a retry's backoff ahead), waiting (a waiting
 -- entry not woken yet), in progress, done, failed. The totals by status are the counters
 -- (state_counts and the deltas not folded yet, see migration 0006); only pending splits by
--- time, over the pending rows not due yet (two partial indexes, never the done rows).
+-- time. What is not due yet is the counted pending minus the rows due now, read from the
+-- start of states_runnable: a progress display or a metrics scrape then costs what is due
+-- (nothing, on an idle fleet), never what is scheduled (a hundred thousand timers were a
+-- scan of 100 ms every second). Only past 10,000 due rows (a backlog) are the rows not due
+-- yet counted instead. Waiting entries are counted along states_waits (only pending waits).
 WITH counted AS (
     SELECT status, sum(n) AS n
     FROM (SELECT status, n FROM state_counts UNION ALL SELECT status, n FROM state_count_deltas) AS c
     GROUP BY status
+), due AS MATERIALIZED (
+    SELECT count(*) AS n FROM (SELECT 1 FROM states WHERE status = 'pending' AND not_before <= now() LIMIT 10000) AS d
 ), later AS MATERIALIZED (  -- counted once, though read three times
-    SELECT (SELECT count(*) FROM states WHERE status = 'pending' AND not_before > now()) AS n,
+    SELECT CASE WHEN due.n < 10000 THEN coalesce((SELECT n FROM counted WHERE status = 'pending'), 0) - due.n
+                ELSE (SELECT count(*) FROM states WHERE status = 'pending' AND not_before > now()) END AS n,
            (SELECT count(*) FROM states WHERE wait IS NOT NULL AND status = 'pending' AND not_before > now()) AS waits
+    FROM due
 )
 SELECT coalesce((SELECT n FROM counted WHERE status = 'pending'), 0) - later.n,
        later.n - later.waits,
@@ -546,14 +554,31 @@ ORDER BY finished_at DESC, name DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: counts_by_state
--- The counters by state name and status, pending split by time over the rows not due yet.
+-- The counters by state name and status, pending split by time as in `counts`: what is
+-- not due yet is the counted pending minus the rows due now (unless 10,000 or more are due),
+-- and of it the waiting entries are counted along states_waits.
 WITH counted AS (
     SELECT state, status, sum(n) AS n
     FROM (SELECT state, status, n FROM state_counts UNION ALL SELECT state, status, n FROM state_count_deltas) AS c
     GROUP BY 1, 2
+), due AS MATERIALIZED (
+    SELECT state FROM states WHERE status = 'pending' AND not_before <= now() LIMIT 10000
+), waits AS MATERIALIZED (
+    SELECT state, count(*) AS n FROM states WHERE wait IS NOT NULL AND status = 'pending' AND not_before > now()
+    GROUP BY 1
 ), later AS (
-    SELECT state, CASE WHEN wait IS NULL THEN 'scheduled' ELSE 'waiting' END AS status, count(*) AS n
-    FROM states WHERE status = 'pending' AND not_before > now() GROUP BY 1, 2
+    SELECT state, 'scheduled' AS status, sum(n) AS n
+    FROM (SELECT state, n FROM counted WHERE status = 'pending'
+          UNION ALL SELECT state, -count(*) FROM due GROUP BY 1
+          UNION ALL SELECT state, -n FROM waits) AS not_due
+    WHERE (SELECT count(*) FROM due) < 10000
+    GROUP BY 1
+    UNION ALL
+    SELECT state, 'scheduled', count(*) FROM states
+    WHERE status = 'pending' AND not_before > now() AND wait IS NULL AND (SELECT count(*) FROM due) >= 10000
+    GROUP BY 1
+    UNION ALL
+    SELECT state, 'waiting', n FROM waits
 )
 SELECT state, status, n FROM (
     SELECT state, status, n - CASE WHEN status = 'pending'
