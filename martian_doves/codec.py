@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from martian_doves.errors import FileTooLarge, InvalidDocument, MalformedJSON, UnsafeName
-from martian_doves.model import Origin, State, WaitFor
+from martian_doves.model import JOIN_STATE, Origin, State, WaitFor
 
 #: Default upper bound on a state file's size; larger files are quarantined unread.
 DEFAULT_MAX_STATE_BYTES = 1024 * 1024
+#: Default upper bound on a join's successor (``payload["children"]``: one entry per child,
+#: each child within the state limit): room for 100,000 small children.
+DEFAULT_MAX_JOIN_BYTES = 64 * 1024 * 1024
 #: Longest accepted file name, in UTF-8 bytes (ext4 allows 255; leave room for suffixes).
 MAX_NAME_BYTES = 200
 #: Longest accepted state (handler) name.
@@ -338,12 +341,31 @@ def to_document(state: State) -> dict[str, Any]:
     return doc
 
 
-def encode(state: State, max_bytes: int | None = None, *, not_before: float | None = None) -> bytes:
+def is_join_entry(state: State) -> bool:
+    """Whether ``state`` is a join's waiting entry, whose successor the worker builds from its children."""
+    return state.state == JOIN_STATE and state.wait is not None and state.wait.is_join
+
+
+def successor_limit(parent: State, max_state_bytes: int, max_join_bytes: int) -> tuple[int, bool]:
+    """The size limit of ``parent``'s successor, and whether it is a join's.
+
+    A handler's return stays within ``max_state_bytes``. A join's successor holds one
+    entry per child, each child within that limit, so 10,000 small children add up to
+    more than one state may hold: the worker builds it, and it may reach ``max_join_bytes``.
+    """
+    if is_join_entry(parent):
+        return max(max_state_bytes, max_join_bytes), True
+    return max_state_bytes, False
+
+
+def encode(state: State, max_bytes: int | None = None, *, not_before: float | None = None,
+           join: bool = False) -> bytes:
     """Serialise a state the way the seed's files look (4-space indented JSON).
 
     Args:
         not_before: for a timer's successor, when it may run (epoch seconds), kept in the
             file as ``"not_before"`` so a reader sees when it is due.
+        join: ``state`` is a join's successor, ``max_bytes`` the join limit (the message says so).
 
     Raises:
         InvalidDocument: the payload is not JSON.
@@ -362,6 +384,10 @@ def encode(state: State, max_bytes: int | None = None, *, not_before: float | No
     except (TypeError, ValueError) as e:
         raise InvalidDocument(f"{state.name or 'successor'}: payload is not JSON-serialisable: {e}") from e
     if max_bytes is not None and len(data) > max_bytes:
+        if join:
+            raise FileTooLarge(f"{state.name or 'successor'}: its children's results add up to {len(data)} bytes, "
+                               f"over the {max_bytes}-byte limit of a join (--max-join-bytes): have the children "
+                               "end with smaller payloads, or raise --max-join-bytes")
         raise FileTooLarge(f"{state.name or 'successor'} would be {len(data)} bytes, over the {max_bytes}-byte "
                            "limit (--max-state-bytes)")
     return data

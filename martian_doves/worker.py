@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from martian_doves import codec
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import WorkerOptions
 from martian_doves.errors import (
     BadReturn,
     ClaimLost,
     CodecError,
+    FileTooLarge,
     InvalidPayload,
     Retry,
     RetryLimit,
@@ -55,6 +57,19 @@ MAX_ADAPTIVE_PREFETCH = 64
 def next_prefetch(current: int, seconds_per_tick: float) -> int:
     """The batch to ask for next when ``prefetch`` adapts, after ticks of ``seconds_per_tick`` each."""
     return min(MAX_ADAPTIVE_PREFETCH, current * 2) if seconds_per_tick < FAST_TICK_SECONDS else 1
+
+
+def _unwritable(claim: Claim, error: CodecError) -> str:
+    """Why the successor ``claim``'s handler returned cannot be written, and what to do about it."""
+    payload = claim.state.payload
+    if isinstance(error, FileTooLarge) and isinstance(payload.get("children"), list) \
+            and not codec.is_join_entry(claim.state):
+        # Most likely a join's handler passing its input on: that input may be larger than
+        # a state (--max-join-bytes), its return may not.
+        return (f"{error.message}: a join's handler gets every child's result in payload['children']; "
+                "return a summary of them, not the list itself")
+    return error.message
+
 
 T = TypeVar("T")
 
@@ -316,7 +331,8 @@ class Worker:
             try:
                 next_claim = self._commit(claim, successor)
             except CodecError as e:  # the handler returned a payload we cannot write
-                self._fail(claim, Failure(BadReturn.code, e.message, None, claim.attempts + 1, claim.errors), result)
+                self._fail(claim, Failure(BadReturn.code, _unwritable(claim, e), None, claim.attempts + 1,
+                                          claim.errors), result)
                 return None
             self._committed(claim, result)
             return next_claim

@@ -49,6 +49,10 @@ class StoreOptions(Checked):
     max_state_bytes: int = setting(
         codec.DEFAULT_MAX_STATE_BYTES, "Larger state files are refused (submit) or failed unread (run).",
         minimum=64)
+    #: A join's successor holds one entry per child, each child within max_state_bytes.
+    max_join_bytes: int = setting(
+        codec.DEFAULT_MAX_JOIN_BYTES, "A join's successor (one entry per child in payload['children']) may be "
+        "this large; a larger one fails the join (bad_return).", minimum=64)
 
 
 

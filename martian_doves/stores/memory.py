@@ -46,9 +46,14 @@ class MemoryStore:
 
     mode = "memory"
 
-    def __init__(self, clock: Clock | None = None, lease_seconds: float = StoreOptions.lease_seconds) -> None:
+    def __init__(self, clock: Clock | None = None, lease_seconds: float = StoreOptions.lease_seconds, *,
+                 max_state_bytes: int = StoreOptions.max_state_bytes,
+                 max_join_bytes: int = StoreOptions.max_join_bytes) -> None:
         self.clock = clock or SystemClock()
         self.lease_seconds = lease_seconds
+        #: What a file store would refuse, refused here too: a state over this (a join's: ``max_join_bytes``).
+        self.max_state_bytes = max_state_bytes
+        self.max_join_bytes = max_join_bytes
         self.description = "memory"
         self._records: dict[str, _Record] = {}
         self._ready: list[tuple[float, int, str]] = []  # heap of (not_before, seq, name)
@@ -80,7 +85,7 @@ class MemoryStore:
         record.lease_expires = now + self.lease_seconds
         # The handler gets its own copy: a tick that changes its payload in place and then
         # raises must be retried with the stored payload, as it would be from a file.
-        return Claim(_detached(record.state), record.token, worker, record.attempts, tuple(record.errors),
+        return Claim(_detached(record.state, None), record.token, worker, record.attempts, tuple(record.errors),
                      record.retries, due_at=min(due_at, now))
 
     def _machine(self, root: str) -> Iterator[_Record]:
@@ -139,7 +144,7 @@ class MemoryStore:
                     # Held to the same rules as a directory store: names that could be files,
                     # payloads that are JSON.
                     codec.check_state_file_name(state.name)
-                    state = _detached(State(state.name, state.state, state.payload))
+                    state = _detached(State(state.name, state.state, state.payload), self.max_state_bytes)
                 except CodecError as e:
                     results.append(SubmitResult(state.name, False, e.message))
                     continue
@@ -231,8 +236,8 @@ class MemoryStore:
     def commit(self, claim: Claim, successor: Successor | None, *, keep: bool = False) -> Claim | None:
         successor = None if successor is None else Successor(*successor)  # a plain pair reads as one
         # Checked before anything changes: a payload no file could hold is the handler's fault.
-        children = [] if successor is None else [_detached(State(claim.name, c.state, c.payload))
-                                                 for c in successor.children]
+        children = [] if successor is None else [_detached(State(claim.name, c.state, c.payload),
+                                                           self.max_state_bytes) for c in successor.children]
         with self._lock:
             record = self._owned(claim)
             now = self.clock.time()
@@ -245,8 +250,9 @@ class MemoryStore:
                 codec.check_name(next(child_names(claim.name, index)))
             names = tuple(self._child(claim.name, index, child) for index, child in enumerate(children))
             parent = claim.state
-            state = _detached(State("successor", successor.state, successor.payload, claim.name,
-                                    parent.machine_name, successor.wait, parent.origin))
+            limit, join = codec.successor_limit(parent, self.max_state_bytes, self.max_join_bytes)
+            state = _detached(State(f"successor of {claim.name}", successor.state, successor.payload, claim.name,
+                                    parent.machine_name, successor.wait, parent.origin), limit, join=join)
             for name in successor_names(claim.name):
                 existing = self._records.get(name)
                 if existing is None:
@@ -498,13 +504,14 @@ class MemoryStore:
         pass
 
 
-def _detached(state: State) -> State:
+def _detached(state: State, max_bytes: int | None = codec.DEFAULT_MAX_STATE_BYTES, *, join: bool = False) -> State:
     """A copy of ``state`` sharing nothing with the caller, its payload checked to be JSON.
 
     Raises:
         InvalidDocument: the payload cannot be written as a state file.
+        FileTooLarge: a file of it would be over ``max_bytes``.
     """
-    return codec.decode(codec.encode(state, codec.DEFAULT_MAX_STATE_BYTES), state.name)
+    return codec.decode(codec.encode(state, max_bytes, join=join), state.name)
 
 
 def _detached_value(value: Any) -> Any:

@@ -155,14 +155,14 @@ def test_bench_fanout_scenario_joins_every_child(doves: Doves, tmp_path: Path, r
     assert report["seconds_to_join"] > 0 and report["children_per_second"] > 0
 
 
-def test_bench_fanout_whose_join_outgrows_the_state_limit_stops_in_one_line(doves: Doves) -> None:
+def test_bench_fanout_whose_join_outgrows_the_join_limit_stops_in_one_line(doves: Doves) -> None:
     result = doves("bench", "--scenario", "fanout", "-w", "1", "--children", "40", "--run-args",
-                   "--max-state-bytes 2000")
+                   "--max-state-bytes 1000 --max-join-bytes 2000")
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("doves: error: 1 state(s) failed, e.g. fanout.state-1: bad_return: successor of "
-                           "fanout.state-1 would be ")
-    assert last.endswith("over the 2000-byte limit (--max-state-bytes)")
+                           "fanout.state-1: its children's results add up to ")
+    assert "over the 2000-byte limit of a join (--max-join-bytes)" in last
 
 
 def test_bench_refuses_a_scenario_and_a_curve_at_once_in_one_line(doves: Doves) -> None:

@@ -94,16 +94,22 @@ class Backend:
 _MEMORY_KEY = pytest.StashKey[MemoryStore]()
 
 
+def _limits(request: pytest.FixtureRequest) -> dict[str, int]:
+    """The size limits a test gives its stores: ``@pytest.mark.store_limits(max_join_bytes=...)``."""
+    marker = request.node.get_closest_marker("store_limits")
+    return {} if marker is None else dict(marker.kwargs)
+
+
 def _memory(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
     stash = request.node.stash
     if _MEMORY_KEY not in stash:
-        stash[_MEMORY_KEY] = MemoryStore(clock=clock, lease_seconds=LEASE_SECONDS)
+        stash[_MEMORY_KEY] = MemoryStore(clock=clock, lease_seconds=LEASE_SECONDS, **_limits(request))
     return stash[_MEMORY_KEY]
 
 
 def _lease(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
-    return LeaseStore(tmp_path / "store", DirectoryOptions(lease_seconds=LEASE_SECONDS), clock=clock,
-                      filesystem_time=clock.time)
+    return LeaseStore(tmp_path / "store", DirectoryOptions(lease_seconds=LEASE_SECONDS, **_limits(request)),
+                      clock=clock, filesystem_time=clock.time)
 
 
 def _lease_write_successor(store: Store, claim: Claim, successor: Successor) -> object:
@@ -149,12 +155,12 @@ SEMAPHORE_LEASE_SECONDS = 600.0
 
 def _semaphore(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
     options = SemaphoreOptions(lease_seconds=SEMAPHORE_LEASE_SECONDS, assignment_seconds=0.3, commitment_seconds=0.3,
-                               update_seconds=0.3, buffer_seconds=0.1)
+                               update_seconds=0.3, buffer_seconds=0.1, **_limits(request))
     return PhaseDriven(tmp_path / "store", options, clock=clock, filesystem_time=clock.time)
 
 
 def _postgres(tmp_path: Path, clock: ShiftedClock, request: pytest.FixtureRequest) -> Store:
-    return open_store(request.getfixturevalue("pg_url"), clock=clock, lease_seconds=1.0)
+    return open_store(request.getfixturevalue("pg_url"), clock=clock, lease_seconds=1.0, **_limits(request))
 
 
 BACKENDS: dict[str, Backend] = {

@@ -7,6 +7,7 @@ and using it, and what opening a folder as it is (read-only) finds.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from martian_doves.model import Failure, State
+from martian_doves import codec
+from martian_doves.config import DirectoryOptions
+from martian_doves.errors import FileTooLarge
+from martian_doves.model import JOIN_STATE, Failure, State, WaitFor
 from martian_doves.stores.directory import Layout, LeaseStore
 
 
@@ -74,3 +78,34 @@ def test_a_folder_opened_as_it_is_creates_nothing_and_holds_nothing(tmp_path: Pa
         assert files.is_store()
     finally:
         files.close()
+
+
+def _plant(store: LeaseStore, name: str, payload_bytes: int, parent: str | None = None) -> None:
+    document = {"state": "count", "payload": {"blob": "x" * payload_bytes}}
+    if parent is not None:
+        document["parent"] = parent
+    (Path(store.files.root) / name).write_text(json.dumps(document))
+
+
+def test_a_file_over_the_state_limit_is_read_only_as_a_joins_successor(tmp_path: Path) -> None:
+    """A join's successor may be larger than a state (``--max-join-bytes``); a file that large put
+    in by hand, even one naming a parent, is refused as ever, and one over the join limit is never read."""
+    options = DirectoryOptions(max_state_bytes=4096, max_join_bytes=65536)
+    store = LeaseStore(tmp_path / "store", options)
+    try:
+        store.submit([State("plain.state", "count", {})])
+        _plant(store, "plain.state-1", 8000, parent="plain.state")
+        _plant(store, "orphan.state", 8000)
+        _plant(store, "huge.state", 70000)
+        with pytest.raises(FileTooLarge):
+            store.files.read_state("plain.state-1")
+        with pytest.raises(FileTooLarge):
+            store.files.read_state("orphan.state")
+        with pytest.raises(FileTooLarge, match="65536-byte limit"):
+            store.files.read_state("huge.state")
+        join = codec.encode(State("j.state-1", JOIN_STATE, {}, "j.state", wait=WaitFor("collect", children=2)))
+        (Path(store.files.root) / "j.state-1").write_bytes(join)
+        _plant(store, "j.state-2", 8000, parent="j.state-1")
+        assert len(store.files.read_state("j.state-2").payload["blob"]) == 8000
+    finally:
+        store.close()

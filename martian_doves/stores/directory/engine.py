@@ -81,7 +81,8 @@ def open_folder(root: str | os.PathLike[str], options: DirectoryOptions, *, read
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"store {path} exists and is not a directory")
     try:
-        files = Layout(path, create=not read_only, durable=options.durable, max_state_bytes=options.max_state_bytes)
+        files = Layout(path, create=not read_only, durable=options.durable, max_state_bytes=options.max_state_bytes,
+                       max_join_bytes=options.max_join_bytes)
     except OSError as e:
         raise ConfigError(f"cannot use {path} as a store: {e.strerror}") from e
     if read_only and not files.is_store():
@@ -391,8 +392,9 @@ class LeaseEngine:
         files = self.files
         successor = Successor(*successor)  # a plain (state, payload) pair reads as one
         # Too large, it would only be quarantined unread: fail the tick that made it instead.
+        limit, join = codec.successor_limit(parent.state, self.options.max_state_bytes, self.options.max_join_bytes)
         data = codec.encode(self._successor_state(parent, f"successor of {parent.name}", successor),
-                            self.options.max_state_bytes, not_before=self._timer_due(successor))
+                            limit, not_before=self._timer_due(successor), join=join)
         tmp = files.write_tmp(data)
         try:
             for name in codec.successor_names(parent.name):

@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 from martian_doves import codec
-from martian_doves.errors import CodecError, ConfigError, NotARegularFile
+from martian_doves.errors import CodecError, ConfigError, FileTooLarge, NotARegularFile
 from martian_doves.model import JSONDict, State, Status
 from martian_doves.stores.directory import fsops
 from martian_doves.stores.directory.folders import Entry, Folder, open_folder, open_root
@@ -112,7 +112,8 @@ class Layout:
         create: create the root and the folders that are missing (``submit``, ``run``);
             otherwise create nothing: a missing folder holds nothing.
         durable: fsync what is written here before its name appears (``--durable``).
-        max_state_bytes: state files larger than this are not read.
+        max_state_bytes: state files larger than this are not read, but for a join's successor.
+        max_join_bytes: how large a join's successor may be (its parent is a join entry).
 
     Raises:
         ConfigError: a store folder is a link, not a folder, or not the store's.
@@ -120,10 +121,12 @@ class Layout:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool, durable: bool = False,
-                 max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES) -> None:
+                 max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES,
+                 max_join_bytes: int = codec.DEFAULT_MAX_JOIN_BYTES) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.durable = durable
         self.max_state_bytes = max_state_bytes
+        self.max_join_bytes = max(max_join_bytes, max_state_bytes)
         if create:
             os.makedirs(self.root, exist_ok=True)
         #: The root, held open: state files.
@@ -289,7 +292,24 @@ class Layout:
             CodecError: it cannot be read as a state (too large, not a file, bad JSON ...).
         """
         entry = self.failed_state_at(name) if failed else self.state_at(name)
-        return codec.decode(fsops.read_regular(entry, self.max_state_bytes), name)
+        raw = fsops.read_regular(entry, self.max_join_bytes)
+        state = codec.decode(raw, name)
+        if len(raw) > self.max_state_bytes and not self._joined(state):
+            # Only a worker writes a state this large, as a join's successor; anything
+            # else this size was put here by hand and is refused as it always was.
+            raise FileTooLarge(f"{name}: {len(raw)} bytes is over the {self.max_state_bytes}-byte limit")
+        return state
+
+    def _joined(self, state: State) -> bool:
+        """Whether ``state`` is the successor of a join entry (whose own file is small)."""
+        if not state.parent:
+            return False
+        try:
+            parent = codec.decode(fsops.read_regular(self.state_at(state.parent), self.max_state_bytes), state.parent)
+        except (OSError, CodecError):
+            return False
+        # Not "and the parent is done": its successor may be claimed a moment before that.
+        return codec.is_join_entry(parent)
 
     def parent_in(self, name: str, *, failed: bool = False) -> str | None:
         """The parent recorded in the state file ``name`` in the root (or ``failed/``).

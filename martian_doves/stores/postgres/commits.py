@@ -33,14 +33,17 @@ if TYPE_CHECKING:
 CANDIDATES = 100
 
 
-def storable(max_state_bytes: int, name: str, state: str, payload: JSONDict) -> str:
+def storable(max_state_bytes: int, name: str, state: str, payload: JSONDict, *, join: bool = False) -> str:
     """``payload`` as jsonb text, checked as a folder would check the file.
+
+    Args:
+        join: a join's successor, ``max_state_bytes`` the join limit.
 
     Raises:
         CodecError: too large, or not JSON a state file (and jsonb) can hold.
     """
     # As in a folder: a successor over the size limit fails the tick that made it.
-    codec.encode(State(name, state, payload), max_state_bytes)
+    codec.encode(State(name, state, payload), max_state_bytes, join=join)
     try:  # jsonb has no NaN or Infinity: refuse them here, as a bad return value
         return json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -57,7 +60,8 @@ def params_for(claim: Claim, successor: Successor | None, keep: bool, options: P
     payload = wait = None
     limit = options.max_state_bytes
     if successor is not None:
-        payload = storable(limit, f"successor of {claim.name}", successor.state, successor.payload)
+        most, join = codec.successor_limit(claim.state, limit, options.max_join_bytes)
+        payload = storable(most, f"successor of {claim.name}", successor.state, successor.payload, join=join)
         for index, spawned in enumerate(successor.children):  # all storable before anything is written
             codec.check_name(next(codec.child_names(claim.name, index)))
             storable(limit, f"child {index} of {claim.name}", spawned.state, spawned.payload)
