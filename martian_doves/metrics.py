@@ -29,8 +29,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from martian_doves.httpserver import GuardedHandler, GuardedHTTPServer
 from martian_doves.model import INTERNAL_STATES, Claim, StatusReport
 from martian_doves.worker import Event
 
@@ -203,19 +204,55 @@ class MetricsFolder:
             multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
+class _MetricsHandler(GuardedHandler):
+    """Answers ``GET /metrics`` with the registry's text; 404 to anything else.
+
+    No Host check: a scraper may use any name of this host, and the page holds counts,
+    not the failure messages and payloads the dashboard shows.
+    """
+
+    registry: CollectorRegistry
+
+    def _answer(self, body: bool) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if self.path.partition("?")[0] == "/metrics":
+            status, content_type, content = 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        else:
+            status, content_type, content = 404, "text/plain; charset=utf-8", b"not found: try /metrics\n"
+        self.allow_answer_time()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args, extra={"action": "http"})
+
+
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[Callable[[], None], int]:
     """Serve ``registry`` at http://host:port/metrics in a thread; (stop function, bound port).
 
-    Port 0 picks a free port (the bound one is returned).
+    The server is the dashboard's guarded one: clients that open connections and send
+    nothing cannot use up its threads. Port 0 picks a free port (the bound one is returned).
     """
-    from prometheus_client import start_http_server
-
+    handler = type("MetricsHandler", (_MetricsHandler,), {"registry": registry})
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = GuardedHTTPServer((host, port), handler, listen_host=host)
     except OSError as e:
         from martian_doves.errors import ConfigError
 
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from e
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
 
     def stop() -> None:
         server.shutdown()

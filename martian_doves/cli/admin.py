@@ -153,7 +153,8 @@ def migrate(store: str | None, **params: Any) -> int:
     """Create or upgrade the store's schema (PostgreSQL); folders need no migration."""
     with api.opened(store_config(store, params), existing=False) as opened:
         if not isinstance(opened, MigratableStore):
-            click.echo(f"nothing to migrate: {opened.description} has no schema")
+            # Opening it made its folders (a new store) or checked them: that is all a folder needs.
+            click.echo(f"{opened.description} is ready: a folder store has no schema to migrate")
             return EXIT_OK
         click.echo(f"migrated {opened.description} to schema version {opened.migrate()}")
     return EXIT_OK

@@ -217,3 +217,12 @@ def test_a_read_only_store_is_a_configuration_error(doves: Doves, store_dir: Pat
     assert result.returncode == 2, result.stderr
     assert "cannot write to the store" in result.stderr and "Read-only file system" in result.stderr
     assert "Traceback" not in result.stderr and "respawn" not in result.stderr
+
+
+def test_migrate_makes_a_folder_store_and_says_so(doves: Doves, tmp_path: Path) -> None:
+    store = tmp_path / "new-store"
+    result = doves("migrate", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "is ready: a folder store has no schema to migrate" in result.stdout
+    # It is a store now: the read-only commands accept it.
+    assert doves("status", str(store)).returncode == 0

@@ -94,3 +94,24 @@ def test_a_metrics_port_in_use_is_a_one_line_error(doves: Doves, store_dir: Path
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"doves: error: cannot serve metrics on 127.0.0.1:{port}")
     assert "Traceback" not in result.stderr
+
+
+def test_idle_connections_do_not_stop_scrapes(start_doves: Callable[..., Running], store_dir: Path) -> None:
+    # More sockets that send nothing than the run may open descriptors: a plain threading
+    # server gives each a thread and a descriptor until nothing is accepted any more.
+    from test_dashboard_guard import DASHBOARD_DESCRIPTORS, IDLE_CONNECTIONS, connections, descriptor_limit, request
+
+    with descriptor_limit(DASHBOARD_DESCRIPTORS):
+        running = start_doves("run", str(store_dir), "--watch", "--workers", "1", "--metrics-port", "0",
+                              "--metrics-host", "127.0.0.1")
+    running.wait_for(lambda: re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", running.output) is not None,
+                     "the metrics address")
+    match = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", running.output)
+    assert match is not None
+    port = int(match.group(1))
+    with connections(port, IDLE_CONNECTIONS):
+        status, body = request(port, "/metrics")
+        assert status == 200 and b"doves_worker_processes" in body
+        assert request(port, "/other")[0] == 404
+    running.send(signal.SIGTERM)
+    assert running.wait() == 0, running.output
