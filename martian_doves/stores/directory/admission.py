@@ -43,6 +43,10 @@ RECHECK_SLACK_SECONDS = 60.0
 #: A pass starts at most this many times its own duration after the previous one ended,
 #: so a huge root costs a bounded share of a worker's time.
 PASS_SPACING = 10.0
+#: While a worker has work, the next part of a pass waits this many times as long as the
+#: part before took: a process's first pass, over a root of a million state files, costs a
+#: busy worker a tenth of its time instead of stalling its claims for seconds.
+PART_SPACING = 10.0
 
 
 def _safe_failed_name(name: str) -> str:
@@ -95,6 +99,8 @@ class Admission:
         self._checked_before: float | None = None
         self._next_root_scan = 0.0
         self._next_deferred_check = 0.0
+        #: When (monotonic) a busy worker goes on with the pass under way.
+        self._next_part = 0.0
 
     # -- what this process knows ---------------------------------------------------------
 
@@ -247,8 +253,13 @@ class Admission:
         mono = self.clock.monotonic()
         self._next_root_scan = mono + max(self.options.scan_seconds, PASS_SPACING * (mono - self._pass_began_mono))
 
-    def maintain(self) -> None:
-        """Admit what the watcher saw arrive, and go on with the periodic pass over the root."""
+    def maintain(self, *, busy: bool = False) -> None:
+        """Admit what the watcher saw arrive, and go on with the periodic pass over the root.
+
+        Args:
+            busy: the worker has work (its last claim found some): the pass goes on at a pace
+                that leaves it most of its time (``PART_SPACING``); an idle worker goes on at once.
+        """
         with self._lock:
             mono = self.clock.monotonic()
             if self._watcher.take_events(self.files.root):
@@ -259,8 +270,10 @@ class Admission:
                 self._admit(recheck)
             if self._pass is None and mono >= self._next_root_scan:
                 self._begin_pass()
-            if self._pass is not None:
+            if self._pass is not None and (not busy or mono >= self._next_part):
                 self._continue_pass(ENTRIES_PER_CALL)
+                after = self.clock.monotonic()
+                self._next_part = after + PART_SPACING * (after - mono)
             elif self._deferred and mono >= self._next_deferred_check:
                 # Young files are looked at again only once they may have come of age.
                 self._next_deferred_check = mono + max(0.05, self.options.admission_grace_seconds / 2)

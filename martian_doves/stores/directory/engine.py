@@ -525,7 +525,13 @@ class LeaseEngine:
         """
         if fenced and not self.files.has_claim(name, token):
             raise ClaimLost(f"claim on {name} was taken over")
-        self.create_hint(name, attempts=attempts, errors=errors, delay_seconds=delay_seconds, retries=retries)
+        if delay_seconds > 0:
+            # Due later: a timer until then (``promote_due`` wakes it), so pending/ holds only
+            # what may run now and a backlog is counted without a look at each hint.
+            self.machines.park_retry(name, self.clock.time() + delay_seconds, attempts=attempts, errors=errors,
+                                     retries=retries)
+        else:
+            self.create_hint(name, attempts=attempts, errors=errors, retries=retries)
         self.files.remove_claim(name, token)
 
     def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
@@ -600,13 +606,11 @@ class LeaseEngine:
         Args:
             states: only states of these names (and the worker's own steps) count.
         """
-        admission = self.admission
-        if admission.scan_due:
-            admission.scan_root()
-        elif self._looks_finished(states):
-            # Files moved or copied in on another host (NFS) raise no wake-up here and wait for the slow
-            # scan: before saying nothing is left, look at the root once more.
-            admission.scan_root()
+        if not self._looks_finished(states):
+            return False  # work is left whatever the root holds: no pass over it (a million files) now
+        # Files moved or copied in on another host (NFS) raise no wake-up here and wait for the slow
+        # scan: before saying nothing is left, look at the root once more.
+        self.admission.scan_root()
         return self._looks_finished(states)
 
     def _looks_finished(self, states: Collection[str] | None) -> bool:

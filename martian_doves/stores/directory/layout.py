@@ -400,26 +400,51 @@ class Layout:
     def parked_marker(self, name: str) -> tuple[bool, float | None] | None:
         """Where ``name`` is parked: (a timer?, its due time or deadline); None if it is not.
 
-        Where to look is in its state file: a waiting entry's deadline, a timer's ``not_before``.
+        Where to look is in its state file: a waiting entry's deadline, a timer's ``not_before``;
+        a retry's timer, which the file does not tell, is looked for in each bucket of ``scheduled/``.
         """
         try:
             raw = fsops.read_regular(self.state_at(name), self.max_state_bytes)
             state = codec.decode(raw, name)
         except (OSError, CodecError):
-            return None
+            return self._retry_marker(name)
         due: float | None
         if state.wait is not None:
             timer, due = False, state.wait.deadline
         else:
             found = json.loads(raw).get("not_before")
             if not isinstance(found, int | float) or isinstance(found, bool):
-                return None
+                return self._retry_marker(name)
             timer, due = True, float(found)
         try:
             with self.inner(self.scheduled if timer else self.waiting, bucket_of(due)) as bucket:
-                return (timer, due) if fsops.exists(bucket.at(name)) else None
+                if fsops.exists(bucket.at(name)):
+                    return timer, due
         except ConfigError:
-            return None
+            pass
+        return self._retry_marker(name)
+
+    def _retry_marker(self, name: str) -> tuple[bool, float | None] | None:
+        """Where ``name`` waits for a retry (a timer its state file does not tell): each bucket of
+        ``scheduled/`` is looked at (few: they are ``BUCKET_SECONDS`` wide, and this runs only for
+        a state with no hint)."""
+        for entry in fsops.listdir_quiet(self.scheduled):
+            try:
+                with self.inner(self.scheduled, entry) as bucket:
+                    found = fsops.lstat_quiet(bucket.at(name))
+            except (ConfigError, OSError):
+                continue
+            if found is not None:
+                return True, found.st_mtime
+        return None
+
+    def read_timer(self, name: str, due: float) -> ClaimRecord:
+        """The attempts, errors and retries the timer ``name`` due at ``due`` carries (a retry's)."""
+        try:
+            with self.inner(self.scheduled, bucket_of(due)) as bucket:
+                return claim_record(fsops.read_json_object(bucket.at(name), _CLAIM_MAX_BYTES) or {})
+        except (ConfigError, OSError):
+            return claim_record({})
 
     def read_claim(self, name: str, token: str) -> ClaimRecord:
         """Worker, attempts and errors of a claim (or of the hint it was renamed from).

@@ -88,6 +88,8 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         self._next_promote = 0.0
         #: Hints this worker has met before (only their state files are read to filter claims).
         self._looked_at: set[str] = set()
+        #: Whether the last claim found work (the root pass then goes on at a pace).
+        self._busy = False
 
     @property
     def lease_seconds(self) -> float:
@@ -114,7 +116,10 @@ class LeaseStore(FolderMachineModel, FolderInspection):
                     entries.append(name)
                     if len(entries) >= WALK_BATCH:
                         break
-                elif self._next_due is None or info.st_mtime < self._next_due:
+                elif not self.leases.machines.defer_hint(name, info.st_mtime) and \
+                        (self._next_due is None or info.st_mtime < self._next_due):
+                    # A hint due later is a timer now (pending/ holds what may run): one left
+                    # by an earlier version moves aside; if it cannot, it is waited for here.
                     self._next_due = info.st_mtime
             else:
                 self._walk = None  # every hint was looked at: the next refill walks afresh
@@ -133,7 +138,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         wanted = None if states is None else frozenset(states)
         leases = self.leases
         claims = [claim for claim in leases.takeovers(worker, limit) if leases.wants(claim, wanted)]
-        self.admission.maintain()
+        self.admission.maintain(busy=self._busy)
         now = self.clock.time()
         if now >= self._next_promote:
             due = self.leases.machines.promote_due(now)
@@ -159,6 +164,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
             claim = leases.open_claim(name, token, worker)
             if claim is not None and leases.wants(claim, wanted):
                 claims.append(claim)
+        self._busy = bool(claims)
         return claims
 
     def _foreign(self, name: str, wanted: frozenset[str]) -> bool:
@@ -216,6 +222,8 @@ class LeaseStore(FolderMachineModel, FolderInspection):
 
     def retry_later(self, claim: Claim, delay_seconds: float, error: str, *, requested: bool = False) -> None:
         self.leases.retry_later(claim, delay_seconds, error, requested=requested)
+        # Parked as a timer: look for it when it is due, not only at the next round.
+        self._next_promote = min(self._next_promote, self.clock.time() + delay_seconds)
 
     def release(self, claim: Claim) -> None:
         self.leases.release(claim)

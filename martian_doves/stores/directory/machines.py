@@ -137,8 +137,37 @@ class Machines:
     def park(self, name: str, state: State, not_before: float | None, *, attempts: int = 0,
              errors: Sequence[str] = (), retries: int = 0) -> bool:
         """Create the marker of a timer (``not_before``) or of a waiting entry (``state.wait``)."""
-        files = self.files
         timer, due = (False, state.wait.deadline) if state.wait is not None else (True, not_before)
+        return self._park(name, timer, due, attempts=attempts, errors=errors, retries=retries)
+
+    def park_retry(self, name: str, due: float, *, attempts: int, errors: Sequence[str], retries: int) -> bool:
+        """Create a timer marker for a state given back to run again at ``due`` (a retry's delay).
+
+        Kept aside in ``scheduled/`` like a timer, never as a hint due later: ``pending/`` then
+        holds only what may run now, and ``status`` counts it by names, never stats a hint.
+        """
+        return self._park(name, True, due, attempts=attempts, errors=errors, retries=retries)
+
+    def defer_hint(self, name: str, due: float) -> bool:
+        """Move a hint due later (written so by an earlier version) aside as a timer, kept as it is
+        (contents and mtime); False if it is gone or a timer of that name exists."""
+        try:
+            with self.files.inner(self.files.scheduled, bucket_of(due), create=True) as bucket:
+                if not fsops.move_noreplace(self.files.hint_at(name), bucket.at(name)):
+                    return False
+                # The hint listed may have been claimed and given back due now since: judged by the
+                # file moved (rename keeps its mtime), it goes straight back.
+                moved = fsops.lstat_quiet(bucket.at(name))
+                now = self.clock.time()
+                if moved is not None and moved.st_mtime <= now:
+                    self._wake_in(bucket, name, now)
+                return True
+        except (ConfigError, FileNotFoundError):
+            return False
+
+    def _park(self, name: str, timer: bool, due: float | None, *, attempts: int, errors: Sequence[str],
+              retries: int) -> bool:
+        files = self.files
         stamp = due if due is not None else self.clock.time()
         tmp = files.new_tmp()
         # The marker is a hint kept aside: its mtime is when it is due, it carries failed

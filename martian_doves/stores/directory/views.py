@@ -52,6 +52,8 @@ OUTCOMES_PER_STATUS = 5000
 SINCE_SLACK_SECONDS = 60.0
 #: Most pending states whose state files one ``status`` reads to tell which no live worker can run.
 NO_WORKER_READS = 20_000
+#: Most hints one ``status`` looks at (one ``stat`` each) for the oldest pending; the rest are counted by name.
+HINTS_LOOKED_AT = 50_000
 #: Longest lineage walked up to find a state's machine.
 MAX_LINEAGE_STEPS = 100_000
 #: The state name shown for a state file that cannot be read.
@@ -264,7 +266,10 @@ class Reader:
             if status is Status.SCHEDULED:
                 record = dataclasses.replace(record, not_before=markers.hints[name])
         elif status is Status.SCHEDULED:
-            record = dataclasses.replace(record, status=status, not_before=markers.timers[name])
+            due = markers.timers[name]
+            timer = files.read_timer(name, due)  # a retry's timer carries its attempts, as a hint does
+            record = dataclasses.replace(record, status=status, not_before=due, attempts=timer.attempts,
+                                         errors=timer.errors, retries=timer.retries)
         elif status is Status.WAITING:
             record = dataclasses.replace(record, status=status)
         return record
@@ -383,17 +388,18 @@ class Reader:
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} moved, removed or "
                                    "replaced (the store was removed or its volume unmounted?)")
         timers, waits = self.machines.parked(timers=True), self.machines.parked(timers=False)
-        hints = dict(fsops.stamped_entries(files.pending))
-        due = {name: mtime for name, mtime in hints.items() if mtime <= now}
+        hints = fsops.listdir_quiet(files.pending)
+        due, later, gone, looked = self._due_hints(hints, now)
         claimed = list(fsops.stamped_files(files.in_progress))
         done = fsops.listdir_quiet(files.done)
         failed = files.failed_names()
         # State files no marker knows (copied in and not admitted yet, in a store never run
-        # perhaps) are pending too; only those few are looked at one by one.
-        known = {*hints, *(split_claim(entry)[0] for entry, _ in claimed), *done, *failed, *timers, *waits}
-        arrived = [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in
-                                                fsops.listdir_quiet(files.top)
-                                                if name not in known and codec.is_state_file_name(name))
+        # perhaps) are pending too; only those few are looked at one by one. One set, the
+        # root's names, less the markers' (C loops: a million names take a fraction of a second).
+        unknown = set(fsops.listdir_quiet(files.top)).difference(
+            hints, (split_claim(entry)[0] for entry, _ in claimed), done, failed, timers, waits)
+        arrived = [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in unknown
+                                                if codec.is_state_file_name(name))
                    if found is not None]
         stamps = [*due.values(), *arrived]
         recent = []
@@ -405,12 +411,14 @@ class Reader:
         modes = sorted({mode if registration.mode is None else registration.mode
                         for worker, registration in registered if worker.alive}) or [mode]
         details: JSONDict = {"store": files.root, "mode": ", ".join(modes)}
+        if looked < len(hints):
+            details["oldest_pending_of"] = f"{looked} hints looked at, of {len(hints)}"
         unrunnable = self._no_worker_for([worker for worker, _ in registered if worker.alive], due)
         if unrunnable:
             details["no_worker_for"] = unrunnable
         return StatusReport(
-            pending=len(stamps),
-            scheduled=len(hints) - len(due) + len(timers),
+            pending=len(hints) - later - gone + len(arrived),
+            scheduled=later + len(timers),
             waiting=len(waits),
             in_progress=len(claimed),
             done=len(done),
@@ -420,6 +428,34 @@ class Reader:
             recent_failures=recent,
             details=details,
         )
+
+    def _due_hints(self, hints: list[str], now: float) -> tuple[dict[str, float], int, int, int]:
+        """Which of ``hints`` (names in ``pending/``) are due: the due ones looked at (name → mtime), how
+        many are due later, how many were gone (claimed since listed), and how many were looked at.
+
+        ``pending/`` holds what may run now (a delayed retry or a timer waits in ``scheduled/``),
+        so beyond ``HINTS_LOOKED_AT`` the rest are counted as due by their names alone, and the
+        oldest pending is the oldest of those looked at: the listing's order has nothing to do
+        with age, so it is among the oldest few of the whole backlog. Hints due later written by
+        an earlier version (a lease worker moves them aside as it meets them) are still
+        counted exactly: once one is seen, every hint is looked at.
+        """
+        due: dict[str, float] = {}
+        later = gone = 0
+        looked = min(len(hints), HINTS_LOOKED_AT)
+        for index, name in enumerate(hints):
+            if index >= looked:
+                if not later:
+                    break
+                looked = len(hints)
+            found = fsops.lstat_quiet(self.files.hint_at(name))
+            if found is None:
+                gone += 1  # claimed since it was listed: the listing of in_progress/ counts it
+            elif found.st_mtime <= now:
+                due[name] = found.st_mtime
+            else:
+                later += 1
+        return due, later, gone, looked
 
     def _no_worker_for(self, alive: list[WorkerInfo], due: dict[str, float]) -> list[JSONDict]:
         """The runnable states no live worker has a machine for: ``{"state", "count", "oldest_pending_at"}``
