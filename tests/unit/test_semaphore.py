@@ -19,6 +19,7 @@ from martian_doves.config import Phase, Phases, SemaphoreOptions, WorkerOptions
 from martian_doves.errors import ConfigError
 from martian_doves.model import State
 from martian_doves.registry import Registry
+from martian_doves.stores.directory import semaphore
 from martian_doves.stores.directory.semaphore import SemaphoreStore, available_workers, read_skew, rendezvous_owner
 from martian_doves.worker import Worker
 
@@ -350,3 +351,31 @@ def test_a_worker_busy_in_a_long_tick_is_left_out_until_a_thread_is_free(tmp_pat
     assert busy.claim("busy", 1) == [] and free.claim("free", 1) == []
     go_to(3, 4.5)
     assert len(busy.claim("busy", 100)) > 0 and len(free.claim("free", 100)) > 0
+
+
+def test_a_cycle_assigns_each_worker_a_bounded_share_of_a_large_backlog(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semaphore, "SHARE_START", 16)
+    monkeypatch.setattr(semaphore, "SHARE_MAX", 16)
+    fleet = Fleet(tmp_path, SEED, {"w1": 0.0, "w2": 0.0})
+    fleet.submit(200, 1)
+    for name in fleet.stores:
+        fleet.join(name)
+    fleet.run(SEED.cycle_seconds, step_seconds=0.25)
+    assert 0 < sum(fleet.executions.values()) <= 2 * 16
+    cycles = 1
+    while not fleet.finished() and cycles < 30:
+        fleet.run(SEED.cycle_seconds, step_seconds=0.25)
+        cycles += 1
+    assert fleet.finished() and len(fleet.executions) == 200 and set(fleet.executions.values()) == {1}
+    assert fleet.contended() == 0
+
+
+def test_a_worker_that_runs_dry_takes_a_larger_share_next_cycle(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semaphore, "SHARE_START", 16)
+    fleet = Fleet(tmp_path, SEED, {"w1": 0.0})
+    fleet.submit(2000, 1)
+    fleet.join("w1")
+    fleet.run(3 * SEED.cycle_seconds, step_seconds=0.25)
+    assert fleet.stores["w1"].share > 16

@@ -63,6 +63,15 @@ from martian_doves.stores.directory.watch import Watcher
 
 log = logging.getLogger(__name__)
 
+#: States a worker takes in its first cycle; afterwards as many as it works through in about
+#: ``SHARE_CYCLES`` cycles at its measured rate, between ``SHARE_MIN`` and ``SHARE_MAX``.
+SHARE_START = 256
+SHARE_MIN = 16
+SHARE_MAX = 20_000
+#: How many cycles of work one assignment gives a worker: a little more than one, so its queue
+#: lasts until the claims of the next cycle arrive.
+SHARE_CYCLES = 1.25
+
 
 def rendezvous_owner(state_name: str, workers: Sequence[str]) -> str | None:
     """The worker that owns ``state_name``: highest hash of (worker, state).
@@ -157,6 +166,15 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
         self.last_skew: SkewReading | None = None
         #: Assigned states another worker had claimed first: 0 while the protocol holds.
         self.contended = 0
+        #: How many of its own states this worker takes from one cycle's listing (see ``_next_share``).
+        self.share = SHARE_START
+        #: Its rate (claims handed out per second while it had a queue); None until measured.
+        self.rate: float | None = None
+        #: Claims handed out since the last assignment was claimed, and when (monotonic) that was.
+        self._handed = 0
+        self._claimed_at: float | None = None
+        #: Whether a thread found nothing to do since then (the share was too small).
+        self._ran_dry = False
 
     @property
     def lease_seconds(self) -> float:
@@ -205,7 +223,7 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
         if not self.check_skew():
             self._stamp_unavailable(worker)
             return
-        if self._queue or self._every_thread_busy():
+        if not self._free_by_next_commitment(cycle):
             # Not available for the next cycle. Left unset, _stamped_cycle makes the
             # next call in this update phase look again: a thread may come free.
             self._stamped_cycle = -1
@@ -214,6 +232,41 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
         if not self.files.has_registration(worker):
             self.leases.register(worker)
         self.files.stamp_registration(worker, self.clock.time())
+
+    def _free_by_next_commitment(self, cycle: int) -> bool:
+        """Whether this worker can take a share in the next cycle: nothing queued and a thread free,
+        or a queue it works off at its measured rate before the next cycle's claims (so it is never
+        idle between two shares on a large backlog)."""
+        if not self._queue:
+            return not self._every_thread_busy()
+        rate = self._current_rate()
+        if rate is None:
+            return False
+        phases = self.phases
+        next_commitment = phases.cycle_start(cycle + 1) + phases.assignment_seconds + phases.buffer_seconds
+        return len(self._queue) / rate <= next_commitment - self.clock.time()
+
+    def _current_rate(self) -> float | None:
+        """Claims handed out per second: since the last share was claimed, else as last measured."""
+        if self._claimed_at is not None and self._handed:
+            elapsed = self.clock.monotonic() - self._claimed_at
+            if elapsed > 0 and not self._ran_dry:
+                return self._handed / elapsed
+        return self.rate
+
+    def _next_share(self) -> int:
+        """How many of its own states this worker takes in this cycle (its queue lasts about
+        ``SHARE_CYCLES`` cycles at its rate; doubled when a thread found nothing to do)."""
+        if self._claimed_at is not None and self._handed:
+            elapsed = self.clock.monotonic() - self._claimed_at
+            if elapsed > 0:
+                rate = self._handed / elapsed
+                # A worker that ran dry measured its idle time too: its rate is at least this.
+                self.rate = rate if not self._ran_dry else max(rate, self.rate or 0.0)
+                wanted = int(self.rate * self.phases.cycle_seconds * SHARE_CYCLES)
+                self.share = max(wanted, self.share * 2) if self._ran_dry else wanted
+        self.share = max(SHARE_MIN, min(SHARE_MAX, self.share))
+        return self.share
 
     def _every_thread_busy(self) -> bool:
         """Whether every thread that asks for work is inside a tick (none waits for work)."""
@@ -274,8 +327,14 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
             return []
         machines = {name: registrations[name].machines for name in workers}
         mixed = any(found is not None for found in machines.values())
-        mine = []
+        share = self._next_share()
+        mine: list[str] = []
+        # A window of the listing, not all of it: a worker stops once it has its share, so a cycle
+        # costs the same whatever the backlog (ownership is each state's own, so workers that stop
+        # at different places still never share a state; the rest waits for later cycles).
         for name, stamp in fsops.stamped_entries(self.files.pending):
+            if len(mine) >= share:
+                break
             if stamp >= start:
                 continue
             able = workers
@@ -297,6 +356,7 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
                 claims.append(claim)
             elif not self.files.is_settled(name):
                 self.contended += 1
+        self._handed, self._claimed_at, self._ran_dry = 0, self.clock.monotonic(), False
         if claims:
             log.info("claimed %d state(s) in cycle %d", len(claims), self._claimed_cycle,
                      extra={"action": "assign", "count": len(claims)})
@@ -315,13 +375,16 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
             wanted = None if states is None else frozenset(states)
             if not self.refusing:
                 claims = [claim for claim in self.leases.takeovers(worker, limit) if self.leases.wants(claim, wanted)]
-                self.admission.maintain()
+                self.admission.maintain(busy=bool(self._queue))
             while self._queue and len(claims) < limit:
                 claim = self._queue.popleft()
                 if self.leases.wants(claim, wanted):
                     claims.append(claim)
             if claims:
                 self._idle_claimers.discard(thread)
+                self._handed += len(claims)
+            elif self._claimed_at is not None:
+                self._ran_dry = True
             return claims
 
     def wait_for_work(self, timeout_seconds: float) -> None:
