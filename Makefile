@@ -22,8 +22,13 @@ lint: $(BIN)/doves
 typecheck: $(BIN)/doves
 	$(BIN)/mypy
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; 0: in this one). Most tests wait on real
+# worker processes, PostgreSQL or a browser rather than compute, so more processes than the two cores
+# keep both busy; worksteal hands the long tail of slow tests to whichever process is free.
+# PYTEST_ARGS comes last, so `-n 0` there wins.
+PYTEST_WORKERS ?= 3
 pytest: $(BIN)/doves
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

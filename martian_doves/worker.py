@@ -195,9 +195,10 @@ class Worker:
     def _timed_ticks(self, count: int, started: float) -> None:
         """Adapt the next batch (``prefetch`` unset) to how long the last ``count`` ticks took."""
         if count:
-            # Threads race here harmlessly: each sets a size from ticks it saw.
+            # Threads race here harmlessly: each sets a size from ticks it saw. Timed on the worker's
+            # clock (``started`` too), so a test can say how long a tick took, whatever the machine's load.
             self._adaptive_prefetch = next_prefetch(self._adaptive_prefetch,
-                                                    (time.perf_counter() - started) / count)
+                                                    (self.clock.monotonic() - started) / count)
 
     def _emit(self, event: Event, claim: Claim) -> None:
         for hook in self.hooks:
@@ -236,7 +237,7 @@ class Worker:
         commit the round's transitions together (one round trip and one durable write)."""
         while claims:
             ready: list[tuple[Claim, Successor | None]] = []
-            started, ticked = time.perf_counter(), 0
+            started, ticked = self.clock.monotonic(), 0
             for index, claim in enumerate(claims):
                 if self._stopping.is_set():
                     for rest in claims[index:]:
@@ -280,7 +281,7 @@ class Worker:
 
     def _run_one(self, claim: Claim, result: StepResult) -> Claim | None:
         """Tick ``claim`` and record the outcome; return a chained claim on its successor."""
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         successor = self._tick(claim, result)
         self._timed_ticks(1, started)
         return None if isinstance(successor, _Settled) else self._settle(claim, successor, result)

@@ -8,6 +8,7 @@ CLI runs from there against the real database.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -26,8 +27,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel built from a copy of the project (so the source tree gets no build files)."""
-    work = tmp_path_factory.mktemp("wheel")
+    """A wheel built from a copy of the project (so the source tree gets no build files).
+
+    Built once per test run: with pytest-xdist, the processes of one run share the parent of their
+    temporary folders, and the first to take the lock there builds while the others wait for it.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with open(shared / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_wheel(shared / "wheel")
+
+
+def _build_wheel(work: Path) -> Path:
+    earlier = sorted((work / "dist").glob("martian_doves-*.whl"))
+    if earlier:
+        return earlier[0]
+    shutil.rmtree(work, ignore_errors=True)  # what a failed build left
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests", "bench"))

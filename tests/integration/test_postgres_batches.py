@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ pytest.importorskip("psycopg")
 
 from pgdb import assert_counters_match, db
 
+from martian_doves.clock import FakeClock
 from martian_doves.config import PostgresOptions, WorkerOptions
 from martian_doves.errors import ClaimLost, CodecError
 from martian_doves.model import Claim, State, Successor
@@ -110,15 +110,20 @@ def test_a_commit_finds_its_row_by_name_whatever_the_statistics_say(pg_url: str,
 def test_a_worker_left_to_adapt_batches_short_ticks_and_claims_slow_ones_one_by_one(
         pg_store: PostgresStore, tick_seconds: float, expected: list[int]) -> None:
     """Without --prefetch, a worker doubles its batch while ticks are short and stays at one while
-    they are slow (a batch would hold slow states in one worker while others idle)."""
+    they are slow (a batch would hold slow states in one worker while others idle).
+
+    The worker times ticks on its clock; here only the ticks move it, so a tick of 0 s stays one of
+    0 s on a machine busy enough to stretch it past ``FAST_TICK_SECONDS``."""
+    clock = FakeClock()
+
     def nap(payload: dict[str, object]) -> None:
-        time.sleep(tick_seconds)
+        clock.advance(tick_seconds)
 
     registry = Registry()
     registry.register("nap", nap)
 
     pg_store.submit([State(f"n{i:03}.state", "nap", {}) for i in range(sum(expected))])
-    worker = Worker(pg_store, registry, WorkerOptions(name="adapting", chain=False))
+    worker = Worker(pg_store, registry, WorkerOptions(name="adapting", chain=False), clock=clock)
     assert worker.options.prefetch is None
     assert [worker.step().claimed for _ in expected] == expected
     assert pg_store.status().done == sum(expected)
