@@ -20,7 +20,7 @@ from pgdb import assert_counters_match, db
 from martian_doves.clock import FakeClock
 from martian_doves.config import PostgresOptions, WorkerOptions
 from martian_doves.errors import ClaimLost, CodecError
-from martian_doves.model import Claim, State, Successor
+from martian_doves.model import JOIN_STATE, Child, Claim, State, Successor, WaitFor
 from martian_doves.registry import Registry
 from martian_doves.stores.base import BatchCommitStore, Committed
 from martian_doves.stores.postgres import PostgresStore, Q, commits
@@ -85,6 +85,26 @@ def test_commit_many_commits_plain_transitions_together_and_leaves_the_rest(pg_u
     again = pg_store.commit_many([transitions[1]], keep=True)
     assert again == [None]
     pg_store.commit(*transitions[1])  # "my earlier try did it": no error, nothing written twice
+    assert_counters_match(pg_url)
+
+
+def test_commit_many_ends_child_machines_together_and_wakes_each_join_once_the_last_ended(
+        pg_url: str, pg_store: PostgresStore) -> None:
+    """A fan-out's children end a batch at a time: their joins' locks held, each join woken once no
+    child of it runs, and not before."""
+    pg_store.submit([State("f.state", "fan", {}), State("g.state", "fan", {})])
+    for spawner in pg_store.claim("w", 2, {"fan"}):
+        children = tuple(Child("item", {"i": i}) for i in range(3))
+        pg_store.commit(spawner, Successor(JOIN_STATE, {}, wait=WaitFor("collect", children=3), children=children))
+    claims = {claim.name: claim for claim in pg_store.claim("w", 6, {"item"})}
+    assert len(claims) == 6
+    # Every child of f, and two of g's three: f's join is due, g's still waits.
+    ending = [name for name in sorted(claims) if name != "g.state+2.state"]
+    outcomes = pg_store.commit_many([(claims[name], None) for name in ending])
+    assert outcomes == [Committed(None)] * 5
+    assert [claim.name for claim in pg_store.claim("w", 10)] == ["f.state-1"]
+    assert pg_store.commit_many([(claims["g.state+2.state"], None)]) == [Committed(None)]
+    assert [claim.name for claim in pg_store.claim("w", 10)] == ["g.state-1"]
     assert_counters_match(pg_url)
 
 

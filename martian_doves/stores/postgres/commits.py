@@ -22,6 +22,7 @@ import psycopg
 from martian_doves import codec
 from martian_doves.errors import InvalidDocument, UnsafeName
 from martian_doves.model import Claim, JSONDict, State, Successor
+from martian_doves.stores.postgres import machines
 from martian_doves.stores.postgres.machines import join_key, mail_key
 from martian_doves.stores.postgres.sql import Q
 
@@ -126,8 +127,12 @@ def write(conn: Conn, claim: Claim, params: dict[str, Any], first: str,
     raise UnsafeName(f"no free successor name for {claim.name} among the first {CANDIDATES}")
 
 
-def write_batch(conn: Conn, items: Sequence[dict[str, Any]], lease: float, channel: str) -> dict[str, str | None]:
+def write_batch(conn: Conn, items: Sequence[dict[str, Any]], lease: float, channel: str,
+                savepoint: bool = False) -> dict[str, str | None]:
     """Plain commits (``PostgresStore.commit``'s parameters, no lock) in one statement.
+
+    Args:
+        savepoint: the caller's transaction goes on after this statement fails (a savepoint).
 
     Returns:
         The successor's name (None for a machine's end) of each parent settled, by the
@@ -137,10 +142,29 @@ def write_batch(conn: Conn, items: Sequence[dict[str, Any]], lease: float, chann
     ordered = sorted(items, key=lambda item: item["name"])  # rows locked in one order by every batch
     params = {key: [item[field] for item in ordered] for key, field in _BATCH_FIELDS.items()}
     try:
-        rows = conn.execute(Q["commit_batch"], {**params, "lease": lease, "channel": channel}).fetchall()
+        with conn.transaction() if savepoint else contextlib.nullcontext():
+            rows = conn.execute(Q["commit_batch"], {**params, "lease": lease, "channel": channel}).fetchall()
     except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
         return {}  # a name taken meanwhile, two takeovers crossing: each commits alone
     return {parent: child for parent, child in rows}
+
+
+def write_batch_ending(conn: Conn, items: Sequence[dict[str, Any]], ending: dict[str, str], schema: str,
+                       lease: float, channel: str) -> dict[str, str | None]:
+    """``write_batch`` of ``items`` among which child machines end (``ending``: the spawner of each, by name).
+
+    Their joins' locks are held (in one order: two batches never wait on each other) and each
+    join is woken after, as a single commit does: a fan-out's children end a batch at a time.
+    """
+    if not ending:
+        return write_batch(conn, items, lease, channel)
+    with conn.transaction():
+        for spawner in sorted(set(ending.values())):
+            machines.lock(conn, join_key(schema, spawner))
+        done = write_batch(conn, items, lease, channel, savepoint=True)
+        for spawner in sorted({ending[name] for name in done if name in ending}):
+            machines.wake_join(conn, spawner, channel)
+        return done
 
 
 #: ``commit_batch``'s array parameters and the commit parameter each is made of.

@@ -126,7 +126,13 @@ def spawn(conn: Conn, spawner: str, children: Sequence[Child]) -> None:
 def child_ended(conn: Conn, state: State, channel: str) -> None:
     """After the last state of a child machine ended (in that transaction): wake its parent's join."""
     if state.origin is not None:
-        conn.execute(Q["wake_join"], {"spawner": state.origin.parent, "channel": channel})
+        wake_join(conn, state.origin.parent, channel)
+
+
+def wake_join(conn: Conn, spawner: str, channel: str) -> None:
+    """Wake ``spawner``'s join if no child of it runs any more (its lock held, in the transaction that
+    ended a child)."""
+    conn.execute(Q["wake_join"], {"spawner": spawner, "channel": channel})
 
 
 def send(connector: PostgresConnector, machine: str, event: str, data: Any) -> None:

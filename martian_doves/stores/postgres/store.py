@@ -345,23 +345,25 @@ class PostgresStore(PostgresInspection):
                     keep: bool = False) -> list[Committed | None]:
         """Commit plain transitions together: one statement, one transaction, one WAL flush.
 
-        Each is atomic on its own, as ``commit`` makes it; one with a lock to take (a
-        waiting entry, children, a child machine's end), or that this statement leaves
-        out, is None: the caller commits it with ``commit``.
+        Each is atomic on its own, as ``commit`` makes it (a child machine's end wakes its join).
+        One with another lock to take (a wait, children) or left out is None: ``commit`` it alone.
         """
-        batch = {}
+        batch, ending = {}, {}  # ending: a child machine's end, by name: its spawner (whose join it wakes)
         for claim, successor in transitions:
             successor = None if successor is None else Successor(*successor)
-            if commits.lock_for(self.schema, claim, successor) is None:
+            origin = claim.state.origin if successor is None else None
+            if origin is not None or commits.lock_for(self.schema, claim, successor) is None:
                 try:
                     batch[claim.name] = (claim, successor, commits.params_for(claim, successor, keep, self.options,
                                                                                self.channel))
                 except CodecError:
                     continue  # ``commit`` says why
-        items = [params for _, _, params in batch.values()]
+                if origin is not None:
+                    ending[claim.name] = origin.parent
         try:
-            settled = self.connector.run("commit", lambda conn, _: commits.write_batch(
-                conn, items, self.options.lease_seconds, self.channel)) if items else {}
+            settled = self.connector.run("commit", lambda conn, _: commits.write_batch_ending(
+                conn, [params for _, _, params in batch.values()], ending, self.schema, self.options.lease_seconds,
+                self.channel)) if batch else {}
         except StoreError:
             return [None] * len(transitions)  # each is committed alone, riding the outage out
         return [Committed(commits.kept_claim(*batch[claim.name], settled[claim.name]))
