@@ -511,10 +511,14 @@ class Worker:
                     self._busy_threads -= 1
             if result.claimed:
                 continue
-            if self.options.exit_when_finished and self._finished():
-                self._stopping.set()
-                break
-            self.store.wait_for_work(self.options.poll_seconds)
+            # A store that can tell that nothing arrived (False) is only waited on again: an
+            # idle worker then costs no claim, and no query, between two wake-ups.
+            while True:
+                if self.options.exit_when_finished and self._finished():
+                    self._stopping.set()
+                    break
+                if self.store.wait_for_work(self.options.poll_seconds) is not False or self._stopping.is_set():
+                    break
 
     def _finished(self) -> bool:
         with self._held_lock:
@@ -645,9 +649,10 @@ class Worker:
         for thread in threads:
             thread.start()
         try:
-            for thread in threads:
-                while thread.is_alive() and not self._stopping.is_set():
-                    thread.join(0.2)
+            # A loop ends only once stopping is set (finished, stopped, crashed, timed out):
+            # wait for that; the timeout only guards, and an idle worker wakes once a second.
+            while any(thread.is_alive() for thread in threads) and not self._stopping.wait(1.0):
+                pass
             # Stopping: in-flight ticks get the grace period, heartbeats continue meanwhile;
             # after a tick timeout none is waited for (what they held is released already).
             grace = 0.0 if self._abandon.is_set() else self.options.shutdown_grace_seconds

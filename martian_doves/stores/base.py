@@ -101,8 +101,14 @@ class Store(Protocol):
         """
         ...
 
-    def wait_for_work(self, timeout_seconds: float) -> None:
-        """Block until work may be available (a wake-up, a phase, a due retry) or timeout."""
+    def wait_for_work(self, timeout_seconds: float) -> bool | None:
+        """Block until work may be available (a wake-up, a phase, a due retry) or timeout.
+
+        Returns:
+            False only when the store knows that a claim would find nothing new (no wake-up
+            came, nothing fell due): the worker then waits again without claiming. None or
+            True: claim.
+        """
         ...
 
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:

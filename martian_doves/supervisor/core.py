@@ -51,8 +51,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Longest the supervisor loop sleeps without looking at its flags and children.
-_LOOP_SECONDS = 0.5
+#: Longest the supervisor loop sleeps without looking at its flags and children. Signals
+#: (the wake-up socket), exits (sentinels), restarts and the stop deadline end a sleep
+#: when due, so this only bounds an idle fleet's wake-ups.
+_LOOP_SECONDS = 2.0
 
 
 class WorkerCannotStart(ConfigError):
@@ -280,6 +282,8 @@ class Supervisor:
         for slot in self._slots:
             if slot.restart_at is not None:
                 timeout = min(timeout, max(0.0, slot.restart_at - now))
+        if self._stop_deadline is not None:
+            timeout = min(timeout, max(0.0, self._stop_deadline - now) + 0.01)
         waitables: list[Any] = [wakeup]
         waitables += [slot.process.sentinel for slot in self._alive() if slot.process is not None]
         if wakeup in multiprocessing.connection.wait(waitables, timeout):

@@ -62,7 +62,9 @@ class OutputPump:
                     return
                 self._closing.wait(0.1)
                 continue
-            for reader in multiprocessing.connection.wait(readers, timeout=0.2):
+            # The timeout only picks up pipes added meanwhile (a worker started): their
+            # output waits in the pipe until then, nothing is lost.
+            for reader in multiprocessing.connection.wait(readers, timeout=1.0):
                 assert not isinstance(reader, int | socket.socket)
                 fd = reader.fileno()
                 try:

@@ -789,3 +789,31 @@ def test_a_heartbeat_that_meets_a_claim_just_committed_does_not_call_it_taken_ov
         worker.step()
     assert store.status().done == 3
     assert [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()] == []
+
+
+def test_a_worker_told_that_nothing_came_waits_again_without_claiming() -> None:
+    """``wait_for_work`` answering False (PostgreSQL: no NOTIFY, nothing due) costs no claim."""
+    import threading
+
+    class QuietStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.claims = 0
+            self.quiet_waits = 0
+
+        def claim(self, worker: str, limit: int, states: Any = None) -> list[Claim]:
+            self.claims += 1
+            return super().claim(worker, limit, states)
+
+        def wait_for_work(self, timeout_seconds: float) -> bool | None:
+            self.quiet_waits += 1
+            if self.quiet_waits >= 5:
+                worker.stop()
+            return False
+
+    store = QuietStore()
+    worker = Worker(store, Registry(), WorkerOptions(name="w", exit_when_finished=False, poll_seconds=0.01))
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    runner.join(30)
+    assert store.quiet_waits == 5 and store.claims == 1

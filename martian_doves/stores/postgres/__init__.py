@@ -9,7 +9,8 @@
 - ``machines.py``: timers' and waits' rows, mailboxes, children and their joins;
 - ``views.py``: what ``status`` and ``history`` read;
 - ``inspection.py``: ``list``, ``show``, counts by state, ``forget``, dead workers;
-- ``export.py``: the states written back as a folder store (``PostgresStore.export``).
+- ``export.py``: the states written back as a folder store (``PostgresStore.export``);
+- ``idle.py``: what an idle worker costs (a wait that sends no query, a stamp now and then).
 
 Needs the ``postgres`` extra (psycopg 3 and its pool).
 """

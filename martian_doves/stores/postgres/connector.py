@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,8 @@ T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: TCP keepalive settings used unless the URL gives its own.
+#: How long a readable LISTEN socket is read for its notification (see ``_listen``).
+_READ_SECONDS = 0.05
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
@@ -117,6 +120,10 @@ class PostgresConnector:
         self._listener: Conn | None = None
         self._listen_lock = threading.Lock()
         self._woken = threading.Condition()
+        #: Grows with every NOTIFY the listener received, and whenever one may have been
+        #: missed (the listener was rebuilt or failed): a waiter that sees it unchanged
+        #: knows no wake-up came (``PostgresStore.wait_for_work``).
+        self.wakeups = 0
         #: When the current outage began (monotonic seconds); None while the store answers.
         self._outage_since: float | None = None
         #: What the current outage is, in a few words (``outage_reason``).
@@ -281,11 +288,12 @@ class PostgresConnector:
                 self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                 # A NOTIFY sent before LISTEN took effect is lost: look for work once more.
                 timeout = 0.0
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1) if timeout > 0 else ():
-                pass
+                self.wakeups += 1
+            self._listen(self._listener, timeout)
         except (psycopg.Error, StoreError) as e:
             # Polling carries on; the listener is rebuilt on the next wait.
             log.debug("LISTEN connection failed (%s); polling", first_line(e))
+            self.wakeups += 1
             if self._listener is not None:
                 self._listener.close()
             self._listener = None
@@ -294,6 +302,25 @@ class PostgresConnector:
             self._listen_lock.release()
         with self._woken:
             self._woken.notify_all()
+
+    def _listen(self, listener: Conn, timeout: float) -> None:
+        """Wait up to ``timeout`` for a NOTIFY on ``listener``, counting it in ``wakeups``.
+
+        The socket is waited on in one ``select`` for the whole timeout: psycopg's own wait
+        wakes every 0.1 s (to answer Ctrl-C), ten wake-ups a second in every idle worker.
+        Whatever the server sent is then read by psycopg, briefly.
+        """
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([listener.fileno()], [], [], left)
+            if not ready:
+                return
+            # Readable: a notification, or a message that is none (then this waits no more
+            # than _READ_SECONDS), or a closed connection (then psycopg raises).
+            received = sum(1 for _ in listener.notifies(timeout=_READ_SECONDS, stop_after=1))
+            if received:
+                self.wakeups += 1
+                return
 
     def close(self) -> None:
         """Close every connection; operations still running give up instead of retrying."""

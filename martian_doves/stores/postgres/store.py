@@ -59,6 +59,7 @@ from martian_doves.stores.base import Committed, SubmitResult, Successor
 from martian_doves.stores.postgres import commits, machines, schema, views
 from martian_doves.stores.postgres.connector import Conn, PostgresConnector, Unreadable
 from martian_doves.stores.postgres.export import export as export_to_folder
+from martian_doves.stores.postgres.idle import IdleStamps, QuietWait
 from martian_doves.stores.postgres.inspection import PostgresInspection
 from martian_doves.stores.postgres.sql import Q
 from martian_doves.stores.postgres.url import parse_url
@@ -101,6 +102,9 @@ class PostgresStore(PostgresInspection):
         self._spare_lock = threading.Lock()
         #: The state names each worker of this process registered with (None: all), for heartbeats.
         self._worker_states: dict[str, list[str] | None] = {}
+        #: What an idle worker costs: no query between wake-ups, a stamp every quarter lease.
+        self._quiet = QuietWait(self.connector, self.options.poll_seconds, self.clock)
+        self._stamps = IdleStamps(self.options.lease_seconds, self.clock)
         if read_only or not self.options.create_schema:
             schema.require(self.connector, current=read_only)
         if not read_only:
@@ -166,6 +170,7 @@ class PostgresStore(PostgresInspection):
         """Record ``worker`` as alive with the states it can run (and drop registrations dead for ten leases)."""
         self._worker_states[worker] = None if states is None else sorted(states)
         self.connector.run("register", lambda conn, _: conn.execute(Q["register_worker"], self._worker_params(worker)))
+        self._stamps.stamped(worker)
 
     def unregister_worker(self, worker: str) -> None:
         """Remove ``worker``'s registration and give back every state it still holds."""
@@ -187,6 +192,7 @@ class PostgresStore(PostgresInspection):
             self._spare = [c for c in self._spare if c not in mine]
         if mine:
             return mine
+        self._quiet.claiming()
         batch = secrets.token_hex(8)
         params = {"limit": max(limit, self.options.claim_batch), "worker": worker, "batch": batch,
                   "lease": self.options.lease_seconds, "pattern": f"{batch}.%", "states": machines.state_names(states)}
@@ -237,19 +243,12 @@ class PostgresStore(PostgresInspection):
             pass
         return False
 
-    def wait_for_work(self, timeout_seconds: float) -> None:
-        """Block until a NOTIFY arrives, a delayed state falls due, or the timeout passes."""
+    def wait_for_work(self, timeout_seconds: float) -> bool | None:
+        """Block until a NOTIFY, a due time or the timeout; False: a claim would find nothing new."""
         with self._spare_lock:
             if self._spare:
-                return
-        timeout = min(timeout_seconds, self.options.poll_seconds)
-        try:
-            due = self.connector.run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
-            if due and due[0] is not None:
-                timeout = min(timeout, max(0.01, float(due[0])))
-        except StoreError:
-            pass  # the wait itself is the back-off
-        self.connector.wait_for_notify(timeout)
+                return True
+        return self._quiet.wait(timeout_seconds)
 
     def heartbeat(self, worker: str, claims: Sequence[Claim]) -> list[Claim]:
         """Extend the leases of ``claims`` and of claims this process holds for ``worker``.
@@ -260,8 +259,11 @@ class PostgresStore(PostgresInspection):
         with self._spare_lock:
             spare = [c for c in self._spare if c.worker == worker]
         every = [*claims, *spare]
+        if not every and not self._stamps.due(worker):
+            return []  # holding nothing, it only needs to look alive: stamped every quarter lease
         params = {**self._worker_params(worker), "names": [c.name for c in every], "tokens": [c.token for c in every]}
         held = self.connector.run("heartbeat", lambda conn, _: {r[0] for r in conn.execute(Q["heartbeat"], params)})
+        self._stamps.stamped(worker)
         views.fold_counts(self.connector)
         with self._spare_lock:
             self._spare = [c for c in self._spare if c not in spare or c.token in held]
