@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from martian_doves.benchmark import procfs
 from martian_doves.errors import DovesError
+from martian_doves.model import StatusReport
 from martian_doves.stores.base import Store
 
 #: Worker names are ``<prefix>-<pid>``: the benchmark finds its workers' processes by them.
@@ -56,11 +57,12 @@ class Fleet:
         """Every process of the fleet: the supervisor, its workers and their helpers."""
         return procfs.session_members(self.process.pid)
 
-    def worker_pids(self, store: Store) -> list[int]:
-        """The processes of the fleet's live workers, by their names (``bench-<pid>``)."""
+    def worker_pids(self, store: Store, report: StatusReport | None = None) -> list[int]:
+        """The processes of the fleet's live workers, by their names (``bench-<pid>``), as ``report``
+        (a status just read) or a fresh status says."""
         mine = set(self.pids())
         pids = []
-        for worker in store.status().workers:
+        for worker in (report or store.status()).workers:
             prefix, _, pid = worker.name.rpartition("-")
             if worker.alive and prefix == NAME_PREFIX and pid.isdigit() and int(pid) in mine:
                 pids.append(int(pid))

@@ -191,23 +191,31 @@ def _pending_point(where: str | None, mode: str, options: BenchOptions, pending:
                     time.sleep(0.05)
                 first_commit = asked - started
                 first_done, first_at = report.done, asked
+                # How busy the workers are over the window: CPU time against wall time (ticks that
+                # do not sleep keep a busy worker on a core; one waiting for work uses none).
+                pids = fleet.worker_pids(store, report)
+                cpu_before = procfs.cpu_seconds(pids)
                 ended = False  # a backlog done before the window ends: the rate up to its end
                 while not ended and time.monotonic() - first_at < window_seconds:
                     time.sleep(min(0.5, max(0.0, window_seconds - (time.monotonic() - first_at))))
                     ended = store.is_finished()
+                cpu_seconds = procfs.cpu_seconds(pids) - cpu_before
                 report, asked, _ = _timed_status(store)
             finally:
                 fleet.stop()
         finally:
             store.close()
     rate = (report.done - first_done) / (asked - first_at)
+    busy = cpu_seconds / ((asked - first_at) * len(pids)) if pids else None
     point = {"pending": pending, "submit_seconds": round(submit_seconds, 2),
              "submit_per_second": round(pending / submit_seconds, 1), "status_seconds": round(status_seconds, 3),
              "first_commit_seconds": round(first_commit, 2), "window_seconds": round(asked - first_at, 2),
-             "transitions_per_second": round(rate, 1), "finished_in_window": ended}
+             "transitions_per_second": round(rate, 1), "finished_in_window": ended,
+             "worker_cpu_share": None if busy is None else round(busy, 3)}
     if say is not None:
         say(f"{pending:,} pending: first commit after {first_commit:.2f} s, {rate:,.0f} transitions/s, "
-            f"status {status_seconds:.2f} s, submit {pending / submit_seconds:,.0f}/s")
+            f"status {status_seconds:.2f} s, submit {pending / submit_seconds:,.0f}/s"
+            + ("" if busy is None else f", workers busy {busy:.0%} (CPU)"))
     return point
 
 
