@@ -57,6 +57,23 @@ class Fleet:
         """Every process of the fleet: the supervisor, its workers and their helpers."""
         return procfs.session_members(self.process.pid)
 
+    def server_pids(self, store: Store) -> list[int]:
+        """PostgreSQL on this host: the server processes serving the fleet's connections (their
+        CPU is the fleet's cost too); [] for a folder store or a server elsewhere.
+
+        A session names its process in ``application_name`` (``doves:<schema>:<pid>``).
+        """
+        connector = getattr(store, "connector", None)
+        if connector is None:
+            return []
+        mine = set(self.pids())
+        query = ("SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE %(prefix)s "
+                 "AND coalesce(host(inet_server_addr()) IN ('127.0.0.1', '::1'), true)")
+        prefix = f"doves:{connector.schema[:45]}:%"
+        rows = connector.run("bench", lambda conn, _: conn.execute(query, {"prefix": prefix}).fetchall())
+        return [int(pid) for pid, name in rows if name.rpartition(":")[2].isdigit()
+                and int(name.rpartition(":")[2]) in mine]
+
     def worker_pids(self, store: Store, report: StatusReport | None = None) -> list[int]:
         """The processes of the fleet's live workers, by their names (``bench-<pid>``), as ``report``
         (a status just read) or a fresh status says."""

@@ -198,11 +198,18 @@ def idle_latency(store: Store, channel: Path, probes: int, gap_seconds: float) -
 
 def idle_cpu_percent(fleet: Fleet, seconds: float) -> float:
     """CPU time the fleet's processes use while idle for ``seconds``, in % of one core."""
+    return idle_cpu_split(fleet, seconds, [])[0]
+
+
+def idle_cpu_split(fleet: Fleet, seconds: float, server: Sequence[int]) -> tuple[float, float]:
+    """CPU time used while idle for ``seconds`` by the fleet's processes and by the ``server``
+    processes (its PostgreSQL backends, ``Fleet.server_pids``), each in % of one core."""
     pids = fleet.pids()
-    before, started = procfs.cpu_seconds(pids), time.monotonic()
+    before, served, started = procfs.cpu_seconds(pids), procfs.cpu_seconds(server), time.monotonic()
     time.sleep(seconds)
-    used, elapsed = procfs.cpu_seconds(pids) - before, time.monotonic() - started
-    return 100 * used / elapsed
+    elapsed = time.monotonic() - started
+    used, serving = procfs.cpu_seconds(pids) - before, procfs.cpu_seconds(server) - served
+    return 100 * used / elapsed, 100 * serving / elapsed
 
 
 def throughput(store: Store, fleet: Fleet, options: BenchOptions) -> Throughput:

@@ -113,6 +113,11 @@ def curve_text(curve: dict[str, Any]) -> str:
     return "\n".join("  ".join(line) for line in [columns, *lines])
 
 
+def _served(percent: float | None) -> str:
+    """The share of an idle CPU figure spent in the PostgreSQL server's backends, if any."""
+    return f", {percent:.2f}% of it in the server's backends" if percent else ""
+
+
 def scenario_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
     """(measure, value) pairs of a ``--scenario`` report."""
     store = found["store"] if found["store"] == "postgresql" else f"{found['store']}, {found['mode']} mode"
@@ -126,10 +131,12 @@ def scenario_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
     lines += [("timers", f"{timers['count']:,}, due {timers['after_seconds']:g} s after arming, "
                          f"{timers['gap_seconds']:g} s apart"),
               ("lateness", f"p50 {late['p50']:.2f} ms, p99 {late['p99']:.2f} ms, max {late['max']:.2f} ms"),
-              ("idle fleet CPU", f"{idle['empty_percent_of_one_core']:.2f}% of one core over {idle['seconds']:g} s")]
+              ("idle fleet CPU", f"{idle['empty_percent_of_one_core']:.2f}% of one core over {idle['seconds']:g} s"
+                                 f"{_served(idle['empty_server_percent_of_one_core'])}")]
     if idle["scheduled_percent_of_one_core"] is not None:
         cpu, armed = idle["scheduled_percent_of_one_core"], idle["arm_seconds"]
-        lines.append((f"... with {idle['scheduled']:,} scheduled", f"{cpu:.2f}% of one core (armed in {armed:.1f} s)"))
+        lines.append((f"... with {idle['scheduled']:,} scheduled", f"{cpu:.2f}% of one core"
+                      f"{_served(idle['scheduled_server_percent_of_one_core'])} (armed in {armed:.1f} s)"))
     return lines
 
 

@@ -4,7 +4,8 @@
   afters spread ``timer_gap_seconds`` apart so the fleet is idle when each fires: the
   lateness of each firing (the start of its tick minus its due time). Then the idle
   fleet's CPU use with nothing scheduled, and again once ``scheduled`` more timers are
-  armed a day ahead (many timers should cost no polling).
+  armed a day ahead (many timers should cost no polling): its processes' and, on a
+  PostgreSQL server on this host, the backends' serving them.
 - ``fanout``: one state spawns ``children`` children that end at once, joined by one
   state: the time from the submit to the start of the join's tick, and children/s.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from martian_doves.benchmark.fleet import BenchError, Fleet
-from martian_doves.benchmark.measure import Progress, host, idle_cpu_percent, wait_finished, warm_up
+from martian_doves.benchmark.measure import Progress, host, idle_cpu_split, wait_finished, warm_up
 from martian_doves.benchmark.probe import FANOUT_STATE, TIMER_STATE
 from martian_doves.benchmark.target import fresh_store
 from martian_doves.benchmark.workload import BenchOptions, percentile
@@ -151,13 +152,13 @@ def timers_scenario(where: str | None, mode: str, options: BenchOptions, scenari
         lateness = [float(late) * 1000 for _, late in _wait_lines(log, n, store, fleet, timeout)]
         wait_finished(store, options.timeout_seconds, fleet)
         say(f"idle CPU over {options.idle_seconds:g} s, nothing scheduled")
-        idle_empty = idle_cpu_percent(fleet, options.idle_seconds)
+        idle_empty = idle_cpu_split(fleet, options.idle_seconds, fleet.server_pids(store))
         idle_scheduled, arm_seconds = None, None
         if scenario.scheduled:
             say(f"arming {scenario.scheduled:,} timers due in a day")
             arm_seconds = _arm_scheduled(store, fleet, scenario.scheduled, options.timeout_seconds)
             say(f"idle CPU over {options.idle_seconds:g} s, {scenario.scheduled:,} timers scheduled")
-            idle_scheduled = idle_cpu_percent(fleet, options.idle_seconds)
+            idle_scheduled = idle_cpu_split(fleet, options.idle_seconds, fleet.server_pids(store))
         found = _store_fields(target, mode, options, "timers")
     return {
         **found,
@@ -165,10 +166,14 @@ def timers_scenario(where: str | None, mode: str, options: BenchOptions, scenari
         "lateness_ms": {"p50": round(percentile(lateness, 50), 3), "p99": round(percentile(lateness, 99), 3),
                         "max": round(max(lateness), 3), "min": round(min(lateness), 3),
                         "samples": [round(x, 3) for x in lateness]},
-        "idle_cpu": {"seconds": options.idle_seconds, "empty_percent_of_one_core": round(idle_empty, 3),
+        # The fleet's cost: its processes and, on PostgreSQL, the server's backends serving them.
+        "idle_cpu": {"seconds": options.idle_seconds, "empty_percent_of_one_core": round(sum(idle_empty), 3),
+                     "empty_server_percent_of_one_core": round(idle_empty[1], 3),
                      "scheduled": scenario.scheduled, "arm_seconds": None if arm_seconds is None else
                      round(arm_seconds, 2),
-                     "scheduled_percent_of_one_core": None if idle_scheduled is None else round(idle_scheduled, 3)},
+                     "scheduled_percent_of_one_core": None if idle_scheduled is None else round(sum(idle_scheduled), 3),
+                     "scheduled_server_percent_of_one_core": None if idle_scheduled is None else
+                     round(idle_scheduled[1], 3)},
     }
 
 

@@ -144,6 +144,27 @@ def test_bench_timers_scenario_on_postgresql_times_every_firing(doves: Doves, pg
     report = _scenario(doves, pg_server_url, *TIMERS)
     _check_timers(report)
     assert (report["store"], report["mode"]) == ("postgresql", "postgres")
+    idle = report["idle_cpu"]
+    assert 0 <= idle["empty_server_percent_of_one_core"] <= idle["empty_percent_of_one_core"]
+
+
+def test_bench_counts_the_postgresql_backends_serving_the_fleet(pg_server_url: str) -> None:
+    """Their CPU is the fleet's cost too: the server processes of its sessions, none of the driver's."""
+    from martian_doves.benchmark.fleet import Fleet
+    from martian_doves.benchmark.target import fresh_store
+    from martian_doves.stores import open_store
+
+    with fresh_store(pg_server_url) as target:
+        store = open_store(target, "lease")
+        fleet = Fleet(target, "lease", 1, 1)
+        try:
+            fleet.wait_started(store)
+            backends = fleet.server_pids(store)
+            assert backends and not set(backends) & set(fleet.pids())
+            assert {Path(f"/proc/{pid}/comm").read_text().strip() for pid in backends} == {"postgres"}
+        finally:
+            fleet.stop()
+            store.close()
 
 
 @pytest.mark.parametrize("where", ["folder", "postgresql"])
