@@ -22,8 +22,7 @@ import psycopg
 from martian_doves import codec
 from martian_doves.errors import InvalidDocument, UnsafeName
 from martian_doves.model import Claim, JSONDict, State, Successor
-from martian_doves.stores.postgres import machines
-from martian_doves.stores.postgres.machines import join_key, mail_key
+from martian_doves.stores.postgres.machines import join_key, lock, mail_key, wake_join
 from martian_doves.stores.postgres.sql import Q
 
 if TYPE_CHECKING:
@@ -160,10 +159,10 @@ def write_batch_ending(conn: Conn, items: Sequence[dict[str, Any]], ending: dict
         return write_batch(conn, items, lease, channel)
     with conn.transaction():
         for spawner in sorted(set(ending.values())):
-            machines.lock(conn, join_key(schema, spawner))
+            lock(conn, join_key(schema, spawner))
         done = write_batch(conn, items, lease, channel, savepoint=True)
         for spawner in sorted({ending[name] for name in done if name in ending}):
-            machines.wake_join(conn, spawner, channel)
+            wake_join(conn, spawner, channel)
         return done
 
 
