@@ -345,11 +345,8 @@ class PostgresStore(PostgresInspection):
 
     def commit_many(self, transitions: Sequence[tuple[Claim, Successor | None]], *,
                     keep: bool = False) -> list[Committed | None]:
-        """Commit plain transitions together: one statement, one transaction, one WAL flush.
-
-        Each is atomic on its own, as ``commit`` makes it (a child machine's end wakes its join).
-        One with another lock to take (a wait, children) or left out is None: ``commit`` it alone.
-        """
+        """Commit plain transitions and child machines' ends at once (one statement, one transaction,
+        one WAL flush), each atomic as ``commit`` makes it; one with another lock or left out is None."""
         batch, ending = {}, {}  # ending: a child machine's end, by name: its spawner (whose join it wakes)
         for claim, successor in transitions:
             successor = None if successor is None else Successor(*successor)
