@@ -180,7 +180,6 @@ class PostgresStore(PostgresInspection):
         self.connector.run("unregister", lambda conn, _: conn.execute(Q["unregister_worker"], params))
         views.fold_counts(self.connector)
 
-
     def claim(self, worker: str, limit: int, states: Collection[str] | None = None) -> list[Claim]:
         """Claim up to ``limit`` runnable states, taking over expired leases first.
 
@@ -496,4 +495,3 @@ class PostgresStore(PostgresInspection):
 
 
 __all__ = ["PostgresStore"]
-
