@@ -448,6 +448,15 @@ def test_status_names_the_runnable_states_no_live_worker_can_run(store: Postgres
     store.unregister_worker("w-all")
     store.unregister_worker("w-alpha")
     assert {e["state"] for e in store.status().details["no_worker_for"]} == {"alpha", "beta"}
+    # A state not due yet (here a retry's backoff) is scheduled, not runnable: not counted.
+    for claim in store.claim("w-beta", 3):
+        if claim.name == "b1.state":
+            store.retry_later(claim, 3600, "later")
+        else:
+            store.release(claim)
+    store.unregister_worker("w-beta")  # a claim registers its worker, able to run everything
+    [beta] = [e for e in store.status().details["no_worker_for"] if e["state"] == "beta"]
+    assert beta["count"] == 1
 
 
 # -- retry, fail, release -----------------------------------------------------------------------

@@ -430,22 +430,30 @@ SELECT extract(epoch FROM min(not_before))::float8 FROM states WHERE status = 'p
 -- name: no_worker_for
 -- Runnable states that no live worker has a machine for (a worker's `states` NULL: all);
 -- the worker's own steps (doves.*) run anywhere. Only state names the counters show pending
--- and no live worker covers are looked for among the pending rows: usually none, and then
--- nothing is read.
+-- and no live worker covers are looked at: usually none, and then nothing is read. For each,
+-- what is due is its counted pending minus its rows not due yet (a range of states_runnable:
+-- the timers, never the backlog), and the longest-due is the first of its rows along
+-- states_runnable: a fleet started on ten million pending states learns at once that none of
+-- its workers is up yet, without counting them.
 WITH live AS (
     SELECT states FROM workers
     WHERE last_seen > now() - coalesce(lease_seconds, %(lease)s) * interval '1 second'
 ), uncovered AS (
-    SELECT state FROM (SELECT state, n FROM state_counts WHERE status = 'pending'
-                       UNION ALL SELECT state, n FROM state_count_deltas WHERE status = 'pending') AS c
+    SELECT state, sum(n) AS n FROM (SELECT state, n FROM state_counts WHERE status = 'pending'
+                                    UNION ALL SELECT state, n FROM state_count_deltas WHERE status = 'pending') AS c
     WHERE state NOT LIKE 'doves.%%' AND NOT EXISTS (SELECT 1 FROM live WHERE live.states IS NULL)
     GROUP BY state HAVING sum(n) > 0
        AND NOT EXISTS (SELECT 1 FROM live WHERE c.state = ANY(live.states))
+), due AS (
+    SELECT u.state,
+           u.n - (SELECT count(*) FROM states s
+                  WHERE s.status = 'pending' AND s.not_before > now() AND s.state = u.state) AS n,
+           (SELECT extract(epoch FROM s.not_before)::float8 FROM states s
+            WHERE s.status = 'pending' AND s.not_before <= now() AND s.state = u.state
+            ORDER BY s.not_before LIMIT 1) AS since
+    FROM uncovered u
 )
-SELECT s.state, count(*), extract(epoch FROM min(s.submitted_at))::float8
-FROM states s
-WHERE s.status = 'pending' AND s.not_before <= now() AND s.state IN (SELECT state FROM uncovered)
-GROUP BY s.state ORDER BY s.state LIMIT 50
+SELECT state, n, since FROM due WHERE n > 0 AND since IS NOT NULL ORDER BY state LIMIT 50
 
 -- name: read_only
 -- Whether this session may write: not on a standby (in recovery), nor where
