@@ -146,7 +146,14 @@ def test_worker_killed_mid_tick_is_taken_over(store: Path, log: Path, fleet: Fle
     machines = submit(store, log, ["slow"], 3, tick_seconds=1.0)
     machines |= submit(store, log, (f"q{i}" for i in range(10)), 2)
     workers = {proc.name: proc for proc in fleet.start_many(2)}
-    holder = wait_until(lambda: claims(store).get("slow.state-1"), "a claim on slow.state-1 (second tick running)")
+
+    def second_tick_running() -> str | None:
+        # A chaining worker claims slow.state-1 before it moves slow.state to done/ (a fsync on a
+        # busy disk can hold it there): a kill in between runs the first tick again, as it may.
+        holder = claims(store).get("slow.state-1")
+        return holder if holder is not None and done_by(store, "slow.state") == holder else None
+
+    holder = wait_until(second_tick_running, "slow.state done and a claim on slow.state-1 (second tick running)")
     workers.pop(holder).kill()
     [(survivor, proc)] = workers.items()
     proc.wait()
