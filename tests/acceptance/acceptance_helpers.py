@@ -7,14 +7,16 @@ no test asserts how fast anything is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,15 +181,41 @@ class Doves:
         return status
 
 
+#: The descriptor limit of the ``doves`` processes ``Running`` starts, while ``descriptor_limit`` holds one.
+_child_descriptors: int | None = None
+
+
+@contextlib.contextmanager
+def descriptor_limit(count: int) -> Iterator[None]:
+    """Processes started in the block may open at most ``count`` descriptors.
+
+    Set in each child before it runs ``doves``, never in the test process: a process that has run
+    many tests may hold more descriptors than ``count`` already, and could then start nothing.
+    """
+    global _child_descriptors
+    _child_descriptors = count
+    try:
+        yield
+    finally:
+        _child_descriptors = None
+
+
+def _limit_descriptors(count: int) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count if hard == resource.RLIM_INFINITY else min(count, hard), hard))
+
+
 class Running:
     """A ``doves`` command in the background, its output collected as it comes."""
 
     def __init__(self, args: tuple[str, ...], env: Mapping[str, str] | None, cwd: Path) -> None:
         # A session of its own: the test's signals reach the supervisor only (as from
         # a service manager), and cleanup can reach every process it started.
+        limit = _child_descriptors
         self.process = subprocess.Popen(command(*args), env=environment(env), cwd=cwd, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=None if limit is None else lambda: _limit_descriptors(limit))
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._readers = [threading.Thread(target=self._read, args=(stream,), daemon=True)

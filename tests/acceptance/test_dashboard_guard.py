@@ -10,14 +10,13 @@ given with ``--allow-host`` or ``DOVES_DASHBOARD_ALLOW_HOST`` are answered.
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from acceptance_helpers import Doves, Running, write_state
+from acceptance_helpers import Doves, Running, descriptor_limit, write_state
 from test_dashboard import start_dashboard
 
 pytestmark = pytest.mark.slow
@@ -73,17 +72,6 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def descriptor_limit(count: int) -> Iterator[None]:
-    """Processes started in the block may open at most ``count`` descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (count if hard == resource.RLIM_INFINITY else min(count, hard), hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextlib.contextmanager

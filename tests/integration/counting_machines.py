@@ -29,14 +29,27 @@ def _append(path: str, line: str) -> None:
         os.close(fd)
 
 
+def _wait_for(path: str) -> None:
+    """Hold the tick until the test creates ``path`` (a run it adds work to stays running meanwhile)."""
+    deadline = time.monotonic() + 120.0  # a hang guard: the test opens the gate long before
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {path} never opened")
+        time.sleep(0.02)
+
+
 @machine("counted-countdown")
 def counted_countdown(payload: dict[str, Any]) -> dict[str, Any] | None:
     """Like the seed's countdown: ``count`` ticks in all, one log line per tick.
 
     Payload: ``id`` (machine id), ``count`` (ticks left, this one included),
-    ``log`` (execution log path) and optional ``tick_seconds`` (sleep per tick).
+    ``log`` (execution log path), optional ``tick_seconds`` (sleep per tick) and optional
+    ``gate`` (a path: each tick waits until it exists).
     """
     count = int(payload["count"])
+    gate = payload.get("gate")
+    if isinstance(gate, str):
+        _wait_for(gate)
     seconds = payload.get("tick_seconds", 0)
     if isinstance(seconds, int | float) and seconds > 0:
         time.sleep(float(seconds))

@@ -352,8 +352,12 @@ def check_complete(store: Path, machines: Mapping[str, int], *, failed: Iterable
 # -- machines and their execution log ----------------------------------------------------
 
 
-def counting_payload(machine_id: str, count: int, log: Path, tick_seconds: float = 0.0) -> dict[str, Any]:
-    return {"id": machine_id, "count": count, "log": str(log), "tick_seconds": tick_seconds}
+def counting_payload(machine_id: str, count: int, log: Path, tick_seconds: float = 0.0,
+                     gate: Path | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"id": machine_id, "count": count, "log": str(log), "tick_seconds": tick_seconds}
+    if gate is not None:
+        payload["gate"] = str(gate)
+    return payload
 
 
 def counting_document(machine_id: str, count: int, log: Path, tick_seconds: float = 0.0) -> dict[str, Any]:
@@ -361,7 +365,8 @@ def counting_document(machine_id: str, count: int, log: Path, tick_seconds: floa
 
 
 def submit_counting(store: Path, mode: str, ids: Iterable[str], count: int, log: Path,
-                    tick_seconds: float = 0.0, store_options: Mapping[str, Any] | None = None) -> dict[str, int]:
+                    tick_seconds: float = 0.0, store_options: Mapping[str, Any] | None = None,
+                    gate: Path | None = None) -> dict[str, int]:
     """Submit one ``counted-countdown`` machine per id as ``<id>.state``; return root name → ticks."""
     from martian_doves.model import State
     from martian_doves.stores import open_store
@@ -370,7 +375,8 @@ def submit_counting(store: Path, mode: str, ids: Iterable[str], count: int, log:
     opened = open_store(str(store), mode, **dict(store_options or {}))
     try:
         results = opened.submit([
-            State(f"{machine_id}.state", "counted-countdown", counting_payload(machine_id, count, log, tick_seconds))
+            State(f"{machine_id}.state", "counted-countdown", counting_payload(machine_id, count, log, tick_seconds,
+                                                                               gate))
             for machine_id in ids
         ])
     finally:

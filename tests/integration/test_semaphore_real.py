@@ -243,7 +243,11 @@ def test_skewed_worker_refuses_and_late_joiner_never_double_ticks(store: Path, l
     tick of every machine runs exactly once and no worker ever found an assigned
     state claimed by someone else (``contended == 0``).
     """
-    machines = submit(store, log, (f"a{i:02d}" for i in range(40)), 3, tick_seconds=0.01)
+    # a00 waits at a gate until the late joiner and the new machines are in: however slow the
+    # machine is to start the late joiner, the run has not ended before they arrive.
+    gate = store.parent / "gate"
+    machines = submit_counting(store, MODE, ["a00"], 3, log, 0.01, OPTIONS, gate=gate)
+    machines |= submit(store, log, (f"a{i:02d}" for i in range(1, 40)), 3, tick_seconds=0.01)
     skewed = fleet.start("skewed", clock_offset_seconds=2 * OPTIONS["buffer_seconds"])
     first = fleet.start_many(2)
     wait_until(lambda: read_executions(log), "the first transitions")
@@ -253,6 +257,7 @@ def test_skewed_worker_refuses_and_late_joiner_never_double_ticks(store: Path, l
     for i in range(20):
         drop_file(store, f"c{i:02d}.state", json.dumps(counting_document(f"c{i:02d}", 3, log, 0.01)))
         machines[f"c{i:02d}.state"] = 3
+    gate.touch()
     fleet.wait_all()
     fleet.assert_healthy()
     check_complete(store, machines)
