@@ -84,6 +84,9 @@ class Machines:
         #: Per spawner, how many of its children, from index 0, this process has seen counted
         #: in ``joins/`` (records are only added while its join waits): see ``_join_complete``.
         self._counted: dict[str, int] = {}
+        #: Per spawner, its join entry's name and state, once read (state files never change):
+        #: each of its children's ends asks for them (bounded as ``_counted``).
+        self._joins: dict[str, tuple[str, State]] = {}
 
     # -- reading states --------------------------------------------------------------------
 
@@ -518,10 +521,17 @@ class Machines:
 
     def wake_join(self, spawner: str) -> None:
         """Wake ``spawner``'s join if every child has been counted (after a child's end is committed)."""
-        join = self.successor_of(spawner)
-        state = None if join is None else self.read_anywhere(join)
-        if join is None or state is None or state.state != JOIN_STATE or state.wait is None:
-            return
+        found = self._joins.get(spawner)
+        if found is None:
+            join = self.successor_of(spawner)
+            state = None if join is None else self.read_anywhere(join)
+            if join is None or state is None or state.state != JOIN_STATE or state.wait is None:
+                return
+            found = self._joins[spawner] = (join, state)
+            if len(self._joins) > _COUNTED_SPAWNERS:
+                del self._joins[next(iter(self._joins))]
+        join, state = found
+        assert state.wait is not None
         if self.files.is_settled(join):
             self._remove_join(spawner)
         elif self._join_complete(spawner, state.wait.children):
@@ -534,6 +544,7 @@ class Machines:
 
     def _remove_join(self, spawner: str) -> None:
         self._counted.pop(spawner, None)
+        self._joins.pop(spawner, None)
         try:
             with self.files.inner(self.files.joins, spawner) as ended:
                 fsops.remove_all(ended)
