@@ -13,10 +13,11 @@ from martian_doves.config import StoreConfig, WorkerOptions
 from martian_doves.errors import CodecError, ConfigError, DovesError, NotARegularFile
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
+from martian_doves.steps import StepResult
 from martian_doves.stores import open_store
 from martian_doves.stores.base import Store, SubmitResult
 from martian_doves.stores.directory import fsops
-from martian_doves.worker import StepResult, Worker
+from martian_doves.worker import Worker
 
 
 @dataclass(frozen=True)

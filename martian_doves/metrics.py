@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from martian_doves.httpserver import GuardedHandler, GuardedHTTPServer
 from martian_doves.model import INTERNAL_STATES, Claim, StatusReport
-from martian_doves.worker import Event
+from martian_doves.steps import Event
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

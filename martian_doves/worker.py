@@ -8,23 +8,19 @@ finish within a grace period, release what is left, unregister.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
-from martian_doves import codec
+from martian_doves import steps
 from martian_doves.clock import Clock, SystemClock
 from martian_doves.config import WorkerOptions
 from martian_doves.errors import (
     BadReturn,
     ClaimLost,
     CodecError,
-    FileTooLarge,
     InvalidPayload,
     Retry,
     RetryLimit,
@@ -35,15 +31,14 @@ from martian_doves.errors import (
     WaitTimedOut,
 )
 from martian_doves.logs import ContextAdapter, ticking
-from martian_doves.model import JOIN_STATE, WAIT_STATE, Claim, Failure, Successor, WaitFor, with_error
+from martian_doves.model import JOIN_STATE, WAIT_STATE, Claim, Failure, Successor, with_error
 from martian_doves.registry import Registry
+from martian_doves.steps import Event, EventHook, NotYet, StepResult
 from martian_doves.stores.base import BatchCommitStore, Store
 from martian_doves.text import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clip, describe_error, one_line, storable_text
 
 log = logging.getLogger(__name__)
 
-#: A waiting entry whose deadline is this close is waited out in the worker, not handed back.
-_DEADLINE_SLACK_SECONDS = 2.0
 #: Longest pause between two tries of a store that is unavailable (an outage).
 _OUTAGE_MAX_DELAY_SECONDS = 5.0
 #: With ``prefetch`` left to adapt, on a store that commits a batch at once: a tick faster than
@@ -59,26 +54,7 @@ def next_prefetch(current: int, seconds_per_tick: float) -> int:
     return min(MAX_ADAPTIVE_PREFETCH, current * 2) if seconds_per_tick < FAST_TICK_SECONDS else 1
 
 
-def _unwritable(claim: Claim, error: CodecError) -> str:
-    """Why the successor ``claim``'s handler returned cannot be written, and what to do about it."""
-    payload = claim.state.payload
-    if isinstance(error, FileTooLarge) and isinstance(payload.get("children"), list) \
-            and not codec.is_join_entry(claim.state):
-        # Most likely a join's handler passing its input on: that input may be larger than
-        # a state (--max-join-bytes), its return may not.
-        return (f"{error.message}: a join's handler gets every child's result in payload['children']; "
-                "return a summary of them, not the list itself")
-    return error.message
-
-
 T = TypeVar("T")
-
-
-class _NotYet:
-    """What ``Worker._next`` returns for a waiting entry woken before its time: it waits again."""
-
-
-NOT_YET = _NotYet()
 
 
 class _Settled:
@@ -86,37 +62,6 @@ class _Settled:
 
 
 SETTLED = _Settled()
-
-
-class Event(enum.StrEnum):
-    """What a worker reports to ``on_event`` hooks (and metrics)."""
-
-    CLAIMED = "claimed"
-    COMMITTED = "committed"
-    RETRIED = "retried"
-    FAILED = "failed"
-    LOST = "lost"
-    RELEASED = "released"
-
-
-@dataclass
-class StepResult:
-    """What one ``step`` did."""
-
-    claimed: int = 0
-    committed: int = 0
-    retried: int = 0
-    failed: int = 0
-    lost: int = 0
-    #: Ticks that overran ``tick_timeout_seconds`` (each also counted as retried or failed).
-    timed_out: int = 0
-
-    def add(self, other: StepResult) -> None:
-        for name in ("claimed", "committed", "retried", "failed", "lost", "timed_out"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-EventHook = Callable[[Event, Claim], None]
 
 
 class Worker:
@@ -317,7 +262,7 @@ class Worker:
                 trace = clip(storable_text(traceback.format_exc()), MAX_TRACEBACK_CHARS, keep_end=True)
                 self._retry(claim, describe_error(e), trace, None, result)
                 return SETTLED
-            if isinstance(successor, _NotYet):
+            if isinstance(successor, NotYet):
                 # Woken before its event, deadline or children: it waits again.
                 self._release(claim)
                 return SETTLED
@@ -332,7 +277,7 @@ class Worker:
             try:
                 next_claim = self._commit(claim, successor)
             except CodecError as e:  # the handler returned a payload we cannot write
-                self._fail(claim, Failure(BadReturn.code, _unwritable(claim, e), None, claim.attempts + 1,
+                self._fail(claim, Failure(BadReturn.code, steps.unwritable(claim, e), None, claim.attempts + 1,
                                           claim.errors), result)
                 return None
             self._committed(claim, result)
@@ -354,37 +299,12 @@ class Worker:
         self.log.warning("lost the claim on %s to another worker; dropped its result", claim.name,
                          extra={"action": "lost", "state_name": claim.name})
 
-    def _next(self, claim: Claim) -> Successor | _NotYet | None:
+    def _next(self, claim: Claim) -> Successor | NotYet | None:
         """What follows ``claim``: its handler's tick, or the worker's own step for a waiting entry."""
         state = claim.state
-        if state.wait is not None and state.state == WAIT_STATE:
-            return self._deliver(claim, state.wait)
-        if state.wait is not None and state.state == JOIN_STATE:
-            outcomes = self.store.children(claim)
-            if outcomes is None:
-                return NOT_YET
-            return Successor(state.wait.then, {**state.payload, "children": [o.as_dict() for o in outcomes]})
+        if state.wait is not None and state.state in (WAIT_STATE, JOIN_STATE):
+            return steps.own_step(self.store, self.clock, claim, state.wait)
         return self.registry.tick(state.state, state.payload, self.clock.time())
-
-    def _deliver(self, claim: Claim, wait: WaitFor) -> Successor | _NotYet:
-        """The successor of an event wait: the event's receiver, or its timeout, if either is due."""
-        payload = claim.state.payload
-        event = self.store.take_event(claim)
-        if event is None and wait.deadline is not None:
-            # The store judges the deadline by its own clock; ours may lag it a little.
-            # A short wait here (the claim is kept alive) beats handing the entry back and forth.
-            remaining = wait.deadline - self.clock.time()
-            if 0 < remaining <= _DEADLINE_SLACK_SECONDS:
-                self.clock.sleep(remaining)
-                event = self.store.take_event(claim)
-        if event is not None:
-            return Successor(wait.then, {**payload, "event": event.as_payload()})
-        if wait.deadline is None or self.clock.time() < wait.deadline:
-            return NOT_YET
-        if wait.on_timeout is None:
-            raise WaitTimedOut(f"no event {wait.event!r} arrived in time (deadline "
-                               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(wait.deadline))})")
-        return Successor(wait.on_timeout, payload)
 
     def _reschedule(self, claim: Claim, retry: Retry, result: StepResult) -> None:
         """The handler asked to run again later: not a failure, but bounded on its own."""

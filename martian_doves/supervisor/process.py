@@ -25,10 +25,11 @@ from martian_doves.loader import default_registry
 from martian_doves.logs import capture_output, setup_logging
 from martian_doves.metrics import WorkerMetrics
 from martian_doves.phases import PhaseTimer
+from martian_doves.steps import EventHook
 from martian_doves.supervisor.exits import EXIT_TICK_TIMEOUT, EXIT_WORKER_CONFIG, EXIT_WORKER_CRASHED
 from martian_doves.supervisor.signals import StopRequest
 from martian_doves.supervisor.spec import WorkerSpec
-from martian_doves.worker import EventHook, Worker
+from martian_doves.worker import Worker
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection

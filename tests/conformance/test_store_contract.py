@@ -19,8 +19,9 @@ from martian_doves.config import WorkerOptions
 from martian_doves.errors import ClaimLost, Retry
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.retry import RetryPolicy
+from martian_doves.steps import Event
 from martian_doves.stores.base import Store
-from martian_doves.worker import Event, Worker
+from martian_doves.worker import Worker
 
 if TYPE_CHECKING:
     from conftest import Backend, ShiftedClock, TimeTravel

@@ -21,9 +21,10 @@ from martian_doves.errors import ConfigError, Retry, StoreUnavailable
 from martian_doves.model import Claim, Failure, State, Status
 from martian_doves.registry import Registry
 from martian_doves.retry import RetryPolicy
+from martian_doves.steps import Event
 from martian_doves.stores import open_store
 from martian_doves.stores.memory import MemoryStore, expire_all
-from martian_doves.worker import FAST_TICK_SECONDS, Event, Worker, next_prefetch
+from martian_doves.worker import FAST_TICK_SECONDS, Worker, next_prefetch
 
 
 class RecordingStore(MemoryStore):
@@ -557,7 +558,7 @@ def test_an_overrunning_tick_makes_run_return_and_never_ends_the_process() -> No
     import threading
 
     import martian_doves
-    from martian_doves.worker import StepResult
+    from martian_doves.steps import StepResult
 
     release = threading.Event()
     calls: list[str] = []

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from martian_doves.metrics import OTHER_STATE, WorkerMetrics
 from martian_doves.model import WAIT_STATE, Claim, State
-from martian_doves.worker import Event
+from martian_doves.steps import Event
 
 
 def _claim(name: str, state: str, due_at: float | None = None) -> Claim:
