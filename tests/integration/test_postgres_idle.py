@@ -86,3 +86,23 @@ def test_a_worker_holding_nothing_is_stamped_every_quarter_lease(pg_url: str) ->
         assert last_seen() != stamped
     finally:
         store.close()
+
+
+def test_a_worker_without_the_machine_for_a_due_state_backs_off_instead_of_spinning(store: PostgresStore) -> None:
+    """A state due that this worker's claims never take (a machine it lacks, in a mixed fleet)
+    makes each wait twice as long as the one before, up to a second, not 10 ms each time."""
+    store.submit([State("other.state", "beta", {})])
+    store.register_worker("w", ["alpha"])
+    store.wait_for_work(0.01)  # starts listening
+    store.claim("w", 1, ["alpha"])
+    store.wait_for_work(0.01)  # the submit's own NOTIFY
+    waits = []
+    for _ in range(9):
+        assert store.claim("w", 1, ["alpha"]) == []  # beta is due, but not this worker's
+        store.wait_for_work(0.0)  # looks at the next due time: now, for a state it did not take
+        seen = store._quiet._seen
+        waits.append(round(seen.quiet_until - store.clock.monotonic(), 2))
+    assert waits[0] <= 0.1 and waits[-1] >= 0.9  # short at first (a timer just due), then backing off
+    assert waits == sorted(waits)
+    store.submit([State("late.state", "alpha", {"count": 1})])
+    assert [c.name for c in store.claim("w", 1, ["alpha"])] == ["late.state"]  # its own work is claimed as before

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from martian_doves.stores.postgres.connector import PostgresConnector
 
 
+#: The longest wait of a worker for states already due that its claims do not take (see
+#: ``QuietWait._until_due``): a timer of its own that falls due meanwhile runs this late at most.
+OVERDUE_MAX_SECONDS = 1.0
+
+
 class QuietWait:
     """``PostgresStore.wait_for_work``: per thread, what its last claim saw.
 
@@ -57,7 +62,7 @@ class QuietWait:
             try:
                 due = self._connector.run("wait", lambda conn, _: conn.execute(Q["next_due"]).fetchone())
                 if due and due[0] is not None:
-                    quiet = min(quiet, max(0.01, float(due[0])))
+                    quiet = min(quiet, self._until_due(float(due[0])))
             except StoreError:
                 quiet = min(quiet, timeout_seconds)  # the wait itself is the back-off
             quiet_until = seen.quiet_until = now + quiet
@@ -66,6 +71,22 @@ class QuietWait:
             return False
         self.claiming()  # told to look: what it finds is what this wait announced
         return True
+
+
+    def _until_due(self, seconds: float) -> float:
+        """How long to wait for what falls due in ``seconds``.
+
+        Something already due that the claim just before did not take is either another
+        worker's (locked) or of a machine this worker does not have (a mixed fleet): each
+        such look in a row doubles the wait, from 10 ms (a timer that fell due between the
+        claim and the look) to ``OVERDUE_MAX_SECONDS``, instead of looking 100 times a second.
+        """
+        if seconds > 0:
+            self._seen.overdue = 0
+            return seconds
+        overdue = int(getattr(self._seen, "overdue", 0))
+        self._seen.overdue = overdue + 1
+        return min(OVERDUE_MAX_SECONDS, 0.01 * 2.0 ** overdue)
 
 
 class IdleStamps:
