@@ -7,6 +7,7 @@ a worker that holds nothing is stamped alive every quarter lease, not at every b
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +104,6 @@ def test_a_worker_without_the_machine_for_a_due_state_backs_off_instead_of_spinn
         seen = store._quiet._seen
         waits.append(round(seen.quiet_until - store.clock.monotonic(), 2))
     assert waits[0] <= 0.1 and waits[-1] >= 0.9  # short at first (a timer just due), then backing off
-    assert waits == sorted(waits)
+    assert all(later >= earlier - 0.05 for earlier, later in itertools.pairwise(waits))  # remaining time, read after
     store.submit([State("late.state", "alpha", {"count": 1})])
     assert [c.name for c in store.claim("w", 1, ["alpha"])] == ["late.state"]  # its own work is claimed as before
