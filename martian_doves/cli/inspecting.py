@@ -66,7 +66,7 @@ def status(store: str | None, as_json: bool, by_state: bool, watch: bool, watch_
 def _watch(store: Store, refresh_seconds: float) -> int:
     from martian_doves.live import watch
 
-    with _interrupted_by_sigterm():
+    with _interrupted_by_stop_signals():
         try:
             watch(store, Console(), refresh_seconds, threading.Event())
         except KeyboardInterrupt:
@@ -75,16 +75,22 @@ def _watch(store: Store, refresh_seconds: float) -> int:
 
 
 @contextmanager
-def _interrupted_by_sigterm() -> Iterator[None]:
-    """SIGTERM ends the live view as Ctrl-C does (``KeyboardInterrupt``), with exit status 0."""
+def _interrupted_by_stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the live view (``KeyboardInterrupt``), with exit status 0.
+
+    SIGINT too, explicitly, as ``doves run`` does: a process started in the background
+    of a script inherits SIGINT ignored, and Python then never turns it into
+    ``KeyboardInterrupt``, so Ctrl-C or ``kill -INT`` would leave the view running.
+    """
     def handle(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handle)
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @click.command("list")

@@ -221,12 +221,15 @@ def output_waiting(leader: int) -> bool:
 
 
 def _on_a_terminal(args: list[str], answer: bytes | None = None, seconds: float = 60.0,
-                   until: Callable[[str], bool] | None = None, stop: int | None = None) -> tuple[int, str]:
+                   until: Callable[[str], bool] | None = None, stop: int | None = None,
+                   sigint_ignored: bool = False) -> tuple[int, str]:
     """Run ``doves ARGS`` on an 80-column pseudo-terminal; type ``answer``, or ``stop`` it once ``until``."""
     leader, follower = pty.openpty()
     env = environment({"COLUMNS": "80", "LINES": "50", "TERM": "xterm-256color"})
+    # A command started in the background of a script inherits SIGINT ignored (sigint_ignored).
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     process = subprocess.Popen(command(*args), stdin=follower, stdout=follower, stderr=follower, env=env,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=ignore)
     os.close(follower)
     output = b""
     deadline = time.monotonic() + seconds
@@ -288,7 +291,8 @@ def test_status_watch_prints_a_block_per_refresh_off_a_terminal_and_stops_on_sig
 def test_status_watch_is_a_live_view_that_fits_80_columns(prepared: Path) -> None:
     # A status read that takes long (a loaded machine) spaces the next by nine times its duration.
     code, output = _on_a_terminal(["status", str(prepared), "--watch", "--refresh-seconds", "0.3"], seconds=150.0,
-                                  until=lambda text: text.count("recent failures") >= 2, stop=signal.SIGINT)
+                                  until=lambda text: text.count("recent failures") >= 2, stop=signal.SIGINT,
+                                  sigint_ignored=True)
     assert code == 0, output
     for part in ("doves status", "0 pending", "6 done", "3 failed", "transitions/s", "by state", "always-fails",
                  "recent failures", "doomed.state"):
