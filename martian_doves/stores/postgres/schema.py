@@ -7,6 +7,7 @@ the pool, and ``doves migrate`` does nothing else.
 from __future__ import annotations
 
 import logging
+import time
 
 import psycopg
 from psycopg import sql
@@ -42,8 +43,15 @@ def require(connector: PostgresConnector, *, current: bool = False) -> None:
                           f"({fix}): {connector.description}")
 
 
+#: How often a store's opening is tried again when the server ends its session meanwhile.
+_SESSION_ENDED_RETRIES = 3
+
+
 def migrate(connector: PostgresConnector) -> int:
     """Create the schema or bring it to the latest version; safe to run concurrently.
+
+    A session the server ends meanwhile (an administrator, a failover) is opened again
+    and the whole check retried, as every other statement is, a few times.
 
     Returns:
         The schema version reached.
@@ -52,6 +60,17 @@ def migrate(connector: PostgresConnector) -> int:
         StoreUnavailable: the server cannot be reached.
         ConfigError: the schema is newer than this release understands.
     """
+    for attempt in range(_SESSION_ENDED_RETRIES):
+        try:
+            return _migrate_once(connector)
+        except StoreUnavailable as e:
+            if attempt + 1 == _SESSION_ENDED_RETRIES or not isinstance(e.__cause__, psycopg.errors.AdminShutdown):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(connector: PostgresConnector) -> int:
     scripts = migrations()
     with connector.connect() as conn:
         try:
