@@ -10,7 +10,7 @@ from pathlib import Path
 
 from martian_doves import codec
 from martian_doves.config import StoreConfig, WorkerOptions
-from martian_doves.errors import CodecError, ConfigError, DovesError, NotARegularFile
+from martian_doves.errors import CodecError, ConfigError, DovesError, FileTooLarge, NotARegularFile
 from martian_doves.model import State, StatusReport
 from martian_doves.registry import Registry
 from martian_doves.steps import StepResult
@@ -45,14 +45,22 @@ def iter_state_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield path
 
 
-def check_file(path: Path, registry: Registry | None = None,
-               max_bytes: int = codec.DEFAULT_MAX_STATE_BYTES) -> FileCheck:
-    """Read and validate one state file (name, size, JSON, document, and machine if given)."""
+def check_file(path: Path, registry: Registry | None = None, max_bytes: int = codec.DEFAULT_MAX_STATE_BYTES,
+               max_join_bytes: int | None = None) -> FileCheck:
+    """Read and validate one state file (name, size, JSON, document, and machine if given).
+
+    Args:
+        max_join_bytes: a join's successor (whose parent, a join entry, is in the same folder)
+            may be this large; None: no file over ``max_bytes`` is valid.
+    """
     try:
         codec.check_state_file_name(path.name)
         if path.is_symlink():
             raise NotARegularFile(f"{path.name}: is a symlink")
-        state = codec.decode(fsops.read_file(str(path), max_bytes), path.name)
+        raw = fsops.read_file(str(path), max(max_bytes, max_join_bytes or 0))
+        state = codec.decode(raw, path.name)
+        if len(raw) > max_bytes and not _joined_beside(path, state, max_bytes):
+            raise FileTooLarge(f"{path.name}: {len(raw)} bytes is over the {max_bytes}-byte limit")
         if registry is not None:
             registry.validate(state.state, state.payload)
         return FileCheck(str(path), state)
@@ -64,10 +72,24 @@ def check_file(path: Path, registry: Registry | None = None,
         return FileCheck(str(path), None, CodecError(f"{path}: {e.strerror}"))
 
 
+def _joined_beside(path: Path, state: State, max_bytes: int) -> bool:
+    """Whether ``state`` (read from ``path``) is a join's successor: its parent, in the same folder, is a
+    join entry. Only a worker writes a state over ``max_bytes``, and only as a join's successor."""
+    if not state.parent:
+        return False
+    parent = path.with_name(state.parent)
+    try:
+        if parent.is_symlink():
+            return False
+        return codec.is_join_entry(codec.decode(fsops.read_file(str(parent), max_bytes), state.parent))
+    except (OSError, DovesError):
+        return False
+
+
 def check_paths(paths: Iterable[str | os.PathLike[str]], registry: Registry | None = None,
-                max_bytes: int = codec.DEFAULT_MAX_STATE_BYTES) -> list[FileCheck]:
+                max_bytes: int = codec.DEFAULT_MAX_STATE_BYTES, max_join_bytes: int | None = None) -> list[FileCheck]:
     """``check_file`` for every state file named or inside the folders named."""
-    return [check_file(path, registry, max_bytes) for path in iter_state_paths(paths)]
+    return [check_file(path, registry, max_bytes, max_join_bytes) for path in iter_state_paths(paths)]
 
 
 def require_folder(config: StoreConfig) -> None:

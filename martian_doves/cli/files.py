@@ -11,9 +11,9 @@ from martian_doves import api
 from martian_doves.cli.options import (
     allow_unknown_option,
     machines_option,
-    max_state_bytes_option,
     registry_from,
     split_store,
+    state_size_options,
     store_config,
     store_options,
 )
@@ -65,7 +65,7 @@ def submit(args: Sequence[str], **params: Any) -> int:
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @machines_option
 @allow_unknown_option
-@max_state_bytes_option
+@state_size_options
 def validate(paths: Sequence[str], **params: Any) -> int:
     """Check state files (or folders of them) without touching any store.
 
@@ -73,7 +73,7 @@ def validate(paths: Sequence[str], **params: Any) -> int:
     loaded machine handles its state (and accepts its payload). Prints one line per
     problem; exits 1 if any file is invalid.
     """
-    checks = api.check_paths(paths, registry_from(params), params["max_state_bytes"])
+    checks = api.check_paths(paths, registry_from(params), params["max_state_bytes"], params["max_join_bytes"])
     if not checks:
         return _none_found(paths)
     bad = [check for check in checks if check.error is not None]

@@ -223,8 +223,10 @@ allow_unknown_option = option(
     "--allow-unknown-states", is_flag=True, default=False,
     help="Accept state names no loaded machine handles (when the machines live elsewhere).",
 )
-max_state_bytes_option = fields_options(StoreOptions, only=("max_state_bytes",),
-                                        help={"max_state_bytes": "Larger state files are invalid."})
+state_size_options = fields_options(
+    StoreOptions, only=("max_state_bytes", "max_join_bytes"),
+    help={"max_state_bytes": "Larger state files are invalid (a join's successor: see --max-join-bytes).",
+          "max_join_bytes": "A join's successor (its parent, a join entry, beside it) may be this large."})
 
 
 def registry_from(params: Mapping[str, Any]) -> Registry | None:

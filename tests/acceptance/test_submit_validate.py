@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from acceptance_helpers import Doves, write_state
+
+from martian_doves import codec
+from martian_doves.model import JOIN_STATE, State, WaitFor
 
 
 @pytest.fixture
@@ -98,3 +102,23 @@ def test_validate_and_submit_agree_on_a_file_named_without_state(doves: Doves, t
     assert checked.returncode == 1 and "end in .state" in checked.stdout
     submitted = doves("submit", str(store_dir), str(path))
     assert submitted.returncode == 1 and "end in .state" in submitted.stderr
+
+
+
+def test_validate_takes_a_joins_successor_up_to_the_join_limit(doves: Doves, tmp_path: Path) -> None:
+    """A join's successor (its parent beside it is a join entry) may be over --max-state-bytes, up to
+    --max-join-bytes, as the stores read it; any other file that large is still invalid."""
+    join = codec.encode(State("j.state-1", JOIN_STATE, {}, "j.state", wait=WaitFor("collect", children=2)))
+    (tmp_path / "j.state-1").write_bytes(join)
+    joined = tmp_path / "j.state-2"
+    joined.write_text(json.dumps({"state": "countdown", "parent": "j.state-1", "payload": {"blob": "x" * 8000}}))
+    plain = tmp_path / "plain.state-2"
+    plain.write_text(json.dumps({"state": "countdown", "parent": "plain.state-1", "payload": {"blob": "x" * 8000}}))
+    limits = ("--max-state-bytes", "4000", "--allow-unknown-states")
+    checked = doves("validate", str(joined), str(plain), *limits)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines() == [f"{plain}: file_too_large: plain.state-2: {plain.stat().st_size} bytes "
+                                           "is over the 4000-byte limit"]
+    assert "1 valid, 1 invalid" in checked.stderr
+    over = doves("validate", str(joined), *limits, "--max-join-bytes", "6000")
+    assert over.returncode == 1 and "j.state-2" in over.stdout and "6000-byte limit" in over.stdout, over.stdout

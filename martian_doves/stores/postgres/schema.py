@@ -60,14 +60,15 @@ def migrate(connector: PostgresConnector) -> int:
         StoreUnavailable: the server cannot be reached.
         ConfigError: the schema is newer than this release understands.
     """
-    for attempt in range(_SESSION_ENDED_RETRIES):
+    attempt = 1
+    while True:
         try:
             return _migrate_once(connector)
         except StoreUnavailable as e:
-            if attempt + 1 == _SESSION_ENDED_RETRIES or not isinstance(e.__cause__, psycopg.errors.AdminShutdown):
+            if attempt == _SESSION_ENDED_RETRIES or not isinstance(e.__cause__, psycopg.errors.AdminShutdown):
                 raise
-            time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+        time.sleep(0.1 * attempt)
+        attempt += 1
 
 
 def _migrate_once(connector: PostgresConnector) -> int:
