@@ -193,7 +193,7 @@ class Registry:
     def load_entry_points(self) -> int:
         """Load the modules published under the ``martian_doves.machines`` entry-point group."""
         found = 0
-        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for entry in _published_machines(tuple(sys.path)):
             try:
                 loaded = entry.load()
             except Exception as e:
@@ -207,6 +207,15 @@ class Registry:
                 self.add(spec)
                 found += 1
         return found
+
+
+@functools.lru_cache(maxsize=4)
+def _published_machines(path: tuple[str, ...]) -> importlib.metadata.EntryPoints:
+    """The ``martian_doves.machines`` entry points of the distributions on ``path`` (``sys.path``),
+    looked up once per process and path: the lookup reads the metadata of every installed
+    distribution (a tenth of a second or more), and a supervisor loads its machines twice (to fail
+    early, then to know what its workers run)."""
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
 def _import_source(source: str) -> types.ModuleType:

@@ -8,15 +8,17 @@
   shows it here.
 - ``pending``: for each backlog size, a fresh store gets that many machines before
   any worker runs (the submit rate is measured too), then a fleet starts: the time to
-  its first commit, and its rate over ``window_seconds`` from then on, judged by two
-  status reads (whose duration at that size is reported as well).
+  its first commit (a folder store's first done marker; any other store's status), and
+  its rate over ``window_seconds`` from then on, judged by two status reads (whose
+  duration at that size is reported as well).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -27,8 +29,9 @@ from martian_doves.benchmark.target import fresh_store
 from martian_doves.benchmark.workload import BenchOptions, countdowns
 from martian_doves.errors import ConfigError
 from martian_doves.model import State, StatusReport
+from martian_doves.sampler import next_status_after
 from martian_doves.settings import Checked, setting
-from martian_doves.stores import open_store
+from martian_doves.stores import is_postgres_url, open_store
 from martian_doves.stores.base import Store
 
 #: Machines per ``submit`` call: the driver never holds a million states at once.
@@ -134,7 +137,7 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
                 f"a sample every {every:,} transitions")
             started, submitted, next_sample = time.monotonic(), 0, 0
             while True:
-                report, _, _ = _timed_status(store)
+                report, _, took = _timed_status(store)
                 if report.done >= next_sample:
                     rss = tuple(procfs.memory_mb(pid, "VmRSS") or 0.0 for pid in pids)
                     curve.append(MemoryPoint(report.done, time.monotonic() - started, rss))
@@ -148,7 +151,9 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
                     submitted += count
                     continue
                 fleet.check()
-                time.sleep(_LOOK_SECONDS)
+                # A status of millions of files takes seconds: reading it at most a tenth of the
+                # time leaves the fleet the machine it is measured on.
+                time.sleep(next_status_after(_LOOK_SECONDS, took))
             wait_finished(store, options.timeout_seconds, fleet)
             done = store.status().done
             rss = tuple(procfs.memory_mb(pid, "VmRSS") or 0.0 for pid in pids)
@@ -171,6 +176,24 @@ def memory_curve(where: str | None, mode: str, options: BenchOptions, transition
     }
 
 
+def _committed(store: Store, target: str) -> Callable[[], bool]:
+    """Whether the fleet has committed a transition yet, asked as cheaply as the store allows:
+    on a folder store its first done marker (a ``status`` there lists every pending hint, a
+    second's work at a million), on any other its status."""
+    if is_postgres_url(target):
+        return lambda: store.status().done > 0
+    done = os.path.join(target, "done")
+
+    def seen() -> bool:
+        try:
+            with os.scandir(done) as listing:
+                return next(listing, None) is not None
+        except FileNotFoundError:
+            return False
+
+    return seen
+
+
 def _pending_point(where: str | None, mode: str, options: BenchOptions, pending: int, window_seconds: float,
                    run_args: Sequence[str], say: Progress) -> dict[str, Any]:
     with fresh_store(where) as target:
@@ -181,16 +204,18 @@ def _pending_point(where: str | None, mode: str, options: BenchOptions, pending:
             fleet = Fleet(target, mode, options.workers, options.concurrency, run_args)
             try:
                 started = time.monotonic()
-                while True:  # the first commit, seen by status: as fine as status is fast
-                    report, asked, _ = _timed_status(store)
-                    if report.done > 0:
+                committed = _committed(store, target)
+                while True:
+                    asked = time.monotonic()
+                    if committed():
                         break
                     fleet.check()
                     if asked - started > options.timeout_seconds:
                         raise BenchError(f"no commit within {options.timeout_seconds:g} s of the start")
-                    time.sleep(0.05)
+                    time.sleep(0.01)
                 first_commit = asked - started
-                first_done, first_at = report.done, asked
+                report, first_at, _ = _timed_status(store)
+                first_done = report.done
                 # How busy the workers are over the window: CPU time against wall time (ticks that
                 # do not sleep keep a busy worker on a core; one waiting for work uses none).
                 pids = fleet.worker_pids(store, report)

@@ -24,6 +24,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import socket
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,6 +105,30 @@ class _Slot:
     restart_at: float | None = None
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a worker process without running the parent's main module in it again.
+
+    A spawned child imports the parent's ``__main__`` (the ``doves`` script and with it the
+    whole CLI, a test runner, a user's script) before its target runs, in case the target's
+    arguments refer to it. A worker's are plain data (``WorkerSpec``) and its code is this
+    package's, so that import would only add a fifth of a second to every worker's start.
+    ``multiprocessing`` leaves out a main module that has neither a ``__spec__`` nor a ``__file__``.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    spec, file = getattr(main, "__spec__", None), main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if file is not None:
+            main.__file__ = file
+
+
 class Supervisor:
     """Runs ``options.workers`` worker processes for ``spec`` until done or stopped.
 
@@ -161,7 +187,8 @@ class Supervisor:
             target=worker_process_main, args=(self.spec, writer, reasons_writer),
             name=f"doves-worker-{slot.index}", daemon=False,
         )
-        process.start()
+        with _main_module_hidden():
+            process.start()
         writer.close()  # the child holds the write ends now; EOF arrives when it exits
         reasons_writer.close()
         self._pump.add(reader, self.spec.worker_name(process.pid or 0))

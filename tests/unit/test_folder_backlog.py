@@ -76,3 +76,30 @@ def test_status_of_a_large_backlog_looks_at_a_bounded_number_of_hints(store_dir:
     store.files.write_hint("b7.state", not_before=time.time() + 60)
     status = store.status()
     assert (status.pending, status.scheduled) == (9, 1)
+
+
+def test_status_counts_files_copied_in_by_hand_and_lists_the_root_only_while_no_worker_runs(
+        store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root holds every state ever written: ``status`` of a store that a worker runs (and admits
+    files copied in, at once) does not list it; with no worker it does, and counts what arrived
+    unannounced as pending, but not a file that is no state."""
+    store = _store(store_dir)
+    store.submit(_states(2))
+    listed: list[str] = []
+    listdir = views.fsops.listdir_quiet
+    monkeypatch.setattr(views.fsops, "listdir_quiet", lambda folder: listed.append(folder.path) or listdir(folder))
+    assert store.status().pending == 2
+    (store_dir / "by-hand.state").write_text('{"state": "countdown", "payload": {"count": 1}}')
+    (store_dir / "notes.txt").write_text("not a state")
+    assert store.status().pending == 3
+    assert str(store_dir) in listed
+    store.register_worker("w1")
+    written = time.time() - 60  # written a while ago: its writer is done
+    os.utime(store_dir / "by-hand.state", (written, written))
+    store.admission.scan_root()  # what a worker's claims do: the file copied in gets its hint
+    listed.clear()
+    status = store.status()
+    assert (status.pending, status.in_progress) == (3, 0)
+    assert str(store_dir) not in listed and listed  # pending/, done/ ... but never the root
+    store.unregister_worker("w1")
+    assert store.status().pending == 3

@@ -4,14 +4,17 @@ clock; and the supervisor's stop signals, counted on a fake clock."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+import threading
 
 import pytest
 
 from martian_doves.clock import FakeClock
 from martian_doves.errors import ConfigError
 from martian_doves.model import State, StatusReport
-from martian_doves.sampler import Sampler, next_status_after
+from martian_doves.sampler import SAMPLER_NICENESS, Sampler, next_status_after
 from martian_doves.stores.memory import MemoryStore
 from martian_doves.supervisor.signals import SAME_SIGNAL_SECONDS, StopSignals
 
@@ -93,3 +96,25 @@ def test_one_stop_delivered_twice_at_once_counts_once_and_a_later_one_twice() ->
     clock.advance(SAME_SIGNAL_SECONDS)
     signals.handle(signal.SIGINT, None)  # a person's second Ctrl-C
     assert signals.count == 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_the_sampling_thread_yields_the_cpu_to_the_workers() -> None:
+    """A status of a large store takes a core for a while: its thread runs at a lower priority than
+    the process (the supervisor's other threads, the workers it starts), which keeps its own."""
+    seen: list[int] = []
+    taken = threading.Event()
+
+    def note(_: StatusReport) -> None:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        taken.set()
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    sampler = Sampler(MemoryStore(), 60.0, on_sample=note)
+    sampler.start()
+    try:
+        assert taken.wait(10.0)
+    finally:
+        sampler.stop()
+    assert seen == [min(19, own + SAMPLER_NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own

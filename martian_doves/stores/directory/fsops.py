@@ -26,7 +26,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from martian_doves.errors import CodecError, FileTooLarge, NotARegularFile
@@ -361,22 +361,32 @@ def _listing_fd(folder: Folder) -> int | None:
     return os.open(".", os.O_RDONLY | os.O_DIRECTORY | CLOEXEC, dir_fd=folder.fd)
 
 
-def stat_entries(folder: Folder) -> Iterator[tuple[str, os.stat_result]]:
-    """(name, status without following links) of each entry of ``folder``; entries that vanish
-    meanwhile are skipped, and a missing folder has none."""
+def _scan(folder: Folder) -> Generator[os.DirEntry[str], None, None]:
+    """The entries of ``folder``, listed lazily through a descriptor of its own; none if it is missing."""
     fd = _listing_fd(folder)
     if fd is None:
         return
     try:
         with os.scandir(fd) as listing:
-            for entry in listing:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                yield entry.name, info
+            yield from listing
     finally:
         os.close(fd)
+
+
+def stat_entries(folder: Folder) -> Iterator[tuple[str, os.stat_result]]:
+    """(name, status without following links) of each entry of ``folder``; entries that vanish
+    meanwhile are skipped, and a missing folder has none."""
+    for entry in _scan(folder):
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield entry.name, info
+
+
+def entry_names(folder: Folder) -> Iterator[str]:
+    """The name of each entry of ``folder``, listed lazily (nothing looked at); none if it is missing."""
+    return (entry.name for entry in _scan(folder))
 
 
 def stamped_entries(folder: Folder, *, changed: bool = False) -> Iterator[tuple[str, float]]:
@@ -422,14 +432,8 @@ def remove_all(folder: Folder) -> None:
 
 def has_file(folder: Folder) -> bool:
     """Whether ``folder`` holds a plain file (usually known from its first entry)."""
-    fd = _listing_fd(folder)
-    if fd is None:
-        return False
-    try:
-        with os.scandir(fd) as listing:
-            return any(entry.is_file(follow_symlinks=False) for entry in listing)
-    finally:
-        os.close(fd)
+    with contextlib.closing(_scan(folder)) as listing:
+        return any(entry.is_file(follow_symlinks=False) for entry in listing)
 
 
 def listdir_quiet(folder: Folder) -> list[str]:

@@ -11,6 +11,7 @@ start, on inotify events and every ``scan_seconds``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -36,7 +37,7 @@ from martian_doves.stores.directory.watch import Watcher
 
 #: Longest a worker goes without looking for due timers (the timers of other workers included).
 PROMOTE_SECONDS = 0.5
-#: Due hints taken from the walk through ``pending/`` at a time.
+#: Hints taken from the walk through ``pending/`` at a time.
 WALK_BATCH = 256
 #: After a lost race for a hint, the walk jumps ahead by up to this many entries.
 SKIP_ON_RACE = 1024
@@ -80,9 +81,9 @@ class LeaseStore(FolderMachineModel, FolderInspection):
         #: Hints listed and not yet tried (a batch of the walk), in this worker's own (random) order.
         self._candidates: deque[str] = deque()
         #: The walk through ``pending/`` under way: what is left of its listing.
-        self._walk: Iterator[tuple[str, os.stat_result]] | None = None
+        self._walk: Iterator[str] | None = None
         self._walk_lock = threading.Lock()
-        #: When the earliest hint that was not due yet becomes due (wakes ``wait_for_work``).
+        #: When the earliest hint claimed before it was due (and left in place) becomes due (wakes ``wait_for_work``).
         self._next_due: float | None = None
         #: When to look for due timers and deadlines again (``scheduled/``, ``waiting/``).
         self._next_promote = 0.0
@@ -100,29 +101,21 @@ class LeaseStore(FolderMachineModel, FolderInspection):
 
     # -- claiming ------------------------------------------------------------------------------
 
-    def _refill(self, now: float) -> None:
-        """Take the next batch of due hints from the walk through ``pending/`` (a new walk if none is under way).
+    def _refill(self) -> None:
+        """Take the next batch of hints from the walk through ``pending/`` (a new walk if none is under way).
 
-        The walk is a lazy listing: the first claims need not wait for a large ``pending/``
-        to be listed, and a worker never holds more of it than a batch.
+        The walk is a lazy listing of names: the first claims need not wait for a large
+        ``pending/`` to be listed, and a worker never holds more of it than a batch. Nothing
+        is looked at one by one: ``pending/`` holds what may run now, and a claim checks its
+        hint's due time after taking it (``_still_due``).
         """
         with self._walk_lock:
             if self._walk is None:
-                self._walk = fsops.stat_entries(self.files.pending)
+                self._walk = fsops.entry_names(self.files.pending)
                 self._next_due = None
-            entries = []
-            for name, info in self._walk:
-                if info.st_mtime <= now:
-                    entries.append(name)
-                    if len(entries) >= WALK_BATCH:
-                        break
-                elif not self.leases.machines.defer_hint(name, info.st_mtime) and \
-                        (self._next_due is None or info.st_mtime < self._next_due):
-                    # A hint due later is a timer now (pending/ holds what may run): one left
-                    # by an earlier version moves aside; if it cannot, it is waited for here.
-                    self._next_due = info.st_mtime
-            else:
-                self._walk = None  # every hint was looked at: the next refill walks afresh
+            entries = list(itertools.islice(self._walk, WALK_BATCH))
+            if len(entries) < WALK_BATCH:
+                self._walk = None  # every hint was met: the next refill walks afresh
         # Each worker walks the hints in its own order so they rarely race for one.
         random.shuffle(entries)
         self._candidates.extend(entries)
@@ -150,7 +143,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
             except IndexError:  # the batch is used up (perhaps by another thread)
                 if walked and self._walk is None:
                     break  # one whole walk per call at most
-                self._refill(now)
+                self._refill()
                 walked = True
                 continue
             if wanted is not None and self._foreign(name, wanted):
@@ -180,7 +173,9 @@ class LeaseStore(FolderMachineModel, FolderInspection):
 
         Our candidate list may be older than the hint: since we listed it, another worker
         may have claimed the state and given it back with a retry delay. The hint's mtime
-        (kept by rename) is checked after the rename, so the check cannot race.
+        (kept by rename) is checked after the rename, so the check cannot race. A hint due
+        later written by an earlier version (``pending/`` now holds what may run) is then
+        moved aside as a timer.
         """
         claim = self.files.claim_at(name, token)
         found = fsops.lstat_quiet(claim)
@@ -191,7 +186,8 @@ class LeaseStore(FolderMachineModel, FolderInspection):
             return True
         fsops.link(claim, self.files.hint_at(name))  # same inode: contents and mtime kept
         fsops.unlink_quiet(claim)
-        self._next_due = due if self._next_due is None else min(self._next_due, due)
+        if not self.leases.machines.defer_hint(name, due):
+            self._next_due = due if self._next_due is None else min(self._next_due, due)
         return False
 
     def wait_for_work(self, timeout_seconds: float) -> None:
@@ -206,6 +202,7 @@ class LeaseStore(FolderMachineModel, FolderInspection):
     # -- leases ----------------------------------------------------------------------------------
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
+        self._watcher.start_in_background()  # a worker's first claims need not wait for it
         self.leases.register(worker, states)
 
     def unregister_worker(self, worker: str) -> None:

@@ -207,6 +207,7 @@ class SemaphoreStore(FolderMachineModel, FolderInspection):
 
     def register_worker(self, worker: str, states: Collection[str] | None = None) -> None:
         """Wait for the update phase (as the seed does), then register."""
+        self._watcher.start_in_background()  # a worker's first claims need not wait for it
         self._worker = worker
         while True:
             now = self.clock.time()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from martian_doves import codec
@@ -53,7 +53,7 @@ SINCE_SLACK_SECONDS = 60.0
 #: Most pending states whose state files one ``status`` reads to tell which no live worker can run.
 NO_WORKER_READS = 20_000
 #: Most hints one ``status`` looks at (one ``stat`` each) for the oldest pending; the rest are counted by name.
-HINTS_LOOKED_AT = 50_000
+HINTS_LOOKED_AT = 5_000
 #: Longest lineage walked up to find a state's machine.
 MAX_LINEAGE_STEPS = 100_000
 #: The state name shown for a state file that cannot be read.
@@ -387,33 +387,30 @@ class Reader:
         if missing:
             raise StoreUnavailable(f"{files.root} cannot be read: {', '.join(missing)} moved, removed or "
                                    "replaced (the store was removed or its volume unmounted?)")
+        registered = _registered(files, now, liveness_seconds)
+        alive = [worker for worker, _ in registered if worker.alive]
         timers, waits = self.machines.parked(timers=True), self.machines.parked(timers=False)
         hints = fsops.listdir_quiet(files.pending)
         due, later, gone, looked = self._due_hints(hints, now)
         claimed = list(fsops.stamped_files(files.in_progress))
         done = fsops.listdir_quiet(files.done)
         failed = files.failed_names()
-        # State files no marker knows (copied in and not admitted yet, in a store never run
-        # perhaps) are pending too; only those few are looked at one by one. One set, the
-        # root's names, less the markers' (C loops: a million names take a fraction of a second).
-        unknown = set(fsops.listdir_quiet(files.top)).difference(
-            hints, (split_claim(entry)[0] for entry, _ in claimed), done, failed, timers, waits)
-        arrived = [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in unknown
-                                                if codec.is_state_file_name(name))
-                   if found is not None]
+        # A live worker admits a state file copied or moved into the root at once (inotify; one
+        # written on another host of a shared volume, within --scan-seconds): the root, which
+        # holds every state ever written, is listed only when no worker runs.
+        arrived = [] if alive else self._arrived(hints, claimed, done, failed, timers, waits)
         stamps = [*due.values(), *arrived]
         recent = []
         for failed_name in failed[-RECENT_FAILURES:]:
             reason = files.read_reason(failed_name) or {}
             recent.append((failed_name, str(reason.get("code")), str(reason.get("message"))))
-        registered = _registered(files, now, liveness_seconds)
         # Both modes share these folders: report the mode the live workers run in.
         modes = sorted({mode if registration.mode is None else registration.mode
                         for worker, registration in registered if worker.alive}) or [mode]
         details: JSONDict = {"store": files.root, "mode": ", ".join(modes)}
         if looked < len(hints):
             details["oldest_pending_of"] = f"{looked} hints looked at, of {len(hints)}"
-        unrunnable = self._no_worker_for([worker for worker, _ in registered if worker.alive], due)
+        unrunnable = self._no_worker_for(alive, due)
         if unrunnable:
             details["no_worker_for"] = unrunnable
         return StatusReport(
@@ -423,11 +420,30 @@ class Reader:
             in_progress=len(claimed),
             done=len(done),
             failed=len(failed),
-            workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed]),
+            workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed],
+                                         len(done) + len(failed)),
             oldest_pending_at=min(stamps, default=None),
             recent_failures=recent,
             details=details,
         )
+
+    def _arrived(self, hints: list[str], claimed: list[tuple[str, float]], done: list[str], failed: list[str],
+                 timers: Collection[str], waits: Collection[str]) -> list[float]:
+        """The mtimes of the state files in the root that no marker knows (copied in and not admitted
+        yet, in a store never run perhaps): pending too. One set, the root's names, less the markers'
+        (C loops: a million names take a fraction of a second); only those left are looked at one by one."""
+        files = self.files
+        root = fsops.listdir_quiet(files.top)
+        folders = sum(folder.exists for folder in files.folders.values())
+        if len(root) - folders == len(hints) + len(claimed) + len(done) + len(timers) + len(waits):
+            # One entry for each marker (every state file's is in the root, a failed one's in
+            # failed/): the usual store, with nothing unannounced, counted without a set.
+            return []
+        unknown = set(root).difference(
+            hints, (split_claim(entry)[0] for entry, _ in claimed), done, failed, timers, waits)
+        return [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in unknown
+                                             if codec.is_state_file_name(name))
+                if found is not None]
 
     def _due_hints(self, hints: list[str], now: float) -> tuple[dict[str, float], int, int, int]:
         """Which of ``hints`` (names in ``pending/``) are due: the due ones looked at (name → mtime), how
@@ -477,8 +493,9 @@ class Reader:
         return [{"state": state, "count": count, "oldest_pending_at": oldest}
                 for state, (count, oldest) in sorted(found.items())]
 
-    def _worker_details(self, found: list[WorkerInfo], claimed: list[str]) -> list[WorkerInfo]:
-        """``found`` with each worker's claims and outcomes."""
+    def _worker_details(self, found: list[WorkerInfo], claimed: list[str], outcomes: int) -> list[WorkerInfo]:
+        """``found`` with each worker's claims and outcomes (of ``outcomes`` done markers and reasons in all:
+        more than a reader keeps are not counted, as they would be read again at every call)."""
         if not found:
             return found
         claims: dict[str, list[WorkerClaim]] = {}
@@ -488,12 +505,12 @@ class Reader:
             written = self.files.state_stat(name)
             state = self.state_name(name, (written.st_ino, written.st_ctime_ns)) if written else UNREADABLE
             claims.setdefault(claim.worker or "?", []).append(WorkerClaim(name, state, claim.claimed_at))
-        outcomes = self._outcome_counts()
+        counted = self._outcome_counts() if outcomes <= MEMO_ENTRIES else None
         details = []
         for worker in found:
             mine = tuple(sorted(claims.get(worker.name, ()), key=lambda c: (c.since or 0.0, c.name)))
-            processed, failed = (None, None) if outcomes is None else (
-                outcomes[(worker.name, False)] + outcomes[(worker.name, True)], outcomes[(worker.name, True)])
+            processed, failed = (None, None) if counted is None else (
+                counted[(worker.name, False)] + counted[(worker.name, True)], counted[(worker.name, True)])
             details.append(dataclasses.replace(worker, claims=mine, processed=processed, failed=failed))
         return details
 

@@ -12,12 +12,16 @@ is the temporary folder is dropped as it is read, and nothing of it is kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
+
+#: How long ``wait`` sleeps while another thread adds the watches (events are not seen yet).
+STARTING_POLL_SECONDS = 0.05
 
 try:  # inotify is Linux-only; elsewhere we fall back to polling.
     import inotify_simple
@@ -51,35 +55,73 @@ class Watcher:
         #: events are queued together, so older ones can no longer be matched.
         self._own_cookies: set[int] = set()
         self._inotify = None
+        self._folders = (tuple(arrivals), tuple(written), tuple(own))
+        #: Held while the watches are added; set once they were (or could not be).
+        self._start_lock = threading.Lock()
+        self._started = threading.Event()
         #: Held by the one thread reading the inotify descriptor.
         self._reading = threading.Lock()
         #: Guards ``_names``; notified when a read brought events.
         self._arrived = threading.Condition()
+
+    def start(self, *, wait: bool = True) -> bool:
+        """Add the watches, unless done already; whether they are in place.
+
+        Done on first use, not when the store opens: a process that opens a store without
+        waiting on it (the supervisor, ``doves submit``) never pays for it, and it costs
+        a while on a large folder (the kernel marks each of its entries it has cached: a
+        fifth of a second at a million). Files that arrived before are found by the
+        listings any caller makes after starting to watch.
+
+        Args:
+            wait: if another thread is adding them, wait for it (else answer False at once).
+        """
+        if not self._started.is_set():
+            if not self._start_lock.acquire(blocking=wait):
+                return False
+            try:
+                if not self._started.is_set():
+                    self._add_watches()
+                    self._started.set()
+            finally:
+                self._start_lock.release()
+        return self._inotify is not None
+
+    def start_in_background(self) -> None:
+        """``start`` in a thread of its own: a worker claims its first states meanwhile."""
+        threading.Thread(target=self.start, name="doves-watch-start", daemon=True).start()
+
+    def _add_watches(self) -> None:
         if inotify_simple is None:
             return
+        arrivals, written, own = self._folders
         flags = inotify_simple.flags
         # A watched folder that was replaced by a link since the store verified it is not followed.
         guard = flags.DONT_FOLLOW | flags.ONLYDIR
+        inotify = inotify_simple.INotify(nonblocking=True)
         try:
-            self._inotify = inotify_simple.INotify(nonblocking=True)
             for folder in arrivals:
                 mask = flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.ATTRIB | guard
-                self._by_wd[self._inotify.add_watch(folder, mask)] = folder
+                self._by_wd[inotify.add_watch(folder, mask)] = folder
             for folder in written:
                 # Files written in place (cp, editors) or moved in (mv): both are complete
                 # when the event comes. Renames from an ``own`` folder are dropped (see _collect).
-                self._by_wd[self._inotify.add_watch(folder, flags.CLOSE_WRITE | flags.MOVED_TO | guard)] = folder
+                self._by_wd[inotify.add_watch(folder, flags.CLOSE_WRITE | flags.MOVED_TO | guard)] = folder
             for folder in own:
-                wd = self._inotify.add_watch(folder, flags.MOVED_FROM | guard)
+                wd = inotify.add_watch(folder, flags.MOVED_FROM | guard)
                 self._by_wd[wd] = folder
                 self._own_wds.add(wd)
         except OSError as e:
             log.info("no inotify (%s); polling instead", e)
-            self.close()
+            with contextlib.suppress(OSError):
+                inotify.close()
+            return
+        self._inotify = inotify
 
     @property
     def active(self) -> bool:
-        return self._inotify is not None
+        """Whether inotify wakes ``wait`` (the watches are added now if they were not)."""
+        return self.start()
 
     def _collect(self, timeout_seconds: float) -> bool:
         """Read pending events (waiting up to ``timeout_seconds``); True if any arrived.
@@ -87,7 +129,10 @@ class Watcher:
         Only one thread reads at a time; a thread that finds the descriptor busy waits
         for the reader's events instead (or returns at once for a zero timeout).
         """
-        if self._inotify is None:
+        if not self.start(wait=False):
+            if timeout_seconds > 0:  # watches being added (or none to be had): a short poll
+                time.sleep(min(timeout_seconds, STARTING_POLL_SECONDS if not self._started.is_set()
+                               else timeout_seconds))
             return False
         if not self._reading.acquire(blocking=False):
             if timeout_seconds > 0:
@@ -126,12 +171,8 @@ class Watcher:
 
     def wait(self, timeout_seconds: float) -> None:
         """Block until something is created in a watched folder, or ``timeout_seconds``."""
-        if timeout_seconds <= 0:
-            return
-        if self._inotify is None:
-            time.sleep(timeout_seconds)
-            return
-        self._collect(timeout_seconds)
+        if timeout_seconds > 0:
+            self._collect(timeout_seconds)
 
     def take_events(self, folder: str) -> bool:
         """Whether names arrived in ``folder`` (one of ``written``) since the last ``names(folder)``."""
@@ -151,6 +192,8 @@ class Watcher:
 
     def close(self) -> None:
         """Stop watching; ``wait`` then sleeps for its timeout."""
+        with self._start_lock:  # not while the watches are being added: they would be left open
+            self._started.set()
         if self._inotify is not None:
             try:
                 self._inotify.close()
