@@ -389,6 +389,11 @@ def entry_names(folder: Folder) -> Iterator[str]:
     return (entry.name for entry in _scan(folder))
 
 
+def count_entries(folder: Folder) -> int:
+    """How many entries ``folder`` has (none if it is missing), counted without holding their names."""
+    return sum(1 for _ in _scan(folder))
+
+
 def stamped_entries(folder: Folder, *, changed: bool = False) -> Iterator[tuple[str, float]]:
     """(name, mtime) of each entry of ``folder``; entries that vanish meanwhile are skipped.
 

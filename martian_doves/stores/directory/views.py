@@ -393,7 +393,9 @@ class Reader:
         hints = fsops.listdir_quiet(files.pending)
         due, later, gone, looked = self._due_hints(hints, now)
         claimed = list(fsops.stamped_files(files.in_progress))
-        done = fsops.listdir_quiet(files.done)
+        # Counted, not listed: done/ holds one marker per transition ever made, and a
+        # supervisor samples this while its fleet runs for weeks.
+        done = fsops.count_entries(files.done)
         failed = files.failed_names()
         # A live worker admits a state file copied or moved into the root at once (inotify; one
         # written on another host of a shared volume, within --scan-seconds): the root, which
@@ -418,16 +420,16 @@ class Reader:
             scheduled=later + len(timers),
             waiting=len(waits),
             in_progress=len(claimed),
-            done=len(done),
+            done=done,
             failed=len(failed),
             workers=self._worker_details([worker for worker, _ in registered], [entry for entry, _ in claimed],
-                                         len(done) + len(failed)),
+                                         done + len(failed)),
             oldest_pending_at=min(stamps, default=None),
             recent_failures=recent,
             details=details,
         )
 
-    def _arrived(self, hints: list[str], claimed: list[tuple[str, float]], done: list[str], failed: list[str],
+    def _arrived(self, hints: list[str], claimed: list[tuple[str, float]], done: int, failed: list[str],
                  timers: Collection[str], waits: Collection[str]) -> list[float]:
         """The mtimes of the state files in the root that no marker knows (copied in and not admitted
         yet, in a store never run perhaps): pending too. One set, the root's names, less the markers'
@@ -435,12 +437,13 @@ class Reader:
         files = self.files
         root = fsops.listdir_quiet(files.top)
         folders = sum(folder.exists for folder in files.folders.values())
-        if len(root) - folders == len(hints) + len(claimed) + len(done) + len(timers) + len(waits):
+        if len(root) - folders == len(hints) + len(claimed) + done + len(timers) + len(waits):
             # One entry for each marker (every state file's is in the root, a failed one's in
             # failed/): the usual store, with nothing unannounced, counted without a set.
             return []
         unknown = set(root).difference(
-            hints, (split_claim(entry)[0] for entry, _ in claimed), done, failed, timers, waits)
+            hints, (split_claim(entry)[0] for entry, _ in claimed), fsops.entry_names(files.done), failed, timers,
+            waits)
         return [found.st_mtime for found in (fsops.lstat_quiet(files.state_at(name)) for name in unknown
                                              if codec.is_state_file_name(name))
                 if found is not None]
