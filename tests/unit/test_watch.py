@@ -90,3 +90,22 @@ def test_the_stores_own_renames_into_the_root_are_not_named(tmp_path: Path) -> N
         assert watcher.names(str(root)) == {"x.state": True}
     finally:
         watcher.close()
+
+
+def test_a_refused_inotify_instance_means_polling_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the user's limit of inotify instances (``fs.inotify.max_user_instances``) the kernel refuses a new
+    one: the store polls instead, whether the watches are added on first use or in the background."""
+    inotify_simple = pytest.importorskip("inotify_simple")
+
+    def refused(*_: object, **__: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(inotify_simple, "INotify", refused)
+    for background in (False, True):
+        watcher = Watcher(arrivals=[str(tmp_path)])
+        if background:
+            watcher.start_in_background()
+        assert not watcher.active
+        watcher.wait(0.01)  # a plain sleep now
+        assert not watcher.take_events(str(tmp_path))
+        watcher.close()

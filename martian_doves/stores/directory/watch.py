@@ -98,8 +98,9 @@ class Watcher:
         flags = inotify_simple.flags
         # A watched folder that was replaced by a link since the store verified it is not followed.
         guard = flags.DONT_FOLLOW | flags.ONLYDIR
-        inotify = inotify_simple.INotify(nonblocking=True)
+        inotify = None
         try:
+            inotify = inotify_simple.INotify(nonblocking=True)  # refused past the user's instance limit
             for folder in arrivals:
                 mask = flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.ATTRIB | guard
                 self._by_wd[inotify.add_watch(folder, mask)] = folder
@@ -113,8 +114,9 @@ class Watcher:
                 self._own_wds.add(wd)
         except OSError as e:
             log.info("no inotify (%s); polling instead", e)
-            with contextlib.suppress(OSError):
-                inotify.close()
+            if inotify is not None:
+                with contextlib.suppress(OSError):
+                    inotify.close()
             return
         self._inotify = inotify
 
